@@ -1,0 +1,73 @@
+# pg_usage_analytics — the two front doors are `make demo` and `make test`.
+# Every target installs what it needs first (`make deps`, idempotent and quick
+# when everything is present), so a clean clone on a fresh machine works.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+export CARGO_BUILD_JOBS ?= 2
+
+PG_BIN      ?= /usr/lib/postgresql/15/bin
+PG_CONFIG   ?= $(PG_BIN)/pg_config
+PGRX_VERSION := 0.18.0
+APT_PACKAGES := postgresql-15 postgresql-contrib-15 postgresql-server-dev-15 libclang-dev sudo \
+                postgresql-15-cron prometheus prometheus-postgres-exporter
+
+.PHONY: all deps build install install-release test fmt-check clippy unit pgrx-test integration \
+        grafana-test demo bench clean
+
+all: build
+
+## deps: Debian packages, cargo-pgrx $(PGRX_VERSION), pgrx init for PostgreSQL 15.
+deps:
+	@scripts/deps.sh "$(PG_CONFIG)" "$(PGRX_VERSION)" $(APT_PACKAGES)
+
+build: deps
+	cargo build --workspace
+
+## install: the extension (debug build) into the local PostgreSQL 15.
+install: deps
+	cd pg_usage_analytics && cargo pgrx install --pg-config "$(PG_CONFIG)"
+
+install-release: deps
+	cd pg_usage_analytics && cargo pgrx install --release --pg-config "$(PG_CONFIG)"
+
+## test: every test, in order, stopping at the first failure.
+test: deps fmt-check clippy unit pgrx-test install integration grafana-test
+	@echo "make test: all suites passed"
+
+fmt-check:
+	cargo fmt --all --check
+
+clippy: deps
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## unit: pure Rust tests (pricing, filters, CSV, validation, exporter logic).
+unit: deps
+	cargo test -p pg_usage_analytics --lib -- pricing:: filters:: csv:: validate:: proptests::
+	cargo test -p usage-analytics-exporter
+
+## pgrx-test: #[pg_test]s inside a real backend (cargo-pgrx runs initdb as postgres).
+pgrx-test: deps
+	rm -rf /tmp/pua-pgrx-test && mkdir -p /tmp/pua-pgrx-test && chown postgres /tmp/pua-pgrx-test
+	cd pg_usage_analytics && cargo pgrx test pg15 --runas postgres --pgdata /tmp/pua-pgrx-test/data
+
+## integration: tests/ against a cluster the tests start (pg_cron preloaded).
+integration: install
+	cargo build -p usage-analytics-exporter
+	cargo test -p integration-tests -- --test-threads=2
+
+grafana-test: deps
+	bash grafana/test.sh
+
+## demo: the main job: cluster, extension, demo data, rollups, pg_cron, exporter, Prometheus.
+demo: deps install-release
+	cargo build --release -p usage-analytics-exporter
+	bash scripts/demo.sh
+
+## bench: benchmarks with ratios against baselines measured in the same run.
+bench: deps install-release
+	cargo build --release -p usage-analytics-exporter
+	bash scripts/bench.sh
+
+clean:
+	cargo clean

@@ -1,0 +1,368 @@
+//! The one filter parser shared by records, summary, trend and export.
+//!
+//! Filters arrive as a JSON object; every key is typed and checked here, and
+//! the result is a WHERE clause made only of fixed fragments with `$n`
+//! placeholders. Values are bound as parameters, never spliced into SQL.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01).
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+pub const MAX_SEARCH_CHARS: usize = 200;
+pub const MAX_TEXT_FILTER_CHARS: usize = 1000;
+
+/// Parameter positions in every query built from `Filters::where_sql`.
+pub mod param {
+    pub const START: usize = 1;
+    pub const END: usize = 2;
+    pub const USER_ID: usize = 3;
+    pub const AGENT_ID: usize = 4;
+    pub const FRAMEWORK: usize = 5;
+    pub const PROVIDER: usize = 6;
+    pub const MODEL: usize = 7;
+    pub const MESSAGE_TYPE: usize = 8;
+    pub const SUCCESS: usize = 9;
+    pub const SEARCH: usize = 10;
+    pub const AFTER_TIMESTAMP: usize = 11;
+    pub const AFTER_ID: usize = 12;
+}
+
+pub const KNOWN_KEYS: &[&str] = &[
+    "start_date",
+    "end_date",
+    "user_id",
+    "agent_id",
+    "framework",
+    "provider",
+    "model",
+    "message_type",
+    "success",
+    "search",
+    "after_timestamp",
+    "after_id",
+];
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct FilterError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for FilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid filter \"{}\": {}", self.key, self.problem)
+    }
+}
+
+fn error(key: &str, problem: impl Into<String>) -> FilterError {
+    FilterError { key: key.to_string(), problem: problem.into() }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Filters {
+    /// Inclusive lower bound, Postgres microseconds.
+    pub start: Option<i64>,
+    /// Exclusive upper bound, Postgres microseconds (a plain date means the
+    /// start of the following day).
+    pub end: Option<i64>,
+    pub user_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub framework: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub message_type: Option<String>,
+    pub success: Option<bool>,
+    /// The ILIKE pattern (`%…%`, metacharacters escaped), not the raw text.
+    pub search: Option<String>,
+    /// Keyset pagination: rows strictly after (older than) this position in
+    /// `timestamp DESC, id DESC` order.
+    pub after_timestamp: Option<i64>,
+    pub after_id: Option<String>,
+}
+
+impl Filters {
+    pub fn parse(value: Option<&Value>) -> Result<Filters, FilterError> {
+        let object = match value {
+            None | Some(Value::Null) => return Ok(Filters::default()),
+            Some(Value::Object(object)) => object,
+            Some(other) => {
+                return Err(error("filters", format!("must be a JSON object, got {}", type_name(other))))
+            }
+        };
+        if let Some(unknown) = object.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+            return Err(error(unknown, format!("unknown key; known keys are {}", KNOWN_KEYS.join(", "))));
+        }
+        let filters = Filters {
+            start: date_bound(object, "start_date", DayEdge::Start)?,
+            end: date_bound(object, "end_date", DayEdge::EndInclusive)?,
+            user_id: uuid_value(object, "user_id")?,
+            agent_id: text(object, "agent_id")?,
+            framework: text(object, "framework")?.map(|s| s.to_lowercase()),
+            provider: text(object, "provider")?.map(|s| s.to_lowercase()),
+            model: text(object, "model")?.map(|s| s.to_lowercase()),
+            message_type: text(object, "message_type")?.map(|s| s.to_lowercase()),
+            success: boolean(object, "success")?,
+            search: search_pattern(object)?,
+            after_timestamp: date_bound(object, "after_timestamp", DayEdge::Start)?,
+            after_id: uuid_value(object, "after_id")?,
+        };
+        if filters.after_id.is_some() && filters.after_timestamp.is_none() {
+            return Err(error("after_id", "needs after_timestamp as well"));
+        }
+        Ok(filters)
+    }
+
+    /// Whether only the columns kept by the daily rollups are filtered on, so
+    /// whole days may be read from `agent_performance_metrics`.
+    pub fn rollup_compatible(&self) -> bool {
+        self.model.is_none()
+            && self.message_type.is_none()
+            && self.success.is_none()
+            && self.search.is_none()
+            && self.after_timestamp.is_none()
+    }
+
+    /// The WHERE clause over `agent_usage_detailed` (alias-free column
+    /// names), `TRUE` when nothing is filtered.
+    pub fn where_sql(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        let mut add = |present: bool, fragment: String| {
+            if present {
+                parts.push(fragment);
+            }
+        };
+        add(self.start.is_some(), format!("\"timestamp\" >= ${}", param::START));
+        add(self.end.is_some(), format!("\"timestamp\" < ${}", param::END));
+        add(self.user_id.is_some(), format!("user_id = ${}", param::USER_ID));
+        add(self.agent_id.is_some(), format!("agent_id = ${}", param::AGENT_ID));
+        add(self.framework.is_some(), format!("framework = ${}", param::FRAMEWORK));
+        add(self.provider.is_some(), format!("provider = ${}", param::PROVIDER));
+        add(self.model.is_some(), format!("model = ${}", param::MODEL));
+        add(self.message_type.is_some(), format!("message_type = ${}", param::MESSAGE_TYPE));
+        add(self.success.is_some(), format!("success = ${}", param::SUCCESS));
+        add(
+            self.search.is_some(),
+            format!(
+                "(agent_id ILIKE ${p} OR agent_name ILIKE ${p} OR model ILIKE ${p} OR error_message ILIKE ${p})",
+                p = param::SEARCH
+            ),
+        );
+        match (self.after_timestamp.is_some(), self.after_id.is_some()) {
+            (true, true) => parts.push(format!(
+                "(\"timestamp\", id) < (${}, ${})",
+                param::AFTER_TIMESTAMP,
+                param::AFTER_ID
+            )),
+            (true, false) => parts.push(format!("\"timestamp\" < ${}", param::AFTER_TIMESTAMP)),
+            _ => {}
+        }
+        if parts.is_empty() {
+            "TRUE".to_string()
+        } else {
+            parts.join(" AND ")
+        }
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A string value; `null` and "" mean "not filtered" (what a UI sends for "All").
+fn text(object: &Map<String, Value>, key: &str) -> Result<Option<String>, FilterError> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.chars().count() > MAX_TEXT_FILTER_CHARS {
+                return Err(error(key, format!("longer than {MAX_TEXT_FILTER_CHARS} characters")));
+            }
+            if s.contains('\0') {
+                return Err(error(key, "contains a NUL character"));
+            }
+            Ok((!s.is_empty()).then(|| s.to_string()))
+        }
+        Some(other) => Err(error(key, format!("must be a string, got {}", type_name(other)))),
+    }
+}
+
+fn uuid_value(object: &Map<String, Value>, key: &str) -> Result<Option<String>, FilterError> {
+    let Some(s) = text(object, key)? else {
+        return Ok(None);
+    };
+    uuid::Uuid::parse_str(&s)
+        .map(|u| Some(u.hyphenated().to_string()))
+        .map_err(|_| error(key, format!("must be a UUID, got {s:?}")))
+}
+
+fn boolean(object: &Map<String, Value>, key: &str) -> Result<Option<bool>, FilterError> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(error(key, format!("must be a boolean (true or false), got {}", type_name(other)))),
+    }
+}
+
+fn search_pattern(object: &Map<String, Value>) -> Result<Option<String>, FilterError> {
+    let Some(s) = text(object, "search")? else {
+        return Ok(None);
+    };
+    if s.chars().count() > MAX_SEARCH_CHARS {
+        return Err(error("search", format!("longer than {MAX_SEARCH_CHARS} characters")));
+    }
+    let mut pattern = String::with_capacity(s.len() + 2);
+    pattern.push('%');
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('%');
+    Ok(Some(pattern))
+}
+
+#[derive(Clone, Copy)]
+enum DayEdge {
+    Start,
+    /// A plain date as an upper bound includes the whole day.
+    EndInclusive,
+}
+
+fn date_bound(object: &Map<String, Value>, key: &str, edge: DayEdge) -> Result<Option<i64>, FilterError> {
+    let Some(s) = text(object, key)? else {
+        return Ok(None);
+    };
+    parse_date_or_timestamp(&s, edge).map(Some).ok_or_else(|| {
+        error(
+            key,
+            format!("must be an ISO date (2024-12-31) or timestamp (2024-12-31T23:59:59Z), got {s:?}"),
+        )
+    })
+}
+
+fn parse_date_or_timestamp(s: &str, edge: DayEdge) -> Option<i64> {
+    let utc_micros = if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let day = match edge {
+            DayEdge::Start => date,
+            DayEdge::EndInclusive => date.succ_opt()?,
+        };
+        day.and_time(NaiveTime::MIN).and_utc().timestamp_micros()
+    } else if let Ok(ts) = DateTime::parse_from_rfc3339(&s.replacen(' ', "T", 1)) {
+        ts.with_timezone(&Utc).timestamp_micros()
+    } else {
+        // No offset given: the timestamp is read as UTC, like the rollup days.
+        let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
+            .iter()
+            .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())?;
+        naive.and_utc().timestamp_micros()
+    };
+    utc_micros.checked_sub(PG_EPOCH_OFFSET_MICROS)
+}
+
+/// Postgres microseconds for a UTC calendar day's midnight.
+pub fn day_start_micros(date: NaiveDate) -> i64 {
+    date.and_time(NaiveTime::MIN).and_utc().timestamp_micros() - PG_EPOCH_OFFSET_MICROS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<Filters, FilterError> {
+        Filters::parse(Some(&v))
+    }
+
+    fn micros(date: &str) -> i64 {
+        day_start_micros(NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap())
+    }
+
+    #[test]
+    fn empty_and_null_filter_nothing() {
+        assert_eq!(parse(json!({})).unwrap(), Filters::default());
+        assert_eq!(Filters::parse(None).unwrap(), Filters::default());
+        assert_eq!(parse(json!({"provider": null, "agent_id": ""})).unwrap(), Filters::default());
+        assert_eq!(Filters::default().where_sql(), "TRUE");
+    }
+
+    #[test]
+    fn plain_end_date_includes_the_whole_day() {
+        let f = parse(json!({"start_date": "2024-03-01", "end_date": "2024-03-31"})).unwrap();
+        assert_eq!(f.start, Some(micros("2024-03-01")));
+        assert_eq!(f.end, Some(micros("2024-04-01")));
+    }
+
+    #[test]
+    fn timestamp_end_date_is_exclusive_and_offsets_apply() {
+        let f = parse(json!({"end_date": "2024-03-31T10:00:00+02:00", "start_date": "2024-03-01 00:00:00"})).unwrap();
+        assert_eq!(f.end, Some(micros("2024-03-31") + 8 * 3_600_000_000));
+        assert_eq!(f.start, Some(micros("2024-03-01")));
+        let z = parse(json!({"end_date": "2024-03-31T00:00:00.5Z"})).unwrap();
+        assert_eq!(z.end, Some(micros("2024-03-31") + 500_000));
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_key() {
+        let cases = [
+            (json!({"user": "x"}), "user"),
+            (json!({"success": "true"}), "success"),
+            (json!({"user_id": "not-a-uuid"}), "user_id"),
+            (json!({"user_id": 5}), "user_id"),
+            (json!({"start_date": "yesterday"}), "start_date"),
+            (json!({"end_date": "2024-02-30"}), "end_date"),
+            (json!({"provider": ["openai"]}), "provider"),
+            (json!({"search": {"a": 1}}), "search"),
+            (json!({"after_id": "00000000-0000-0000-0000-000000000000"}), "after_id"),
+            (json!(["provider"]), "filters"),
+        ];
+        for (value, key) in cases {
+            let err = parse(value.clone()).unwrap_err();
+            assert_eq!(err.key, key, "{value}");
+            assert!(err.to_string().contains(key));
+        }
+    }
+
+    #[test]
+    fn values_stay_out_of_the_sql_text() {
+        let f = parse(json!({
+            "agent_id": "x'; DROP TABLE t; --",
+            "provider": "OpenAI",
+            "success": false,
+            "search": "50%_off\\",
+            "user_id": "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"
+        }))
+        .unwrap();
+        let sql = f.where_sql();
+        assert!(!sql.contains("DROP"));
+        assert!(!sql.contains("openai"));
+        assert_eq!(f.provider.as_deref(), Some("openai"));
+        assert_eq!(f.search.as_deref(), Some("%50\\%\\_off\\\\%"));
+        assert_eq!(f.user_id.as_deref(), Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"));
+        assert!(sql.contains("agent_id = $4") && sql.contains("success = $9") && sql.contains("ILIKE $10"));
+        assert!(!f.rollup_compatible());
+    }
+
+    #[test]
+    fn keyset_position() {
+        let f = parse(json!({"after_timestamp": "2024-01-01T00:00:00Z",
+                             "after_id": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}))
+        .unwrap();
+        assert_eq!(f.where_sql(), "(\"timestamp\", id) < ($11, $12)");
+    }
+
+    #[test]
+    fn search_length_is_limited() {
+        let long = "x".repeat(MAX_SEARCH_CHARS + 1);
+        assert_eq!(parse(json!({ "search": long })).unwrap_err().key, "search");
+    }
+}

@@ -1,0 +1,63 @@
+//! pg_usage_analytics: AI/LLM usage and cost analytics inside PostgreSQL.
+//!
+//! Hand-written SQL (schema, triggers, queries, rollups, security) lives in
+//! `../sql/*.sql`; the Rust modules hold the logic: model resolution and exact
+//! pricing, the filter parser, CSV writing and input validation.
+
+use pgrx::prelude::*;
+
+pub mod csv;
+pub mod filters;
+mod identity;
+mod price_cache;
+pub mod pricing;
+mod queries;
+mod usage;
+pub mod validate;
+
+::pgrx::pg_module_magic!();
+
+extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!(
+    "../../sql/counters.sql",
+    name = "counters",
+    requires = ["schema", price_usage_row, invalidate_price_cache]
+);
+extension_sql_file!(
+    "../../sql/partitions.sql",
+    name = "partitions",
+    requires = ["schema", "counters"]
+);
+extension_sql_file!(
+    "../../sql/queries.sql",
+    name = "queries",
+    requires = [
+        "schema",
+        "counters",
+        check_filters,
+        _filter_timestamp,
+        _filter_text,
+        _filter_uuid,
+        _filter_success,
+        _filter_rollup_compatible
+    ]
+);
+extension_sql_file!("../../sql/rollups.sql", name = "rollups", requires = ["schema", "counters"]);
+extension_sql_file!(
+    "../../sql/security.sql",
+    name = "security",
+    finalize
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+/// Used by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

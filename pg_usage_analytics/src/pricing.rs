@@ -1,0 +1,437 @@
+//! Model resolution and exact cost arithmetic. Pure Rust: no Postgres here, so
+//! every rule is covered by fast unit tests and property tests.
+//!
+//! Timestamps are opaque, ordered `i64` microseconds (Postgres' internal
+//! `timestamptz` representation); this module only compares them.
+
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+use std::fmt;
+
+/// Prefixes that SDKs, gateways and clouds put before a model id
+/// (`openai:gpt-4o`, `anthropic.claude-3-haiku-…`, `google-gla:gemini-…`).
+const VENDOR_PREFIXES: &[&str] = &[
+    "openai",
+    "anthropic",
+    "google",
+    "google-gla",
+    "google-vertex",
+    "vertex_ai",
+    "vertexai",
+    "gemini",
+    "perplexity",
+    "bedrock",
+    "azure",
+    "meta",
+    "groq",
+    "mistral",
+    "together",
+];
+
+/// AWS cross-region inference profiles: `us.anthropic.claude-…`.
+const REGION_PREFIXES: &[&str] = &["us", "eu", "apac", "global"];
+
+/// One price row from `model_pricing`, per 1,000 tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PricePoint {
+    pub effective_from: i64,
+    pub effective_to: Option<i64>,
+    pub input_usd_per_1k: Decimal,
+    pub output_usd_per_1k: Decimal,
+}
+
+impl PricePoint {
+    fn in_force_at(&self, at: i64) -> bool {
+        self.effective_from <= at && self.effective_to.is_none_or(|to| at < to)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum CostError {
+    NegativeTokens { argument: &'static str, value: i64 },
+    Overflow,
+}
+
+impl fmt::Display for CostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CostError::NegativeTokens { argument, value } => {
+                write!(f, "{argument} must be >= 0, got {value}")
+            }
+            CostError::Overflow => write!(f, "cost exceeds the range of exact decimal arithmetic"),
+        }
+    }
+}
+
+/// The known models, their prices over time and each provider's default model.
+#[derive(Default, Debug)]
+pub struct PriceBook {
+    /// (normalized id, canonical id), longest normalized id first so the
+    /// first match is the longest one.
+    known: Vec<(String, String)>,
+    /// (provider, canonical model) → price history ordered by effective_from.
+    prices: HashMap<(String, String), Vec<PricePoint>>,
+    /// canonical model → providers that price it, for lookups whose provider
+    /// differs from the pricing row's (a gateway reselling a model).
+    providers_of: HashMap<String, Vec<String>>,
+    defaults: HashMap<String, String>,
+}
+
+impl PriceBook {
+    pub fn add_price(&mut self, provider: &str, model: &str, point: PricePoint) {
+        let provider = provider.trim().to_lowercase();
+        let model = model.trim().to_lowercase();
+        let history = self.prices.entry((provider.clone(), model.clone())).or_default();
+        history.push(point);
+        history.sort_by_key(|p| p.effective_from);
+        let providers = self.providers_of.entry(model.clone()).or_default();
+        if !providers.contains(&provider) {
+            providers.push(provider);
+            providers.sort();
+        }
+        if !self.known.iter().any(|(_, canonical)| *canonical == model) {
+            self.known.push((normalize(&model), model));
+            self.known.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        }
+    }
+
+    pub fn set_default(&mut self, provider: &str, model: &str) {
+        self.defaults.insert(provider.trim().to_lowercase(), model.trim().to_lowercase());
+    }
+
+    /// The canonical model id for what a provider or SDK sent, the provider's
+    /// default for NULL/empty, `None` when nothing known matches.
+    pub fn resolve(&self, provider: Option<&str>, model: Option<&str>) -> Option<String> {
+        let model = model.map(str::trim).unwrap_or("");
+        if model.is_empty() {
+            let provider = provider?.trim().to_lowercase();
+            return self.defaults.get(&provider).cloned();
+        }
+        let candidate = normalize(strip_wrappers(&model.to_lowercase()));
+        self.known
+            .iter()
+            .find(|(normalized, _)| matches_with_version_suffix(&candidate, normalized))
+            .map(|(_, canonical)| canonical.clone())
+    }
+
+    /// The price in force at `at` for a canonical model, preferring the
+    /// pricing row of the given provider.
+    pub fn price_at(&self, provider: Option<&str>, model: &str, at: i64) -> Option<&PricePoint> {
+        let provider = provider.map(|p| p.trim().to_lowercase());
+        let own = provider
+            .as_ref()
+            .and_then(|p| self.prices.get(&(p.clone(), model.to_string())));
+        let history = match own {
+            Some(history) => history,
+            None => {
+                let first = self.providers_of.get(model)?.first()?;
+                self.prices.get(&(first.clone(), model.to_string()))?
+            }
+        };
+        history.iter().rev().find(|p| p.in_force_at(at))
+    }
+
+    /// Resolves the model and prices the tokens at `at`. `Ok(None)` means no
+    /// price is known (unknown model, or no price in force then).
+    pub fn cost(
+        &self,
+        provider: Option<&str>,
+        model: Option<&str>,
+        input_tokens: i64,
+        output_tokens: i64,
+        at: i64,
+    ) -> Result<Option<Decimal>, CostError> {
+        check_tokens(input_tokens, output_tokens)?;
+        let Some(canonical) = self.resolve(provider, model) else {
+            return Ok(None);
+        };
+        match self.price_at(provider, &canonical, at) {
+            Some(price) => cost_of(price, input_tokens, output_tokens).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+pub fn check_tokens(input_tokens: i64, output_tokens: i64) -> Result<(), CostError> {
+    if input_tokens < 0 {
+        return Err(CostError::NegativeTokens { argument: "input_tokens", value: input_tokens });
+    }
+    if output_tokens < 0 {
+        return Err(CostError::NegativeTokens { argument: "output_tokens", value: output_tokens });
+    }
+    Ok(())
+}
+
+/// Exact cost: (input × input price + output × output price) / 1000, with
+/// trailing zeros removed. Never rounds: anything that would need rounding is
+/// an overflow error instead.
+pub fn cost_of(price: &PricePoint, input_tokens: i64, output_tokens: i64) -> Result<Decimal, CostError> {
+    let input = Decimal::from(input_tokens)
+        .checked_mul(price.input_usd_per_1k)
+        .ok_or(CostError::Overflow)?;
+    let output = Decimal::from(output_tokens)
+        .checked_mul(price.output_usd_per_1k)
+        .ok_or(CostError::Overflow)?;
+    let per_thousand = input.checked_add(output).ok_or(CostError::Overflow)?;
+    // Dividing by 1000 adds three decimal places; beyond 28 rust_decimal
+    // would round, so refuse instead of returning an inexact cost.
+    if per_thousand.scale() + 3 > 28 {
+        return Err(CostError::Overflow);
+    }
+    let mut cost = Decimal::from_i128_with_scale(per_thousand.mantissa(), per_thousand.scale() + 3);
+    cost = cost.normalize();
+    Ok(cost)
+}
+
+/// Drops what wraps a model id: paths (`openai/gpt-4o`, `models/gemini-…`),
+/// a `vendor:` prefix, `:0`/`:free` suffixes and `us.anthropic.` prefixes.
+fn strip_wrappers(lowered: &str) -> &str {
+    let mut s = lowered.rsplit('/').next().unwrap_or(lowered).trim();
+    if let Some((head, tail)) = s.split_once(':') {
+        if VENDOR_PREFIXES.contains(&head.trim()) {
+            s = tail.trim();
+        }
+    }
+    if let Some((head, _)) = s.split_once(':') {
+        s = head.trim();
+    }
+    if let Some((head, tail)) = s.split_once('.') {
+        if REGION_PREFIXES.contains(&head) && tail.split_once('.').is_some_and(|(v, _)| VENDOR_PREFIXES.contains(&v)) {
+            s = tail;
+        }
+    }
+    if let Some((head, tail)) = s.split_once('.') {
+        if VENDOR_PREFIXES.contains(&head) {
+            s = tail;
+        }
+    }
+    s
+}
+
+/// Dots, underscores, spaces and `@` become dashes, so `claude-3.5-sonnet`,
+/// `claude_3_5_sonnet` and `claude-3-5-sonnet@20240620` compare equal.
+pub fn normalize(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for ch in id.trim().chars() {
+        let ch = match ch {
+            '.' | '_' | ' ' | '@' => '-',
+            other => other.to_ascii_lowercase(),
+        };
+        if ch == '-' && (out.is_empty() || out.ends_with('-')) {
+            continue;
+        }
+        out.push(ch);
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// `candidate` is `known` itself or `known` followed by dated/version
+/// suffixes only (`-2024-08-06`, `-20241022`, `-0125`, `-002`, `-latest`, `-v2`).
+fn matches_with_version_suffix(candidate: &str, known: &str) -> bool {
+    let Some(rest) = candidate.strip_prefix(known) else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(rest) = rest.strip_prefix('-') else {
+        return false;
+    };
+    rest.split('-').all(is_version_token)
+}
+
+fn is_version_token(token: &str) -> bool {
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    all_digits(token) || token == "latest" || token.strip_prefix('v').is_some_and(all_digits)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    /// The seed's 12 models, prices per 1K tokens.
+    pub(crate) const SEED_PRICES: &[(&str, &str, &str, &str)] = &[
+        ("openai", "gpt-4o", "0.0025", "0.01"),
+        ("openai", "gpt-4o-mini", "0.00015", "0.0006"),
+        ("openai", "gpt-4-turbo", "0.01", "0.03"),
+        ("openai", "gpt-3.5-turbo", "0.0005", "0.0015"),
+        ("anthropic", "claude-3-5-sonnet", "0.003", "0.015"),
+        ("anthropic", "claude-3-opus", "0.015", "0.075"),
+        ("anthropic", "claude-3-haiku", "0.00025", "0.00125"),
+        ("perplexity", "llama-3.1-sonar-small-128k-online", "0.0002", "0.0002"),
+        ("perplexity", "llama-3.1-sonar-large-128k-online", "0.001", "0.001"),
+        ("perplexity", "llama-3.1-sonar-huge-128k-online", "0.005", "0.005"),
+        ("google", "gemini-1.5-pro", "0.00125", "0.005"),
+        ("google", "gemini-1.5-flash", "0.000075", "0.0003"),
+    ];
+
+    pub(crate) fn seed_book() -> PriceBook {
+        let mut book = PriceBook::default();
+        for (provider, model, input, output) in SEED_PRICES {
+            book.add_price(
+                provider,
+                model,
+                PricePoint {
+                    effective_from: i64::MIN,
+                    effective_to: None,
+                    input_usd_per_1k: Decimal::from_str(input).unwrap(),
+                    output_usd_per_1k: Decimal::from_str(output).unwrap(),
+                },
+            );
+        }
+        book.set_default("openai", "gpt-4o-mini");
+        book.set_default("anthropic", "claude-3-haiku");
+        book.set_default("perplexity", "llama-3.1-sonar-small-128k-online");
+        book.set_default("google", "gemini-1.5-flash");
+        book
+    }
+
+    #[test]
+    fn resolves_what_sdks_send() {
+        let book = seed_book();
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            ("openai", Some("gpt-4o"), Some("gpt-4o")),
+            ("openai", Some("GPT-4o"), Some("gpt-4o")),
+            ("openai", Some("gpt-4o-2024-08-06"), Some("gpt-4o")),
+            ("openai", Some("gpt-4o-2024-05-13"), Some("gpt-4o")),
+            ("openai", Some("gpt-4o-mini-2024-07-18"), Some("gpt-4o-mini")),
+            ("openai", Some("openai/gpt-4o-mini"), Some("gpt-4o-mini")),
+            ("openai", Some("openai:gpt-4o"), Some("gpt-4o")),
+            ("openai", Some("gpt-4-turbo-2024-04-09"), Some("gpt-4-turbo")),
+            ("openai", Some("gpt-3.5-turbo-0125"), Some("gpt-3.5-turbo")),
+            ("openai", Some("gpt-3-5-turbo"), Some("gpt-3.5-turbo")),
+            ("openai", Some("gpt-4o-latest"), Some("gpt-4o")),
+            ("openai", Some(" gpt-4o "), Some("gpt-4o")),
+            ("anthropic", Some("claude-3-5-sonnet-20241022"), Some("claude-3-5-sonnet")),
+            ("anthropic", Some("claude-3.5-sonnet"), Some("claude-3-5-sonnet")),
+            ("anthropic", Some("claude-3-5-sonnet-latest"), Some("claude-3-5-sonnet")),
+            ("anthropic", Some("claude-3-5-sonnet@20240620"), Some("claude-3-5-sonnet")),
+            ("anthropic", Some("anthropic.claude-3-haiku-20240307-v1:0"), Some("claude-3-haiku")),
+            ("anthropic", Some("us.anthropic.claude-3-5-sonnet-20241022-v2:0"), Some("claude-3-5-sonnet")),
+            ("anthropic", Some("claude-3-opus-20240229"), Some("claude-3-opus")),
+            ("anthropic", Some("Claude 3 Haiku"), Some("claude-3-haiku")),
+            ("perplexity", Some("llama-3.1-sonar-small-128k-online"), Some("llama-3.1-sonar-small-128k-online")),
+            ("perplexity", Some("llama-3-1-sonar-huge-128k-online"), Some("llama-3.1-sonar-huge-128k-online")),
+            ("google", Some("gemini-1.5-flash-002"), Some("gemini-1.5-flash")),
+            ("google", Some("models/gemini-1.5-pro-001"), Some("gemini-1.5-pro")),
+            ("google", Some("gemini-1.5-flash-latest"), Some("gemini-1.5-flash")),
+            ("google", Some("google-gla:gemini-1.5-pro"), Some("gemini-1.5-pro")),
+            // defaults
+            ("openai", None, Some("gpt-4o-mini")),
+            ("OpenAI", Some(""), Some("gpt-4o-mini")),
+            ("anthropic", Some("   "), Some("claude-3-haiku")),
+            ("perplexity", None, Some("llama-3.1-sonar-small-128k-online")),
+            ("google", None, Some("gemini-1.5-flash")),
+            ("other", None, None),
+            // unknown: never a guess
+            ("openai", Some("gpt-4"), None),
+            ("openai", Some("gpt-4o-audio-preview"), None),
+            ("openai", Some("chatgpt-4o-latest"), None),
+            ("openai", Some("gpt-3.5-turbo-16k"), None),
+            ("openai", Some("gpt-3.5-turbo-instruct"), None),
+            ("openai", Some("ft:gpt-4o-mini:org::abc"), None),
+            ("google", Some("gemini-1.5-flash-8b"), None),
+            ("anthropic", Some("claude-3-5-haiku-20241022"), None),
+            ("other", Some("mistral-large"), None),
+        ];
+        for (provider, model, expected) in cases {
+            assert_eq!(
+                book.resolve(Some(provider), *model).as_deref(),
+                *expected,
+                "resolve({provider:?}, {model:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn prices_every_seed_model_exactly() {
+        let book = seed_book();
+        for (provider, model, input, output) in SEED_PRICES {
+            let cost = book.cost(Some(provider), Some(model), 1000, 1000, 0).unwrap().unwrap();
+            let expected = Decimal::from_str(input).unwrap() + Decimal::from_str(output).unwrap();
+            assert_eq!(cost, expected.normalize(), "{model}");
+        }
+    }
+
+    #[test]
+    fn cost_is_exact_for_small_and_large_counts() {
+        let book = seed_book();
+        let cost = |model, i, o| book.cost(Some("x"), Some(model), i, o, 0).unwrap().unwrap().to_string();
+        // 100 gemini-1.5-flash tokens: DECIMAL(10,6) would round this by 7%.
+        assert_eq!(cost("gemini-1.5-flash", 100, 0), "0.0000075");
+        assert_eq!(cost("gpt-4o", 1234, 567), "0.008755");
+        assert_eq!(cost("gpt-4o-mini", 1, 1), "0.00000075");
+        assert_eq!(cost("claude-3-opus", 2_147_483_647, 2_147_483_647), "193273.52823");
+        assert_eq!(cost("gpt-4o", 0, 0), "0");
+        assert_eq!(cost("gpt-4-turbo", i64::MAX, 0), "92233720368547.75807");
+    }
+
+    #[test]
+    fn negative_tokens_are_refused() {
+        let book = seed_book();
+        assert_eq!(
+            book.cost(Some("openai"), None, -1, 0, 0),
+            Err(CostError::NegativeTokens { argument: "input_tokens", value: -1 })
+        );
+        assert_eq!(
+            book.cost(Some("openai"), None, 0, -5, 0),
+            Err(CostError::NegativeTokens { argument: "output_tokens", value: -5 })
+        );
+    }
+
+    #[test]
+    fn unknown_model_has_no_cost() {
+        assert_eq!(seed_book().cost(Some("openai"), Some("o1-preview"), 10, 10, 0), Ok(None));
+    }
+
+    #[test]
+    fn price_history_picks_the_row_in_force() {
+        let mut book = seed_book();
+        let dec = |s| Decimal::from_str(s).unwrap();
+        book.add_price(
+            "openai",
+            "gpt-4o",
+            PricePoint { effective_from: 1_000, effective_to: None, input_usd_per_1k: dec("0.005"), output_usd_per_1k: dec("0.02") },
+        );
+        book.add_price(
+            "openai",
+            "gpt-4o",
+            PricePoint { effective_from: 2_000, effective_to: Some(3_000), input_usd_per_1k: dec("1"), output_usd_per_1k: dec("1") },
+        );
+        let at = |t| book.cost(Some("openai"), Some("gpt-4o"), 1000, 0, t).unwrap();
+        assert_eq!(at(999), Some(dec("0.0025")));
+        assert_eq!(at(1_000), Some(dec("0.005")));
+        assert_eq!(at(2_500), Some(dec("1")));
+        // After an expired row, the most recent open row still in force applies.
+        assert_eq!(at(3_000), Some(dec("0.005")));
+    }
+
+    #[test]
+    fn no_price_before_the_first_row() {
+        let mut book = PriceBook::default();
+        book.add_price(
+            "openai",
+            "gpt-5",
+            PricePoint { effective_from: 100, effective_to: None, input_usd_per_1k: Decimal::ONE, output_usd_per_1k: Decimal::ONE },
+        );
+        assert_eq!(book.cost(Some("openai"), Some("gpt-5"), 1, 1, 99), Ok(None));
+        assert_eq!(book.resolve(Some("openai"), Some("gpt-5-2025-08-07")).as_deref(), Some("gpt-5"));
+    }
+
+    #[test]
+    fn gateway_provider_uses_the_model_price() {
+        let book = seed_book();
+        let cost = book.cost(Some("openrouter"), Some("anthropic/claude-3-haiku"), 1000, 0, 0).unwrap();
+        assert_eq!(cost, Some(Decimal::from_str("0.00025").unwrap()));
+    }
+
+    #[test]
+    fn normalize_folds_separators() {
+        assert_eq!(normalize("Claude 3.5__Sonnet@2024"), "claude-3-5-sonnet-2024");
+        assert_eq!(normalize("--x--"), "x");
+    }
+}

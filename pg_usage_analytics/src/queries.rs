@@ -1,0 +1,156 @@
+//! SQL-facing pieces of the filter parser and the CSV export.
+//!
+//! The `_filter_*` accessors are IMMUTABLE: with a constant filter document
+//! the planner folds them to constants, so `sql/queries.sql` can write one
+//! static predicate (`_usage_matches`) that still prunes partitions and uses
+//! the indexes for whichever keys are present.
+
+use crate::csv::{push_record, Cell};
+use crate::filters::Filters;
+use crate::usage::raise_invalid;
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+
+/// Rows above which `export_usage_csv` refuses and points to COPY.
+pub const MAX_CSV_EXPORT_ROWS: i64 = 1_000_000;
+
+fn parse(filters: Option<&JsonB>) -> Filters {
+    Filters::parse(filters.map(|j| &j.0)).unwrap_or_else(|e| raise_invalid(e))
+}
+
+fn to_timestamp(micros: Option<i64>) -> Option<TimestampWithTimeZone> {
+    micros.and_then(|m| TimestampWithTimeZone::try_from(m).ok())
+}
+
+/// Validates a filter document, raising an error that names the bad key.
+#[pg_extern(immutable, parallel_safe)]
+fn check_filters(filters: Option<JsonB>) -> bool {
+    parse(filters.as_ref());
+    true
+}
+
+/// `start_date` (inclusive), `end_date` (exclusive; a plain date means the
+/// next midnight UTC) or `after_timestamp` of a filter document.
+#[pg_extern(immutable, parallel_safe)]
+fn _filter_timestamp(filters: Option<JsonB>, field: &str) -> Option<TimestampWithTimeZone> {
+    let f = parse(filters.as_ref());
+    match field {
+        "start_date" => to_timestamp(f.start),
+        "end_date" => to_timestamp(f.end),
+        "after_timestamp" => to_timestamp(f.after_timestamp),
+        other => raise_invalid(format!("_filter_timestamp: no timestamp field {other}")),
+    }
+}
+
+/// A text filter, normalised as it is stored; `search` is the ILIKE pattern.
+#[pg_extern(immutable, parallel_safe)]
+fn _filter_text(filters: Option<JsonB>, field: &str) -> Option<String> {
+    let f = parse(filters.as_ref());
+    match field {
+        "agent_id" => f.agent_id,
+        "framework" => f.framework,
+        "provider" => f.provider,
+        "model" => f.model,
+        "message_type" => f.message_type,
+        "search" => f.search,
+        other => raise_invalid(format!("_filter_text: no text field {other}")),
+    }
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _filter_uuid(filters: Option<JsonB>, field: &str) -> Option<Uuid> {
+    let f = parse(filters.as_ref());
+    let value = match field {
+        "user_id" => f.user_id,
+        "after_id" => f.after_id,
+        other => raise_invalid(format!("_filter_uuid: no uuid field {other}")),
+    };
+    value.map(|s| Uuid::from_bytes(*uuid::Uuid::parse_str(&s).expect("validated by the parser").as_bytes()))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _filter_success(filters: Option<JsonB>) -> Option<bool> {
+    parse(filters.as_ref()).success
+}
+
+/// Whether whole days may be read from the daily rollups for these filters.
+#[pg_extern(immutable, parallel_safe)]
+fn _filter_rollup_compatible(filters: Option<JsonB>) -> bool {
+    parse(filters.as_ref()).rollup_compatible()
+}
+
+/// The export's columns and whether each is free text (neutralised against
+/// spreadsheet formulas) or a value Postgres formatted.
+const EXPORT_COLUMNS: &[(&str, Cell)] = &[
+    ("id", Cell::Value),
+    ("user_id", Cell::Value),
+    ("agent_id", Cell::Text),
+    ("agent_name", Cell::Text),
+    ("framework", Cell::Text),
+    ("provider", Cell::Text),
+    ("message_type", Cell::Text),
+    ("input_tokens", Cell::Value),
+    ("output_tokens", Cell::Value),
+    ("total_tokens", Cell::Value),
+    ("cost_usd", Cell::Value),
+    ("response_time_ms", Cell::Value),
+    ("success", Cell::Value),
+    ("error_message", Cell::Text),
+    ("request_metadata", Cell::Text),
+    ("timestamp", Cell::Value),
+    ("model", Cell::Text),
+    ("requested_model", Cell::Text),
+];
+
+/// One RFC 4180 CSV document (header row, CRLF line ends, timestamps in ISO
+/// 8601 UTC) of the rows matching `filters`, oldest first. Bounded to
+/// `MAX_CSV_EXPORT_ROWS`; larger exports use COPY over `usage_export`.
+#[pg_extern(stable, parallel_safe)]
+fn export_usage_csv(filters: default!(Option<JsonB>, "'{}'")) -> String {
+    let filters = filters.unwrap_or(JsonB(serde_json::json!({})));
+    parse(Some(&filters));
+    let select_list: Vec<String> = EXPORT_COLUMNS
+        .iter()
+        .map(|(name, _)| match *name {
+            "timestamp" => "to_char(\"timestamp\" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')".to_string(),
+            "success" => "CASE WHEN success THEN 'true' ELSE 'false' END".to_string(),
+            other => format!("{other}::text"),
+        })
+        .collect();
+    let query = format!(
+        "SELECT {} FROM usage_analytics.usage_export($1) LIMIT {}",
+        select_list.join(", "),
+        MAX_CSV_EXPORT_ROWS + 1
+    );
+    let mut out = String::new();
+    push_record(&mut out, EXPORT_COLUMNS.iter().map(|(name, _)| (Some(*name), Cell::Value)));
+    let mut rows: i64 = 0;
+    Spi::connect(|client| -> Result<(), pgrx::spi::Error> {
+        let mut cursor = client.try_open_cursor(query.as_str(), &[filters.into()])?;
+        loop {
+            let batch = cursor.fetch(1000)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for row in batch {
+                rows += 1;
+                if rows > MAX_CSV_EXPORT_ROWS {
+                    raise_invalid(format!(
+                        "export_usage_csv: more than {MAX_CSV_EXPORT_ROWS} rows match; narrow the filters or stream them with \
+                         COPY (SELECT * FROM usage_analytics.usage_export('<filters>')) TO STDOUT WITH (FORMAT csv, HEADER)"
+                    ));
+                }
+                let mut values: Vec<Option<String>> = Vec::with_capacity(EXPORT_COLUMNS.len());
+                for ordinal in 1..=EXPORT_COLUMNS.len() {
+                    values.push(row.get::<String>(ordinal)?);
+                }
+                push_record(
+                    &mut out,
+                    values.iter().zip(EXPORT_COLUMNS).map(|(value, (_, kind))| (value.as_deref(), *kind)),
+                );
+            }
+        }
+    })
+    .unwrap_or_else(|e| error!("export_usage_csv: {e}"));
+    out
+}

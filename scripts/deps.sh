@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need, idempotently: quick when present.
+# Usage: scripts/deps.sh PG_CONFIG PGRX_VERSION APT_PACKAGE...
+set -euo pipefail
+pg_config=$1 pgrx_version=$2
+shift 2
+
+missing=()
+for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "deps: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $pgrx_version" ]]; then
+    echo "deps: installing cargo-pgrx $pgrx_version (about 5 minutes)"
+    cargo install cargo-pgrx --version "$pgrx_version" --locked --force
+fi
+
+pgrx_home=${PGRX_HOME:-$HOME/.pgrx}
+if ! grep -qs "^pg15 *= *\"$pg_config\"" "$pgrx_home/config.toml"; then
+    echo "deps: cargo pgrx init --pg15=$pg_config"
+    cargo pgrx init --pg15="$pg_config"
+fi

@@ -1,0 +1,266 @@
+-- Records, export, summary and trend. Every function that takes filters goes
+-- through the one Rust parser (the _filter_* accessors), and every function
+-- runs as its caller, so row-level security applies as to a plain SELECT.
+
+-- Whether a usage row matches a filter document. The planner inlines this
+-- and, the document being constant in every caller, folds the accessors to
+-- constants: absent keys vanish, present ones become index conditions.
+CREATE FUNCTION usage_analytics._usage_matches(u usage_analytics.agent_usage_detailed, filters jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT (usage_analytics._filter_timestamp(filters, 'start_date') IS NULL
+        OR u."timestamp" >= usage_analytics._filter_timestamp(filters, 'start_date'))
+   AND (usage_analytics._filter_timestamp(filters, 'end_date') IS NULL
+        OR u."timestamp" < usage_analytics._filter_timestamp(filters, 'end_date'))
+   AND (usage_analytics._filter_uuid(filters, 'user_id') IS NULL
+        OR u.user_id = usage_analytics._filter_uuid(filters, 'user_id'))
+   AND (usage_analytics._filter_text(filters, 'agent_id') IS NULL
+        OR u.agent_id = usage_analytics._filter_text(filters, 'agent_id'))
+   AND (usage_analytics._filter_text(filters, 'framework') IS NULL
+        OR u.framework = usage_analytics._filter_text(filters, 'framework'))
+   AND (usage_analytics._filter_text(filters, 'provider') IS NULL
+        OR u.provider = usage_analytics._filter_text(filters, 'provider'))
+   AND (usage_analytics._filter_text(filters, 'model') IS NULL
+        OR u.model = usage_analytics._filter_text(filters, 'model'))
+   AND (usage_analytics._filter_text(filters, 'message_type') IS NULL
+        OR u.message_type = usage_analytics._filter_text(filters, 'message_type'))
+   AND (usage_analytics._filter_success(filters) IS NULL
+        OR u.success = usage_analytics._filter_success(filters))
+   AND (usage_analytics._filter_text(filters, 'search') IS NULL
+        OR u.agent_id ILIKE usage_analytics._filter_text(filters, 'search')
+        OR u.agent_name ILIKE usage_analytics._filter_text(filters, 'search')
+        OR u.model ILIKE usage_analytics._filter_text(filters, 'search')
+        OR u.error_message ILIKE usage_analytics._filter_text(filters, 'search'))
+   AND (usage_analytics._filter_timestamp(filters, 'after_timestamp') IS NULL
+        OR (u."timestamp", u.id) < (usage_analytics._filter_timestamp(filters, 'after_timestamp'),
+                                    coalesce(usage_analytics._filter_uuid(filters, 'after_id'),
+                                             '00000000-0000-0000-0000-000000000000'::uuid)))
+$$;
+
+-- The same filters over the daily rollup (only the keys it keeps; callers
+-- check _filter_rollup_compatible first).
+CREATE FUNCTION usage_analytics._rollup_matches(r usage_analytics.agent_performance_metrics, filters jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT (usage_analytics._filter_uuid(filters, 'user_id') IS NULL
+        OR r.user_id = usage_analytics._filter_uuid(filters, 'user_id'))
+   AND (usage_analytics._filter_text(filters, 'agent_id') IS NULL
+        OR r.agent_id = usage_analytics._filter_text(filters, 'agent_id'))
+   AND (usage_analytics._filter_text(filters, 'framework') IS NULL
+        OR r.framework = usage_analytics._filter_text(filters, 'framework'))
+   AND (usage_analytics._filter_text(filters, 'provider') IS NULL
+        OR r.provider = usage_analytics._filter_text(filters, 'provider'))
+$$;
+
+-- Newest first, ties broken by id, so consecutive pages tile the result.
+-- For deep pages, pass the last row's position as after_timestamp/after_id
+-- (keyset pagination) instead of a large offset.
+CREATE FUNCTION usage_analytics.get_usage_records(filters jsonb DEFAULT '{}', "limit" integer DEFAULT 100,
+                                                  "offset" integer DEFAULT 0)
+RETURNS SETOF usage_analytics.agent_usage_detailed
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF "limit" IS NULL OR "limit" < 0 THEN
+        RAISE EXCEPTION 'get_usage_records: "limit" must be >= 0, got %', coalesce("limit"::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF "offset" IS NULL OR "offset" < 0 THEN
+        RAISE EXCEPTION 'get_usage_records: "offset" must be >= 0, got %', coalesce("offset"::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM usage_analytics.check_filters(filters);
+    -- EXECUTE plans with the actual filter document, so it folds to constants.
+    RETURN QUERY EXECUTE
+        'SELECT u.* FROM usage_analytics.agent_usage_detailed u
+          WHERE usage_analytics._usage_matches(u, $1)
+          ORDER BY u."timestamp" DESC, u.id DESC
+          LIMIT $2 OFFSET $3'
+        USING coalesce(filters, '{}'::jsonb), "limit", "offset";
+END;
+$$;
+
+-- The export's typed columns, oldest first, for
+--   COPY (SELECT * FROM usage_analytics.usage_export('{...}')) TO STDOUT WITH (FORMAT csv, HEADER)
+-- A single-SELECT SQL function: the planner inlines it into the COPY query,
+-- so rows stream without being materialised.
+CREATE FUNCTION usage_analytics.usage_export(filters jsonb DEFAULT '{}')
+RETURNS TABLE (id uuid, user_id uuid, agent_id text, agent_name text, framework text, provider text,
+               message_type text, input_tokens integer, output_tokens integer, total_tokens integer,
+               cost_usd numeric, response_time_ms integer, success boolean, error_message text,
+               request_metadata jsonb, "timestamp" timestamptz, model text, requested_model text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT u.id, u.user_id, u.agent_id, u.agent_name, u.framework, u.provider, u.message_type,
+           u.input_tokens, u.output_tokens, u.total_tokens, u.cost_usd, u.response_time_ms,
+           u.success, u.error_message, u.request_metadata, u."timestamp", u.model, u.requested_model
+      FROM usage_analytics.agent_usage_detailed u
+     WHERE usage_analytics.check_filters(filters)
+       AND usage_analytics._usage_matches(u, filters)
+     ORDER BY u."timestamp", u.id
+$$;
+
+-- Days in [from_day, to_day] whose rollup still describes every recorded
+-- request: the rollup ran after the last insert into that day. Reads only
+-- bookkeeping (no usage rows), hence SECURITY DEFINER.
+CREATE FUNCTION usage_analytics._fresh_rollup_days(from_day date, to_day date)
+RETURNS date[]
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+    SELECT coalesce(array_agg(s.day ORDER BY s.day), '{}')
+      FROM usage_analytics.rollup_state s
+     WHERE s.day BETWEEN from_day AND to_day
+       AND s.source_requests = coalesce((SELECT sum(d.requests) FROM usage_analytics.usage_daily_user d
+                                          WHERE d.day = s.day), 0)
+$$;
+
+-- One row per (day, user, agent, framework, provider) group of usage in the
+-- filtered range: whole days that are safely rolled up come from
+-- agent_performance_metrics, everything else from the raw rows. Both sources
+-- are read as the caller, under row-level security.
+CREATE FUNCTION usage_analytics._usage_facts(filters jsonb)
+RETURNS TABLE (day date, user_id uuid, agent_id text, framework text, provider text,
+               requests bigint, successful bigint, input_tokens bigint, output_tokens bigint,
+               cost_usd numeric, unpriced bigint, response_time_sum_ms bigint, response_time_count bigint)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    range_start timestamptz := usage_analytics._filter_timestamp(filters, 'start_date');
+    range_end   timestamptz := usage_analytics._filter_timestamp(filters, 'end_date');
+    first_day   date;
+    last_day    date;
+    fresh       date[] := '{}';
+    raw_lo      timestamptz[] := '{}';
+    raw_hi      timestamptz[] := '{}';
+    cursor_at   timestamptz;
+    d           date;
+BEGIN
+    IF usage_analytics._filter_rollup_compatible(filters) THEN
+        -- Whole UTC days inside [range_start, range_end).
+        first_day := CASE WHEN range_start IS NULL THEN '-infinity'::date
+                          WHEN range_start = date_trunc('day', range_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                          THEN (range_start AT TIME ZONE 'UTC')::date
+                          ELSE (range_start AT TIME ZONE 'UTC')::date + 1 END;
+        last_day := CASE WHEN range_end IS NULL THEN 'infinity'::date
+                         ELSE (range_end AT TIME ZONE 'UTC')::date - 1 END;
+        IF first_day <= last_day THEN
+            fresh := usage_analytics._fresh_rollup_days(first_day, last_day);
+        END IF;
+    END IF;
+
+    -- The raw part: [range_start, range_end) minus the fresh days, as ranges.
+    cursor_at := coalesce(range_start, '-infinity');
+    FOREACH d IN ARRAY fresh LOOP
+        IF d::timestamp AT TIME ZONE 'UTC' > cursor_at THEN
+            raw_lo := raw_lo || cursor_at;
+            raw_hi := raw_hi || (d::timestamp AT TIME ZONE 'UTC');
+        END IF;
+        cursor_at := (d + 1)::timestamp AT TIME ZONE 'UTC';
+    END LOOP;
+    IF coalesce(range_end, 'infinity') > cursor_at THEN
+        raw_lo := raw_lo || cursor_at;
+        raw_hi := raw_hi || coalesce(range_end, 'infinity');
+    END IF;
+
+    RETURN QUERY EXECUTE $q$
+        SELECT r.date, r.user_id, r.agent_id, r.framework, r.provider,
+               r.total_requests::bigint, r.successful_requests::bigint,
+               r.total_input_tokens, r.total_output_tokens, r.total_cost_usd,
+               r.unpriced_requests::bigint, r.response_time_sum_ms, r.response_time_count::bigint
+          FROM usage_analytics.agent_performance_metrics r
+         WHERE r.date = ANY ($2)
+           AND usage_analytics._rollup_matches(r, $1)
+        UNION ALL
+        SELECT (u."timestamp" AT TIME ZONE 'UTC')::date, u.user_id, u.agent_id, u.framework, u.provider,
+               count(*), count(*) FILTER (WHERE u.success),
+               coalesce(sum(u.input_tokens), 0), coalesce(sum(u.output_tokens), 0),
+               coalesce(sum(u.cost_usd), 0), count(*) FILTER (WHERE u.cost_usd IS NULL),
+               coalesce(sum(u.response_time_ms), 0), count(u.response_time_ms)
+          FROM unnest($3::timestamptz[], $4::timestamptz[]) AS span(lo, hi)
+          JOIN LATERAL (
+                SELECT * FROM usage_analytics.agent_usage_detailed x
+                 WHERE x."timestamp" >= span.lo AND x."timestamp" < span.hi
+                   AND usage_analytics._usage_matches(x, $1)
+          ) u ON true
+         GROUP BY 1, 2, 3, 4, 5
+    $q$ USING filters, fresh, raw_lo, raw_hi;
+END;
+$$;
+
+-- Totals and breakdowns; equal to the raw rows whatever state the rollups
+-- are in (see _usage_facts).
+CREATE FUNCTION usage_analytics.get_usage_summary(filters jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    WITH g AS MATERIALIZED (
+        SELECT f.user_id, f.agent_id, f.framework, f.provider,
+               sum(f.requests) AS requests, sum(f.successful) AS successful,
+               sum(f.input_tokens) AS input_tokens, sum(f.output_tokens) AS output_tokens,
+               sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
+               sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
+          FROM usage_analytics._usage_facts(coalesce(filters, '{}'::jsonb)) f
+         GROUP BY 1, 2, 3, 4
+    ),
+    totals AS (
+        SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(successful), 0) AS successful,
+               coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
+               coalesce(sum(cost), 0) AS cost, coalesce(sum(unpriced), 0) AS unpriced,
+               sum(rt_sum) AS rt_sum, coalesce(sum(rt_count), 0) AS rt_count,
+               count(DISTINCT user_id) AS users
+          FROM g
+    )
+    SELECT jsonb_build_object(
+        'total_requests', t.requests,
+        'successful_requests', t.successful,
+        'failed_requests', t.requests - t.successful,
+        'success_rate', CASE WHEN t.requests > 0 THEN round(100.0 * t.successful / t.requests, 2) END,
+        'total_input_tokens', t.input_tokens,
+        'total_output_tokens', t.output_tokens,
+        'total_tokens', t.input_tokens + t.output_tokens,
+        'total_cost_usd', t.cost,
+        'avg_response_time_ms', CASE WHEN t.rt_count > 0 THEN t.rt_sum::numeric / t.rt_count END,
+        'unique_users', t.users,
+        'unpriced_requests', t.unpriced,
+        'cost_by_provider', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
+                               FROM (SELECT coalesce(provider, 'unknown') k, sum(cost) v FROM g GROUP BY 1) x),
+        'cost_by_framework', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
+                                FROM (SELECT coalesce(framework, 'unknown') k, sum(cost) v FROM g GROUP BY 1) x),
+        'requests_by_agent', (SELECT coalesce(jsonb_object_agg(agent_id, v ORDER BY agent_id), '{}')
+                                FROM (SELECT agent_id, sum(requests) v FROM g GROUP BY 1) x),
+        'top_users', (SELECT coalesce(jsonb_agg(jsonb_build_object('user_id', user_id, 'requests', requests,
+                                                                   'total_tokens', tokens, 'cost_usd', cost)
+                                                ORDER BY cost DESC, user_id), '[]')
+                        FROM (SELECT user_id, sum(requests) requests, sum(input_tokens + output_tokens) tokens,
+                                     sum(cost) cost
+                                FROM g GROUP BY 1 ORDER BY 4 DESC, 1 LIMIT 10) x)
+    )
+    FROM totals t
+$$;
+
+-- Usage per day, ISO week (Monday) or month, UTC.
+CREATE FUNCTION usage_analytics.usage_trend(granularity text, filters jsonb DEFAULT '{}')
+RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
+               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
+        RAISE EXCEPTION 'usage_trend: granularity must be day, week or month, got %',
+            coalesce(quote_literal(granularity), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+        SELECT date_trunc(lower(granularity), f.day::timestamp) AT TIME ZONE 'UTC',
+               sum(f.requests)::bigint, sum(f.successful)::bigint,
+               sum(f.input_tokens)::bigint, sum(f.output_tokens)::bigint, sum(f.cost_usd),
+               CASE WHEN sum(f.response_time_count) > 0
+                    THEN sum(f.response_time_sum_ms)::numeric / sum(f.response_time_count) END
+          FROM usage_analytics._usage_facts(coalesce(filters, '{}'::jsonb)) f
+         GROUP BY 1
+         ORDER BY 1;
+END;
+$$;

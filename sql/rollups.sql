@@ -1,0 +1,202 @@
+-- Daily rollups (UTC calendar days) and their pg_cron schedule.
+
+-- (Re)builds agent_performance_metrics and system_analytics for one day in
+-- one transaction and returns the rows written. Idempotent: a re-run
+-- replaces the day with the same numbers, or with late rows included.
+-- Reads the usage table without blocking writers; an advisory lock makes
+-- concurrent runs for the same day queue instead of interleaving.
+CREATE FUNCTION usage_analytics.rollup_daily(day date DEFAULT ((now() AT TIME ZONE 'UTC')::date - 1))
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    target  date := rollup_daily.day;
+    lo      timestamptz;
+    hi      timestamptz;
+    source  bigint;
+    written integer;
+BEGIN
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'rollup_daily: day must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT isfinite(target) THEN
+        RAISE EXCEPTION 'rollup_daily: day must be a finite date, got %', target
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    lo := target::timestamp AT TIME ZONE 'UTC';
+    hi := (target + 1)::timestamp AT TIME ZONE 'UTC';
+    PERFORM pg_advisory_xact_lock(hashtext('usage_analytics.rollup_daily'), target - date '2000-01-01');
+
+    -- Counted before the aggregate: a row committed in between makes the day
+    -- look stale (read from raw rows), never fresh while incomplete.
+    SELECT coalesce(sum(d.requests), 0) INTO source
+      FROM usage_analytics.usage_daily_user d WHERE d.day = target;
+
+    DELETE FROM usage_analytics.agent_performance_metrics WHERE date = target;
+    WITH fine AS (
+        -- One scan of the day, grouped down to the action for popular_actions.
+        SELECT u.user_id, u.agent_id, u.framework, u.provider,
+               coalesce(u.request_metadata->>'action', u.message_type, 'unknown') AS action,
+               max(u.agent_name) AS agent_name,
+               count(*) AS requests, count(*) FILTER (WHERE u.success) AS successful,
+               coalesce(sum(u.input_tokens), 0) AS input_tokens, coalesce(sum(u.output_tokens), 0) AS output_tokens,
+               coalesce(sum(u.cost_usd), 0) AS cost, count(*) FILTER (WHERE u.cost_usd IS NULL) AS unpriced,
+               coalesce(sum(u.response_time_ms), 0) AS rt_sum, count(u.response_time_ms) AS rt_count
+          FROM usage_analytics.agent_usage_detailed u
+         WHERE u."timestamp" >= lo AND u."timestamp" < hi
+         GROUP BY 1, 2, 3, 4, 5
+    ), ranked AS (
+        SELECT f.*, row_number() OVER (PARTITION BY f.user_id, f.agent_id, f.framework, f.provider
+                                       ORDER BY f.requests DESC, f.action) AS action_rank
+          FROM fine f
+    )
+    INSERT INTO usage_analytics.agent_performance_metrics
+        (user_id, agent_id, agent_name, framework, provider, date, total_requests, successful_requests,
+         failed_requests, total_input_tokens, total_output_tokens, total_tokens, total_cost_usd,
+         avg_response_time_ms, popular_actions, unpriced_requests, response_time_sum_ms, response_time_count)
+    SELECT r.user_id, r.agent_id, max(r.agent_name), r.framework, r.provider, target,
+           sum(r.requests), sum(r.successful), sum(r.requests) - sum(r.successful),
+           sum(r.input_tokens), sum(r.output_tokens), sum(r.input_tokens) + sum(r.output_tokens),
+           sum(r.cost),
+           CASE WHEN sum(r.rt_count) > 0 THEN round(sum(r.rt_sum)::numeric / sum(r.rt_count)) END,
+           coalesce(jsonb_object_agg(r.action, r.requests) FILTER (WHERE r.action_rank <= 5), '{}'),
+           sum(r.unpriced), sum(r.rt_sum), sum(r.rt_count)
+      FROM ranked r
+     GROUP BY r.user_id, r.agent_id, r.framework, r.provider;
+    GET DIAGNOSTICS written = ROW_COUNT;
+
+    -- The system row is derived from the day's per-agent rows just written.
+    DELETE FROM usage_analytics.system_analytics WHERE date = target;
+    WITH m AS (
+        SELECT * FROM usage_analytics.agent_performance_metrics WHERE date = target
+    ), t AS (
+        SELECT coalesce(sum(total_requests), 0) AS requests, coalesce(sum(successful_requests), 0) AS successful,
+               coalesce(sum(total_input_tokens), 0) AS input_tokens,
+               coalesce(sum(total_output_tokens), 0) AS output_tokens,
+               coalesce(sum(total_cost_usd), 0) AS cost, coalesce(sum(unpriced_requests), 0) AS unpriced,
+               sum(response_time_sum_ms) AS rt_sum, coalesce(sum(response_time_count), 0) AS rt_count,
+               count(DISTINCT user_id) AS active_users
+          FROM m
+    )
+    INSERT INTO usage_analytics.system_analytics
+        (date, total_users, active_users, new_users, total_requests, successful_requests, failed_requests,
+         total_input_tokens, total_output_tokens, total_tokens, total_cost_usd, cost_by_provider,
+         avg_response_time_ms, success_rate, popular_agents, framework_usage, provider_usage,
+         top_users_by_usage, unpriced_requests)
+    SELECT target,
+           (SELECT count(DISTINCT d.user_id) FROM usage_analytics.usage_daily_user d WHERE d.day <= target),
+           t.active_users,
+           (SELECT count(*) FROM usage_analytics.usage_daily_user d
+             WHERE d.day = target
+               AND NOT EXISTS (SELECT 1 FROM usage_analytics.usage_daily_user p
+                                WHERE p.user_id = d.user_id AND p.day < target)),
+           t.requests, t.successful, t.requests - t.successful,
+           t.input_tokens, t.output_tokens, t.input_tokens + t.output_tokens, t.cost,
+           (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
+              FROM (SELECT coalesce(provider, 'unknown') k, sum(total_cost_usd) v FROM m GROUP BY 1) x),
+           CASE WHEN t.rt_count > 0 THEN round(t.rt_sum::numeric / t.rt_count) END,
+           CASE WHEN t.requests > 0 THEN round(100.0 * t.successful / t.requests, 2) END,
+           (SELECT coalesce(jsonb_agg(jsonb_build_object('agent_id', agent_id, 'agent_name', agent_name,
+                                                         'requests', requests, 'cost_usd', cost)
+                                      ORDER BY requests DESC, agent_id), '[]')
+              FROM (SELECT agent_id, max(agent_name) agent_name, sum(total_requests) requests,
+                           sum(total_cost_usd) cost
+                      FROM m GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT 10) x),
+           (SELECT coalesce(jsonb_object_agg(k, jsonb_build_object('requests', r, 'cost_usd', c, 'tokens', tk)
+                                             ORDER BY k), '{}')
+              FROM (SELECT coalesce(framework, 'unknown') k, sum(total_requests) r, sum(total_cost_usd) c,
+                           sum(total_tokens) tk
+                      FROM m GROUP BY 1) x),
+           (SELECT coalesce(jsonb_object_agg(k, jsonb_build_object('requests', r, 'cost_usd', c, 'tokens', tk)
+                                             ORDER BY k), '{}')
+              FROM (SELECT coalesce(provider, 'unknown') k, sum(total_requests) r, sum(total_cost_usd) c,
+                           sum(total_tokens) tk
+                      FROM m GROUP BY 1) x),
+           (SELECT coalesce(jsonb_agg(jsonb_build_object('user_id', user_id, 'requests', requests,
+                                                         'total_tokens', tokens, 'cost_usd', cost)
+                                      ORDER BY cost DESC, user_id), '[]')
+              FROM (SELECT user_id, sum(total_requests) requests, sum(total_tokens) tokens,
+                           sum(total_cost_usd) cost
+                      FROM m GROUP BY 1 ORDER BY 4 DESC, 1 LIMIT 10) x),
+           t.unpriced
+      FROM t;
+
+    INSERT INTO usage_analytics.rollup_state AS s (day, rolled_at, source_requests, rows_written)
+    VALUES (target, clock_timestamp(), source, written + 1)
+    ON CONFLICT ON CONSTRAINT rollup_state_pkey DO UPDATE
+        SET rolled_at = excluded.rolled_at, source_requests = excluded.source_requests,
+            rows_written = excluded.rows_written;
+    RETURN written + 1;
+END;
+$$;
+
+-- rollup_daily for every day from from_day to to_day inclusive.
+CREATE FUNCTION usage_analytics.rollup_range(from_day date, to_day date)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    total integer := 0;
+BEGIN
+    IF from_day IS NULL OR to_day IS NULL THEN
+        RAISE EXCEPTION 'rollup_range: from_day and to_day must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF to_day < from_day THEN
+        RAISE EXCEPTION 'rollup_range: to_day (%) is before from_day (%)', to_day, from_day
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF to_day - from_day > 3660 THEN
+        RAISE EXCEPTION 'rollup_range: at most 3661 days per call, got %', to_day - from_day + 1
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 0 .. to_day - from_day LOOP
+        total := total + usage_analytics.rollup_daily(from_day + i);
+    END LOOP;
+    RETURN total;
+END;
+$$;
+
+-- What the scheduled job runs: partitions ahead, then today and yesterday.
+CREATE FUNCTION usage_analytics.run_scheduled_maintenance()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+BEGIN
+    PERFORM usage_analytics.ensure_partitions();
+    RETURN usage_analytics.rollup_range((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date);
+END;
+$$;
+
+-- Registers (or re-registers, by name) the pg_cron job running
+-- run_scheduled_maintenance(); returns the job id.
+CREATE FUNCTION usage_analytics.schedule_rollups(schedule text DEFAULT '*/15 * * * *')
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    job bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'schedule_rollups: pg_cron is not installed in database %', current_database()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name = '''
+                         || current_database() || ''', restart, then CREATE EXTENSION pg_cron. '
+                         || 'Or schedule SELECT usage_analytics.run_scheduled_maintenance() with any scheduler.';
+    END IF;
+    IF schedule IS NULL OR btrim(schedule) = '' THEN
+        RAISE EXCEPTION 'schedule_rollups: schedule must be a cron expression such as ''*/15 * * * *'''
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+        INTO job
+        USING 'usage_analytics_rollups', schedule, 'SELECT usage_analytics.run_scheduled_maintenance()';
+    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
+    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'schedule_rollups',
+            'usage_analytics_rollups', jsonb_build_object('schedule', schedule, 'job_id', job));
+    RETURN job;
+END;
+$$;

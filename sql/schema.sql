@@ -1,0 +1,176 @@
+-- pg_usage_analytics: tables, indexes and seed data.
+-- Runs inside CREATE EXTENSION, in schema usage_analytics.
+
+-- One row per AI request. Range-partitioned by month on "timestamp"; the
+-- default partition catches anything outside the monthly partitions so no row
+-- is ever rejected for lack of one (ensure_partitions moves such rows out when
+-- it creates the month they belong to).
+CREATE TABLE usage_analytics.agent_usage_detailed (
+    id               uuid        NOT NULL DEFAULT gen_random_uuid(),
+    user_id          uuid        NOT NULL,
+    agent_id         text        NOT NULL,
+    agent_name       text,
+    framework        text,
+    provider         text,
+    message_type     text,
+    input_tokens     integer     NOT NULL DEFAULT 0 CHECK (input_tokens >= 0),
+    output_tokens    integer     NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),
+    total_tokens     integer     GENERATED ALWAYS AS (input_tokens + output_tokens) STORED,
+    -- Exact: no typmod, so nothing is rounded. NULL means "no price known".
+    cost_usd         numeric     CHECK (cost_usd >= 0),
+    response_time_ms integer     CHECK (response_time_ms >= 0),
+    success          boolean     NOT NULL DEFAULT true,
+    error_message    text,
+    request_metadata jsonb       NOT NULL DEFAULT '{}'::jsonb
+                                 CHECK (jsonb_typeof(request_metadata) = 'object'),
+    "timestamp"      timestamptz NOT NULL DEFAULT now(),
+    -- The canonical model that was priced; NULL when none resolved.
+    model            text,
+    -- The model name as the caller sent it (kept for unknown models).
+    requested_model  text,
+    PRIMARY KEY (id, "timestamp")
+) PARTITION BY RANGE ("timestamp");
+
+COMMENT ON TABLE usage_analytics.agent_usage_detailed IS
+    'One row per AI request: who, which agent and model, tokens, exact cost, latency, outcome.';
+
+CREATE TABLE usage_analytics.agent_usage_detailed_default
+    PARTITION OF usage_analytics.agent_usage_detailed DEFAULT;
+
+-- Access paths (each checked with EXPLAIN in tests/tests/records.rs):
+--  * newest-first pages and date ranges: ("timestamp", id), scanned backwards
+--    for ORDER BY "timestamp" DESC, id DESC;
+--  * one user's rows (every non-admin query under RLS): (user_id, "timestamp");
+--  * one agent's rows: (agent_id, "timestamp").
+CREATE INDEX agent_usage_detailed_timestamp_idx
+    ON usage_analytics.agent_usage_detailed ("timestamp", id);
+CREATE INDEX agent_usage_detailed_user_timestamp_idx
+    ON usage_analytics.agent_usage_detailed (user_id, "timestamp");
+CREATE INDEX agent_usage_detailed_agent_timestamp_idx
+    ON usage_analytics.agent_usage_detailed (agent_id, "timestamp");
+
+-- Prices per 1,000 tokens. A price change is a new row with a later
+-- effective_from; old rows keep pricing the requests of their time.
+CREATE TABLE usage_analytics.model_pricing (
+    id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    provider          text        NOT NULL CHECK (btrim(provider) <> ''),
+    model             text        NOT NULL CHECK (btrim(model) <> ''),
+    input_usd_per_1k  numeric     NOT NULL CHECK (input_usd_per_1k >= 0),
+    output_usd_per_1k numeric     NOT NULL CHECK (output_usd_per_1k >= 0),
+    effective_from    timestamptz NOT NULL DEFAULT '-infinity',
+    effective_to      timestamptz CHECK (effective_to > effective_from),
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    -- Rows installed by CREATE EXTENSION (not dumped by pg_dump: recreated).
+    seeded            boolean     NOT NULL DEFAULT false,
+    UNIQUE (provider, model, effective_from)
+);
+
+-- The seed's twelve models, in force since forever.
+INSERT INTO usage_analytics.model_pricing (provider, model, input_usd_per_1k, output_usd_per_1k, seeded)
+SELECT provider, model, input_usd_per_1k, output_usd_per_1k, true FROM (VALUES
+    ('openai',     'gpt-4o',                            0.0025,   0.01),
+    ('openai',     'gpt-4o-mini',                       0.00015,  0.0006),
+    ('openai',     'gpt-4-turbo',                       0.01,     0.03),
+    ('openai',     'gpt-3.5-turbo',                     0.0005,   0.0015),
+    ('anthropic',  'claude-3-5-sonnet',                 0.003,    0.015),
+    ('anthropic',  'claude-3-opus',                     0.015,    0.075),
+    ('anthropic',  'claude-3-haiku',                    0.00025,  0.00125),
+    ('perplexity', 'llama-3.1-sonar-small-128k-online', 0.0002,   0.0002),
+    ('perplexity', 'llama-3.1-sonar-large-128k-online', 0.001,    0.001),
+    ('perplexity', 'llama-3.1-sonar-huge-128k-online',  0.005,    0.005),
+    ('google',     'gemini-1.5-pro',                    0.00125,  0.005),
+    ('google',     'gemini-1.5-flash',                  0.000075, 0.0003)
+) AS seed (provider, model, input_usd_per_1k, output_usd_per_1k);
+
+-- The model priced when a request names none.
+CREATE TABLE usage_analytics.provider_default_model (
+    provider text PRIMARY KEY CHECK (btrim(provider) <> ''),
+    model    text NOT NULL CHECK (btrim(model) <> '')
+);
+
+INSERT INTO usage_analytics.provider_default_model (provider, model) VALUES
+    ('openai',     'gpt-4o-mini'),
+    ('anthropic',  'claude-3-haiku'),
+    ('perplexity', 'llama-3.1-sonar-small-128k-online'),
+    ('google',     'gemini-1.5-flash');
+
+-- Daily rollup per (user_id, agent_id, framework, provider, date); UTC days.
+CREATE TABLE usage_analytics.agent_performance_metrics (
+    id                    uuid    PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id               uuid    NOT NULL,
+    agent_id              text    NOT NULL,
+    agent_name            text,
+    framework             text,
+    provider              text,
+    date                  date    NOT NULL,
+    total_requests        integer NOT NULL,
+    successful_requests   integer NOT NULL,
+    failed_requests       integer NOT NULL,
+    total_input_tokens    bigint  NOT NULL,
+    total_output_tokens   bigint  NOT NULL,
+    total_tokens          bigint  NOT NULL,
+    -- Sum of priced requests; 0 (not NULL) when none is priced.
+    total_cost_usd        numeric NOT NULL,
+    avg_response_time_ms  integer,
+    popular_actions       jsonb   NOT NULL DEFAULT '{}'::jsonb,
+    unpriced_requests     integer NOT NULL,
+    -- Exact inputs of avg_response_time_ms, so averages over many days stay exact.
+    response_time_sum_ms  bigint  NOT NULL,
+    response_time_count   integer NOT NULL,
+    created_at            timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX agent_performance_metrics_date_idx
+    ON usage_analytics.agent_performance_metrics (date);
+CREATE INDEX agent_performance_metrics_user_date_idx
+    ON usage_analytics.agent_performance_metrics (user_id, date);
+
+-- Daily system-wide rollup (admins only).
+CREATE TABLE usage_analytics.system_analytics (
+    id                   uuid    PRIMARY KEY DEFAULT gen_random_uuid(),
+    date                 date    NOT NULL UNIQUE,
+    total_users          integer NOT NULL,
+    active_users         integer NOT NULL,
+    new_users            integer NOT NULL,
+    total_requests       integer NOT NULL,
+    successful_requests  integer NOT NULL,
+    failed_requests      integer NOT NULL,
+    total_input_tokens   bigint  NOT NULL,
+    total_output_tokens  bigint  NOT NULL,
+    total_tokens         bigint  NOT NULL,
+    total_cost_usd       numeric NOT NULL,
+    cost_by_provider     jsonb   NOT NULL,
+    avg_response_time_ms integer,
+    success_rate         numeric(5,2),
+    popular_agents       jsonb   NOT NULL,
+    framework_usage      jsonb   NOT NULL,
+    provider_usage       jsonb   NOT NULL,
+    top_users_by_usage   jsonb   NOT NULL,
+    unpriced_requests    integer NOT NULL,
+    created_at           timestamptz NOT NULL DEFAULT now()
+);
+
+-- Maps login roles used by people to the user they are (see Security).
+CREATE TABLE usage_analytics.user_role_map (
+    role_name name PRIMARY KEY,
+    user_id   uuid NOT NULL
+);
+
+-- Append-only record of every admin action.
+CREATE TABLE usage_analytics.admin_audit_log (
+    id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at            timestamptz NOT NULL DEFAULT clock_timestamp(),
+    actor_role    name        NOT NULL DEFAULT session_user,
+    actor_user_id uuid,
+    action        text        NOT NULL,
+    target        text,
+    details       jsonb       NOT NULL DEFAULT '{}'::jsonb
+);
+
+-- Bookkeeping of rollup runs: which days are rolled up, and from how many
+-- recorded requests, so queries know which days they may read from rollups.
+CREATE TABLE usage_analytics.rollup_state (
+    day             date        PRIMARY KEY,
+    rolled_at       timestamptz NOT NULL,
+    source_requests bigint      NOT NULL,
+    rows_written    integer     NOT NULL
+);

@@ -1,0 +1,211 @@
+//! End-to-end test support: a real PostgreSQL 15 cluster started by the
+//! tests themselves (initdb as the postgres user, private port and socket
+//! directory, pg_cron preloaded), with the installed extension.
+
+use postgres::{Client, NoTls};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The database pg_cron runs its jobs in (cron.database_name).
+pub const CRON_DB: &str = "cron_test";
+
+pub struct Cluster {
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn postgres_ids() -> (u32, u32) {
+    let out = Command::new("id").args(["-u", "postgres"]).output().expect("id -u postgres");
+    let uid = String::from_utf8_lossy(&out.stdout).trim().parse().expect("postgres uid");
+    let out = Command::new("id").args(["-g", "postgres"]).output().expect("id -g postgres");
+    let gid = String::from_utf8_lossy(&out.stdout).trim().parse().expect("postgres gid");
+    (uid, gid)
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn run_as_postgres(program: &str, args: &[&str]) {
+    let (uid, gid) = postgres_ids();
+    let status = Command::new(program)
+        .args(args)
+        .uid(uid)
+        .gid(gid)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed: {status}");
+}
+
+impl Cluster {
+    /// initdb a new cluster under target/it/ (not started).
+    pub fn init(name: &str) -> Cluster {
+        let dir = workspace_root().join("target/it").join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (uid, gid) = postgres_ids();
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
+        let data = dir.join("data");
+        run_as_postgres(
+            &format!("{PG_BIN}/initdb"),
+            &["-D", data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
+        );
+        let port = free_port();
+        let conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             shared_preload_libraries = 'pg_cron'\ncron.database_name = '{CRON_DB}'\n\
+             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n\
+             logging_collector = off\ntimezone = 'UTC'\n",
+            dir.display()
+        );
+        let mut file = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).unwrap();
+        std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
+        Cluster { port, dir }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Starts the postmaster as a child that dies with this process
+    /// (PR_SET_PDEATHSIG), from a thread that lives as long as the process.
+    fn spawn_tied_to_process(&self) {
+        let (uid, gid) = postgres_ids();
+        let data = self.data_dir();
+        let log = std::fs::File::create(self.dir.join("postgres.log")).unwrap();
+        let (tx, rx) = mpsc::channel::<Child>();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new(format!("{PG_BIN}/postgres"));
+            cmd.arg("-D").arg(&data).uid(uid).gid(gid).stdout(Stdio::null()).stderr(log);
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            tx.send(cmd.spawn().expect("spawn postgres")).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().unwrap();
+    }
+
+    /// pg_ctl start: for clusters a test stops and restarts on purpose.
+    pub fn pg_ctl_start(&self) {
+        let log = self.dir.join("postgres.log");
+        run_as_postgres(
+            &format!("{PG_BIN}/pg_ctl"),
+            &["-D", self.data_dir().to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "start"],
+        );
+        self.wait_ready();
+    }
+
+    /// pg_ctl stop with mode fast or immediate.
+    pub fn pg_ctl_stop(&self, mode: &str) {
+        run_as_postgres(
+            &format!("{PG_BIN}/pg_ctl"),
+            &["-D", self.data_dir().to_str().unwrap(), "-m", mode, "-w", "stop"],
+        );
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match Client::connect(&self.url("postgres", "postgres"), NoTls) {
+                Ok(_) => return,
+                Err(e) if Instant::now() > deadline => panic!("cluster did not start: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    pub fn url(&self, db: &str, user: &str) -> String {
+        format!("host=127.0.0.1 port={} dbname={db} user={user} connect_timeout=10", self.port)
+    }
+
+    pub fn connect(&self, db: &str) -> Client {
+        self.connect_as(db, "postgres")
+    }
+
+    pub fn connect_as(&self, db: &str, user: &str) -> Client {
+        Client::connect(&self.url(db, user), NoTls).unwrap_or_else(|e| panic!("connect {db} as {user}: {e}"))
+    }
+
+    /// A new database with the extension installed, named after the test.
+    pub fn fresh_db(&self, name: &str) -> String {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let db = format!("t_{}_{}", name, SEQ.fetch_add(1, Ordering::SeqCst));
+        let mut admin = self.connect("postgres");
+        admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+        self.connect(&db).batch_execute("CREATE EXTENSION pg_usage_analytics CASCADE").unwrap();
+        db
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Only clusters started with pg_ctl are still running here; the
+        // shared one dies with the process.
+        if self.data_dir().join("postmaster.pid").exists() {
+            let _ = Command::new(format!("{PG_BIN}/pg_ctl"))
+                .args(["-D", self.data_dir().to_str().unwrap(), "-m", "immediate", "stop"])
+                .uid(postgres_ids().0)
+                .gid(postgres_ids().1)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The cluster shared by the tests of one test binary.
+pub fn cluster() -> &'static Cluster {
+    static SHARED: OnceLock<Cluster> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let cluster = Cluster::init("shared");
+        cluster.spawn_tied_to_process();
+        cluster.wait_ready();
+        cluster.connect("postgres").batch_execute(&format!("CREATE DATABASE {CRON_DB}")).unwrap();
+        cluster
+    })
+}
+
+/// The `SQLSTATE` and message of a database error, for assertions.
+pub fn db_error(err: &postgres::Error) -> (String, String) {
+    match err.as_db_error() {
+        Some(db) => (db.code().code().to_string(), db.message().to_string()),
+        None => (String::new(), err.to_string()),
+    }
+}
+
+/// Rows of a query as text columns (NULL as None), for comparisons.
+pub fn text_rows(client: &mut Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => {
+                Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A single text value.
+pub fn scalar(client: &mut Client, sql: &str) -> Option<String> {
+    text_rows(client, sql).into_iter().next().and_then(|r| r.into_iter().next().flatten())
+}
