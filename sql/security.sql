@@ -101,14 +101,13 @@ RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
+DECLARE
+    changed jsonb := coalesce(to_jsonb(NEW), to_jsonb(OLD));
 BEGIN
     INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
     VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(),
             lower(TG_OP) || ' ' || TG_TABLE_NAME,
-            CASE TG_TABLE_NAME
-                WHEN 'user_role_map' THEN coalesce(NEW.role_name, OLD.role_name)::text
-                ELSE coalesce(NEW.provider, OLD.provider) || '/' || coalesce(to_jsonb(NEW) ->> 'model', to_jsonb(OLD) ->> 'model')
-            END,
+            coalesce(changed ->> 'role_name', (changed ->> 'provider') || '/' || coalesce(changed ->> 'model', '')),
             jsonb_strip_nulls(jsonb_build_object('old', to_jsonb(OLD), 'new', to_jsonb(NEW))));
     RETURN NULL;
 END;
