@@ -18,7 +18,11 @@ BEGIN
     FOREACH r IN ARRAY ARRAY['usage_analytics_admin', 'usage_analytics_writer',
                              'usage_analytics_reader', 'usage_analytics_monitor'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- created meanwhile by an install in another database
+            END;
         END IF;
     END LOOP;
 END;

@@ -209,3 +209,62 @@ pub fn text_rows(client: &mut Client, sql: &str) -> Vec<Vec<Option<String>>> {
 pub fn scalar(client: &mut Client, sql: &str) -> Option<String> {
     text_rows(client, sql).into_iter().next().and_then(|r| r.into_iter().next().flatten())
 }
+
+/// Eight fixed users, so tests can filter on them.
+pub const USERS: [&str; 8] = [
+    "a0000000-0000-4000-8000-000000000001",
+    "a0000000-0000-4000-8000-000000000002",
+    "a0000000-0000-4000-8000-000000000003",
+    "a0000000-0000-4000-8000-000000000004",
+    "a0000000-0000-4000-8000-000000000005",
+    "a0000000-0000-4000-8000-000000000006",
+    "a0000000-0000-4000-8000-000000000007",
+    "a0000000-0000-4000-8000-000000000008",
+];
+
+/// Loads `n` varied rows spread over the `days` UTC days ending today:
+/// several users, agents, frameworks, providers, models (some unknown, some
+/// absent), message types, ~7% failures, awkward text (quotes, commas,
+/// newlines, unicode, spreadsheet formulas) and identical timestamps, through
+/// a plain INSERT so the pricing trigger and counters run as in production.
+pub fn load_sample(client: &mut Client, n: i64, days: i64) {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO usage_analytics.agent_usage_detailed
+                   (user_id, agent_id, agent_name, framework, provider, message_type, input_tokens,
+                    output_tokens, response_time_ms, success, error_message, request_metadata, model, \"timestamp\")
+                 SELECT (ARRAY['{}']::uuid[])[1 + (g * 7 + g / 13) % 8],
+                        (ARRAY['research-agent', 'writer', 'coder', 'support bot', 'Q,\"uoted\"', 'ünïcødé-🚀'])[1 + (g * 5) % 6],
+                        CASE WHEN g % 9 = 0 THEN NULL ELSE 'Agent ' || (g % 6) END,
+                        (ARRAY['langchain', 'autogen', 'perplexity', 'hybrid'])[1 + (g * 3) % 4],
+                        p.provider,
+                        (ARRAY['chat', 'preset_action', 'tool_execution'])[1 + g % 3],
+                        (g * 37) % 5000, (g * 11) % 2000,
+                        CASE WHEN g % 17 = 0 THEN NULL ELSE 50 + (g * 97) % 70000 END,
+                        g % 14 <> 0,
+                        CASE WHEN g % 14 = 0 THEN (ARRAY['rate limited', '=cmd|'' /C calc''!A0', 'bad, \"quoted\"\nline', '+1 oops', '-minus', '@at'])[1 + g % 6] END,
+                        jsonb_build_object('action', (ARRAY['summarize', 'search', 'draft', 'review'])[1 + g % 4], 'n', g),
+                        (p.models)[1 + g % array_length(p.models, 1)],
+                        date_trunc('day', now()) - make_interval(days => ({days} - 1) - (g % {days}))
+                          + make_interval(secs => CASE WHEN g % 50 = 0 THEN 3600 ELSE (g * 7919) % 86400 END)
+                   FROM generate_series(1, {n}) AS g
+                   CROSS JOIN LATERAL (
+                        SELECT (ARRAY['openai', 'anthropic', 'perplexity', 'google', 'other'])[1 + g % 5] AS provider
+                   ) pp
+                   CROSS JOIN LATERAL (
+                        SELECT pp.provider,
+                               CASE pp.provider
+                                 WHEN 'openai' THEN ARRAY['gpt-4o-2024-08-06', 'gpt-4o-mini', 'gpt-4-turbo', NULL, 'gpt-3.5-turbo-0125']
+                                 WHEN 'anthropic' THEN ARRAY['claude-3-5-sonnet-20241022', 'claude-3-haiku', 'claude-3.5-sonnet', 'claude-3-opus-latest']
+                                 WHEN 'perplexity' THEN ARRAY['llama-3.1-sonar-small-128k-online', 'llama-3.1-sonar-large-128k-online', NULL]
+                                 WHEN 'google' THEN ARRAY['gemini-1.5-pro-002', 'gemini-1.5-flash', 'gemini-exp-1206']
+                                 ELSE ARRAY['mistral-large', NULL]
+                               END AS models
+                   ) p",
+                USERS.join("','")
+            ),
+            &[],
+        )
+        .unwrap();
+}
