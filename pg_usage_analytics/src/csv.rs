@@ -85,7 +85,14 @@ mod tests {
     #[test]
     fn null_is_an_empty_field_and_records_end_with_crlf() {
         let mut out = String::new();
-        push_record(&mut out, [(Some("a"), Cell::Text), (None, Cell::Value), (Some("1"), Cell::Value)]);
+        push_record(
+            &mut out,
+            [
+                (Some("a"), Cell::Text),
+                (None, Cell::Value),
+                (Some("1"), Cell::Value),
+            ],
+        );
         assert_eq!(out, "a,,1\r\n");
     }
 
@@ -94,7 +101,9 @@ mod tests {
         let values = ["x", "a,b", "q\"uote", "multi\r\nline", "", "🚀", " lead"];
         let mut out = String::new();
         push_record(&mut out, values.iter().map(|v| (Some(*v), Cell::Text)));
-        let mut reader = ::csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(out.as_bytes());
         let record = reader.records().next().unwrap().unwrap();
         let read: Vec<&str> = record.iter().collect();
         assert_eq!(read, values);

@@ -57,7 +57,10 @@ impl fmt::Display for FilterError {
 }
 
 fn error(key: &str, problem: impl Into<String>) -> FilterError {
-    FilterError { key: key.to_string(), problem: problem.into() }
+    FilterError {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -88,11 +91,17 @@ impl Filters {
             None | Some(Value::Null) => return Ok(Filters::default()),
             Some(Value::Object(object)) => object,
             Some(other) => {
-                return Err(error("filters", format!("must be a JSON object, got {}", type_name(other))))
+                return Err(error(
+                    "filters",
+                    format!("must be a JSON object, got {}", type_name(other)),
+                ))
             }
         };
         if let Some(unknown) = object.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
-            return Err(error(unknown, format!("unknown key; known keys are {}", KNOWN_KEYS.join(", "))));
+            return Err(error(
+                unknown,
+                format!("unknown key; known keys are {}", KNOWN_KEYS.join(", ")),
+            ));
         }
         let filters = Filters {
             start: date_bound(object, "start_date", DayEdge::Start)?,
@@ -133,14 +142,29 @@ impl Filters {
                 parts.push(fragment);
             }
         };
-        add(self.start.is_some(), format!("\"timestamp\" >= ${}", param::START));
+        add(
+            self.start.is_some(),
+            format!("\"timestamp\" >= ${}", param::START),
+        );
         add(self.end.is_some(), format!("\"timestamp\" < ${}", param::END));
         add(self.user_id.is_some(), format!("user_id = ${}", param::USER_ID));
-        add(self.agent_id.is_some(), format!("agent_id = ${}", param::AGENT_ID));
-        add(self.framework.is_some(), format!("framework = ${}", param::FRAMEWORK));
-        add(self.provider.is_some(), format!("provider = ${}", param::PROVIDER));
+        add(
+            self.agent_id.is_some(),
+            format!("agent_id = ${}", param::AGENT_ID),
+        );
+        add(
+            self.framework.is_some(),
+            format!("framework = ${}", param::FRAMEWORK),
+        );
+        add(
+            self.provider.is_some(),
+            format!("provider = ${}", param::PROVIDER),
+        );
         add(self.model.is_some(), format!("model = ${}", param::MODEL));
-        add(self.message_type.is_some(), format!("message_type = ${}", param::MESSAGE_TYPE));
+        add(
+            self.message_type.is_some(),
+            format!("message_type = ${}", param::MESSAGE_TYPE),
+        );
         add(self.success.is_some(), format!("success = ${}", param::SUCCESS));
         add(
             self.search.is_some(),
@@ -184,7 +208,10 @@ fn text(object: &Map<String, Value>, key: &str) -> Result<Option<String>, Filter
         Some(Value::String(s)) => {
             let s = s.trim();
             if s.chars().count() > MAX_TEXT_FILTER_CHARS {
-                return Err(error(key, format!("longer than {MAX_TEXT_FILTER_CHARS} characters")));
+                return Err(error(
+                    key,
+                    format!("longer than {MAX_TEXT_FILTER_CHARS} characters"),
+                ));
             }
             if s.contains('\0') {
                 return Err(error(key, "contains a NUL character"));
@@ -208,7 +235,10 @@ fn boolean(object: &Map<String, Value>, key: &str) -> Result<Option<bool>, Filte
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(error(key, format!("must be a boolean (true or false), got {}", type_name(other)))),
+        Some(other) => Err(error(
+            key,
+            format!("must be a boolean (true or false), got {}", type_name(other)),
+        )),
     }
 }
 
@@ -217,7 +247,10 @@ fn search_pattern(object: &Map<String, Value>) -> Result<Option<String>, FilterE
         return Ok(None);
     };
     if s.chars().count() > MAX_SEARCH_CHARS {
-        return Err(error("search", format!("longer than {MAX_SEARCH_CHARS} characters")));
+        return Err(error(
+            "search",
+            format!("longer than {MAX_SEARCH_CHARS} characters"),
+        ));
     }
     let mut pattern = String::with_capacity(s.len() + 2);
     pattern.push('%');
@@ -261,9 +294,14 @@ fn parse_date_or_timestamp(s: &str, edge: DayEdge) -> Option<i64> {
         ts.with_timezone(&Utc).timestamp_micros()
     } else {
         // No offset given: the timestamp is read as UTC, like the rollup days.
-        let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
-            .iter()
-            .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())?;
+        let naive = [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M",
+        ]
+        .iter()
+        .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())?;
         naive.and_utc().timestamp_micros()
     };
     utc_micros.checked_sub(PG_EPOCH_OFFSET_MICROS)
@@ -291,7 +329,10 @@ mod tests {
     fn empty_and_null_filter_nothing() {
         assert_eq!(parse(json!({})).unwrap(), Filters::default());
         assert_eq!(Filters::parse(None).unwrap(), Filters::default());
-        assert_eq!(parse(json!({"provider": null, "agent_id": ""})).unwrap(), Filters::default());
+        assert_eq!(
+            parse(json!({"provider": null, "agent_id": ""})).unwrap(),
+            Filters::default()
+        );
         assert_eq!(Filters::default().where_sql(), "TRUE");
     }
 
@@ -304,7 +345,8 @@ mod tests {
 
     #[test]
     fn timestamp_end_date_is_exclusive_and_offsets_apply() {
-        let f = parse(json!({"end_date": "2024-03-31T10:00:00+02:00", "start_date": "2024-03-01 00:00:00"})).unwrap();
+        let f = parse(json!({"end_date": "2024-03-31T10:00:00+02:00", "start_date": "2024-03-01 00:00:00"}))
+            .unwrap();
         assert_eq!(f.end, Some(micros("2024-03-31") + 8 * 3_600_000_000));
         assert_eq!(f.start, Some(micros("2024-03-01")));
         let z = parse(json!({"end_date": "2024-03-31T00:00:00.5Z"})).unwrap();
@@ -322,7 +364,10 @@ mod tests {
             (json!({"end_date": "2024-02-30"}), "end_date"),
             (json!({"provider": ["openai"]}), "provider"),
             (json!({"search": {"a": 1}}), "search"),
-            (json!({"after_id": "00000000-0000-0000-0000-000000000000"}), "after_id"),
+            (
+                json!({"after_id": "00000000-0000-0000-0000-000000000000"}),
+                "after_id",
+            ),
             (json!(["provider"]), "filters"),
         ];
         for (value, key) in cases {

@@ -42,12 +42,12 @@ extension_sql_file!(
         _filter_rollup_compatible
     ]
 );
-extension_sql_file!("../../sql/rollups.sql", name = "rollups", requires = ["schema", "counters"]);
 extension_sql_file!(
-    "../../sql/security.sql",
-    name = "security",
-    finalize
+    "../../sql/rollups.sql",
+    name = "rollups",
+    requires = ["schema", "counters"]
 );
+extension_sql_file!("../../sql/security.sql", name = "security", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;

@@ -1,23 +1,80 @@
-//! In-database tests (`cargo pgrx test`): what needs a real backend.
+//! In-database tests (`cargo pgrx test`): what needs a real backend. The
+//! end-to-end suites in `tests/` cover roles, sessions and the exporter.
 
 #[pgrx::pg_schema]
 mod tests {
     use pgrx::prelude::*;
 
-#[pg_test]
-fn tracks_and_prices_a_request() {
-    let id = Spi::get_one::<pgrx::Uuid>(
-        "SELECT usage_analytics.track_detailed_usage('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'agent-1', 'Agent', \
-         'LangChain', 'OpenAI', 'chat', 1234, 567, 850, true, NULL, '{\"action\":\"x\"}', 'gpt-4o-2024-08-06')",
-    )
-    .unwrap()
-    .unwrap();
-    let (cost, model) = Spi::get_two_with_args::<String, String>(
-        "SELECT cost_usd::text, model FROM usage_analytics.agent_usage_detailed WHERE id = $1",
-        &[id.into()],
-    )
-    .unwrap();
-    assert_eq!(cost.as_deref(), Some("0.008755"));
-    assert_eq!(model.as_deref(), Some("gpt-4o"));
-}
+    fn text(sql: &str) -> Option<String> {
+        Spi::get_one::<String>(sql).unwrap()
+    }
+
+    #[pg_test]
+    fn tracks_and_prices_a_request() {
+        let id = Spi::get_one::<pgrx::Uuid>(
+            "SELECT usage_analytics.track_detailed_usage('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'agent-1', \
+             'Agent', 'LangChain', 'OpenAI', 'chat', 1234, 567, 850, true, NULL, '{\"action\":\"x\"}', \
+             'gpt-4o-2024-08-06')",
+        )
+        .unwrap()
+        .unwrap();
+        let (cost, model) = Spi::get_two_with_args::<String, String>(
+            "SELECT cost_usd::text, model FROM usage_analytics.agent_usage_detailed WHERE id = $1",
+            &[id.into()],
+        )
+        .unwrap();
+        assert_eq!(cost.as_deref(), Some("0.008755"));
+        assert_eq!(model.as_deref(), Some("gpt-4o"));
+        assert_eq!(
+            text("SELECT sum(requests)::text FROM usage_analytics.metrics_usage_counters()").as_deref(),
+            Some("1")
+        );
+    }
+
+    #[pg_test]
+    fn a_price_change_is_seen_by_the_next_statement_of_the_same_transaction() {
+        assert_eq!(
+            text("SELECT usage_analytics.calculate_cost('google', NULL, 1000, 1000)::text").as_deref(),
+            Some("0.000375")
+        );
+        Spi::run("UPDATE usage_analytics.provider_default_model SET model = 'gemini-1.5-pro' WHERE provider = 'google'")
+            .unwrap();
+        assert_eq!(
+            text("SELECT usage_analytics.calculate_cost('google', NULL, 1000, 1000)::text").as_deref(),
+            Some("0.00625")
+        );
+    }
+
+    #[pg_test]
+    fn unknown_models_stay_unpriced() {
+        assert_eq!(
+            text("SELECT usage_analytics.calculate_cost('openai', 'o3-mini', 10, 10)::text"),
+            None
+        );
+        assert_eq!(
+            text("SELECT usage_analytics.resolve_model('openai', 'o3-mini')"),
+            None
+        );
+    }
+
+    #[pg_test(error = "track_detailed_usage: invalid input_tokens: must be >= 0, got -1")]
+    fn negative_tokens_are_an_error() {
+        Spi::run(
+            "SELECT usage_analytics.track_detailed_usage(gen_random_uuid(), 'a', NULL, 'f', 'openai', 'chat', \
+             -1, 0, 0, true)",
+        )
+        .unwrap();
+    }
+
+    /// Only compiled into test builds: proves a Rust panic inside the
+    /// extension becomes an ordinary ERROR (panic = "unwind" + pgrx guards).
+    #[pg_extern]
+    fn deliberately_panics() -> i32 {
+        panic!("deliberate panic inside the extension")
+    }
+
+    #[pg_test(error = "deliberate panic inside the extension")]
+    fn a_panic_surfaces_as_an_error_not_a_crash() {
+        Spi::get_one::<i32>("SELECT tests.deliberately_panics()").unwrap();
+    }
 }

@@ -56,8 +56,14 @@ fn load() -> Result<PriceBook, pgrx::spi::Error> {
         let oids = oids.first();
         WATCHED.with(|w| {
             w.set([
-                oids.get::<pg_sys::Oid>(1).ok().flatten().unwrap_or(pg_sys::InvalidOid),
-                oids.get::<pg_sys::Oid>(2).ok().flatten().unwrap_or(pg_sys::InvalidOid),
+                oids.get::<pg_sys::Oid>(1)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(pg_sys::InvalidOid),
+                oids.get::<pg_sys::Oid>(2)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(pg_sys::InvalidOid),
             ])
         });
         let rows = client.select(
@@ -74,7 +80,9 @@ fn load() -> Result<PriceBook, pgrx::spi::Error> {
             let output: String = row.get(4)?.unwrap_or_default();
             let from: Option<TimestampWithTimeZone> = row.get(5)?;
             let to: Option<TimestampWithTimeZone> = row.get(6)?;
-            let (Ok(input_usd_per_1k), Ok(output_usd_per_1k)) = (Decimal::from_str(&input), Decimal::from_str(&output)) else {
+            let (Ok(input_usd_per_1k), Ok(output_usd_per_1k)) =
+                (Decimal::from_str(&input), Decimal::from_str(&output))
+            else {
                 error!("model_pricing: price of {provider}/{model} ({input}, {output}) does not fit an exact decimal of 28 digits");
             };
             book.add_price(
@@ -88,7 +96,11 @@ fn load() -> Result<PriceBook, pgrx::spi::Error> {
                 },
             );
         }
-        let defaults = client.select("SELECT provider, model FROM usage_analytics.provider_default_model", None, &[])?;
+        let defaults = client.select(
+            "SELECT provider, model FROM usage_analytics.provider_default_model",
+            None,
+            &[],
+        )?;
         for row in defaults {
             let provider: String = row.get(1)?.unwrap_or_default();
             let model: String = row.get(2)?.unwrap_or_default();

@@ -91,12 +91,14 @@ impl PriceBook {
         }
         if !self.known.iter().any(|(_, canonical)| *canonical == model) {
             self.known.push((normalize(&model), model));
-            self.known.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+            self.known
+                .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         }
     }
 
     pub fn set_default(&mut self, provider: &str, model: &str) {
-        self.defaults.insert(provider.trim().to_lowercase(), model.trim().to_lowercase());
+        self.defaults
+            .insert(provider.trim().to_lowercase(), model.trim().to_lowercase());
     }
 
     /// The canonical model id for what a provider or SDK sent, the provider's
@@ -154,10 +156,16 @@ impl PriceBook {
 
 pub fn check_tokens(input_tokens: i64, output_tokens: i64) -> Result<(), CostError> {
     if input_tokens < 0 {
-        return Err(CostError::NegativeTokens { argument: "input_tokens", value: input_tokens });
+        return Err(CostError::NegativeTokens {
+            argument: "input_tokens",
+            value: input_tokens,
+        });
     }
     if output_tokens < 0 {
-        return Err(CostError::NegativeTokens { argument: "output_tokens", value: output_tokens });
+        return Err(CostError::NegativeTokens {
+            argument: "output_tokens",
+            value: output_tokens,
+        });
     }
     Ok(())
 }
@@ -196,7 +204,11 @@ fn strip_wrappers(lowered: &str) -> &str {
         s = head.trim();
     }
     if let Some((head, tail)) = s.split_once('.') {
-        if REGION_PREFIXES.contains(&head) && tail.split_once('.').is_some_and(|(v, _)| VENDOR_PREFIXES.contains(&v)) {
+        if REGION_PREFIXES.contains(&head)
+            && tail
+                .split_once('.')
+                .is_some_and(|(v, _)| VENDOR_PREFIXES.contains(&v))
+        {
             s = tail;
         }
     }
@@ -262,8 +274,18 @@ pub(crate) mod tests {
         ("anthropic", "claude-3-5-sonnet", "0.003", "0.015"),
         ("anthropic", "claude-3-opus", "0.015", "0.075"),
         ("anthropic", "claude-3-haiku", "0.00025", "0.00125"),
-        ("perplexity", "llama-3.1-sonar-small-128k-online", "0.0002", "0.0002"),
-        ("perplexity", "llama-3.1-sonar-large-128k-online", "0.001", "0.001"),
+        (
+            "perplexity",
+            "llama-3.1-sonar-small-128k-online",
+            "0.0002",
+            "0.0002",
+        ),
+        (
+            "perplexity",
+            "llama-3.1-sonar-large-128k-online",
+            "0.001",
+            "0.001",
+        ),
         ("perplexity", "llama-3.1-sonar-huge-128k-online", "0.005", "0.005"),
         ("google", "gemini-1.5-pro", "0.00125", "0.005"),
         ("google", "gemini-1.5-flash", "0.000075", "0.0003"),
@@ -306,20 +328,60 @@ pub(crate) mod tests {
             ("openai", Some("gpt-3-5-turbo"), Some("gpt-3.5-turbo")),
             ("openai", Some("gpt-4o-latest"), Some("gpt-4o")),
             ("openai", Some(" gpt-4o "), Some("gpt-4o")),
-            ("anthropic", Some("claude-3-5-sonnet-20241022"), Some("claude-3-5-sonnet")),
+            (
+                "anthropic",
+                Some("claude-3-5-sonnet-20241022"),
+                Some("claude-3-5-sonnet"),
+            ),
             ("anthropic", Some("claude-3.5-sonnet"), Some("claude-3-5-sonnet")),
-            ("anthropic", Some("claude-3-5-sonnet-latest"), Some("claude-3-5-sonnet")),
-            ("anthropic", Some("claude-3-5-sonnet@20240620"), Some("claude-3-5-sonnet")),
-            ("anthropic", Some("anthropic.claude-3-haiku-20240307-v1:0"), Some("claude-3-haiku")),
-            ("anthropic", Some("us.anthropic.claude-3-5-sonnet-20241022-v2:0"), Some("claude-3-5-sonnet")),
+            (
+                "anthropic",
+                Some("claude-3-5-sonnet-latest"),
+                Some("claude-3-5-sonnet"),
+            ),
+            (
+                "anthropic",
+                Some("claude-3-5-sonnet@20240620"),
+                Some("claude-3-5-sonnet"),
+            ),
+            (
+                "anthropic",
+                Some("anthropic.claude-3-haiku-20240307-v1:0"),
+                Some("claude-3-haiku"),
+            ),
+            (
+                "anthropic",
+                Some("us.anthropic.claude-3-5-sonnet-20241022-v2:0"),
+                Some("claude-3-5-sonnet"),
+            ),
             ("anthropic", Some("claude-3-opus-20240229"), Some("claude-3-opus")),
             ("anthropic", Some("Claude 3 Haiku"), Some("claude-3-haiku")),
-            ("perplexity", Some("llama-3.1-sonar-small-128k-online"), Some("llama-3.1-sonar-small-128k-online")),
-            ("perplexity", Some("llama-3-1-sonar-huge-128k-online"), Some("llama-3.1-sonar-huge-128k-online")),
+            (
+                "perplexity",
+                Some("llama-3.1-sonar-small-128k-online"),
+                Some("llama-3.1-sonar-small-128k-online"),
+            ),
+            (
+                "perplexity",
+                Some("llama-3-1-sonar-huge-128k-online"),
+                Some("llama-3.1-sonar-huge-128k-online"),
+            ),
             ("google", Some("gemini-1.5-flash-002"), Some("gemini-1.5-flash")),
-            ("google", Some("models/gemini-1.5-pro-001"), Some("gemini-1.5-pro")),
-            ("google", Some("gemini-1.5-flash-latest"), Some("gemini-1.5-flash")),
-            ("google", Some("google-gla:gemini-1.5-pro"), Some("gemini-1.5-pro")),
+            (
+                "google",
+                Some("models/gemini-1.5-pro-001"),
+                Some("gemini-1.5-pro"),
+            ),
+            (
+                "google",
+                Some("gemini-1.5-flash-latest"),
+                Some("gemini-1.5-flash"),
+            ),
+            (
+                "google",
+                Some("google-gla:gemini-1.5-pro"),
+                Some("gemini-1.5-pro"),
+            ),
             // defaults
             ("openai", None, Some("gpt-4o-mini")),
             ("OpenAI", Some(""), Some("gpt-4o-mini")),
@@ -351,7 +413,10 @@ pub(crate) mod tests {
     fn prices_every_seed_model_exactly() {
         let book = seed_book();
         for (provider, model, input, output) in SEED_PRICES {
-            let cost = book.cost(Some(provider), Some(model), 1000, 1000, 0).unwrap().unwrap();
+            let cost = book
+                .cost(Some(provider), Some(model), 1000, 1000, 0)
+                .unwrap()
+                .unwrap();
             let expected = Decimal::from_str(input).unwrap() + Decimal::from_str(output).unwrap();
             assert_eq!(cost, expected.normalize(), "{model}");
         }
@@ -360,12 +425,20 @@ pub(crate) mod tests {
     #[test]
     fn cost_is_exact_for_small_and_large_counts() {
         let book = seed_book();
-        let cost = |model, i, o| book.cost(Some("x"), Some(model), i, o, 0).unwrap().unwrap().to_string();
+        let cost = |model, i, o| {
+            book.cost(Some("x"), Some(model), i, o, 0)
+                .unwrap()
+                .unwrap()
+                .to_string()
+        };
         // 100 gemini-1.5-flash tokens: DECIMAL(10,6) would round this by 7%.
         assert_eq!(cost("gemini-1.5-flash", 100, 0), "0.0000075");
         assert_eq!(cost("gpt-4o", 1234, 567), "0.008755");
         assert_eq!(cost("gpt-4o-mini", 1, 1), "0.00000075");
-        assert_eq!(cost("claude-3-opus", 2_147_483_647, 2_147_483_647), "193273.52823");
+        assert_eq!(
+            cost("claude-3-opus", 2_147_483_647, 2_147_483_647),
+            "193273.52823"
+        );
         assert_eq!(cost("gpt-4o", 0, 0), "0");
         assert_eq!(cost("gpt-4-turbo", i64::MAX, 0), "92233720368547.75807");
     }
@@ -375,17 +448,26 @@ pub(crate) mod tests {
         let book = seed_book();
         assert_eq!(
             book.cost(Some("openai"), None, -1, 0, 0),
-            Err(CostError::NegativeTokens { argument: "input_tokens", value: -1 })
+            Err(CostError::NegativeTokens {
+                argument: "input_tokens",
+                value: -1
+            })
         );
         assert_eq!(
             book.cost(Some("openai"), None, 0, -5, 0),
-            Err(CostError::NegativeTokens { argument: "output_tokens", value: -5 })
+            Err(CostError::NegativeTokens {
+                argument: "output_tokens",
+                value: -5
+            })
         );
     }
 
     #[test]
     fn unknown_model_has_no_cost() {
-        assert_eq!(seed_book().cost(Some("openai"), Some("o1-preview"), 10, 10, 0), Ok(None));
+        assert_eq!(
+            seed_book().cost(Some("openai"), Some("o1-preview"), 10, 10, 0),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -395,12 +477,22 @@ pub(crate) mod tests {
         book.add_price(
             "openai",
             "gpt-4o",
-            PricePoint { effective_from: 1_000, effective_to: None, input_usd_per_1k: dec("0.005"), output_usd_per_1k: dec("0.02") },
+            PricePoint {
+                effective_from: 1_000,
+                effective_to: None,
+                input_usd_per_1k: dec("0.005"),
+                output_usd_per_1k: dec("0.02"),
+            },
         );
         book.add_price(
             "openai",
             "gpt-4o",
-            PricePoint { effective_from: 2_000, effective_to: Some(3_000), input_usd_per_1k: dec("1"), output_usd_per_1k: dec("1") },
+            PricePoint {
+                effective_from: 2_000,
+                effective_to: Some(3_000),
+                input_usd_per_1k: dec("1"),
+                output_usd_per_1k: dec("1"),
+            },
         );
         let at = |t| book.cost(Some("openai"), Some("gpt-4o"), 1000, 0, t).unwrap();
         assert_eq!(at(999), Some(dec("0.0025")));
@@ -416,16 +508,26 @@ pub(crate) mod tests {
         book.add_price(
             "openai",
             "gpt-5",
-            PricePoint { effective_from: 100, effective_to: None, input_usd_per_1k: Decimal::ONE, output_usd_per_1k: Decimal::ONE },
+            PricePoint {
+                effective_from: 100,
+                effective_to: None,
+                input_usd_per_1k: Decimal::ONE,
+                output_usd_per_1k: Decimal::ONE,
+            },
         );
         assert_eq!(book.cost(Some("openai"), Some("gpt-5"), 1, 1, 99), Ok(None));
-        assert_eq!(book.resolve(Some("openai"), Some("gpt-5-2025-08-07")).as_deref(), Some("gpt-5"));
+        assert_eq!(
+            book.resolve(Some("openai"), Some("gpt-5-2025-08-07")).as_deref(),
+            Some("gpt-5")
+        );
     }
 
     #[test]
     fn gateway_provider_uses_the_model_price() {
         let book = seed_book();
-        let cost = book.cost(Some("openrouter"), Some("anthropic/claude-3-haiku"), 1000, 0, 0).unwrap();
+        let cost = book
+            .cost(Some("openrouter"), Some("anthropic/claude-3-haiku"), 1000, 0, 0)
+            .unwrap();
         assert_eq!(cost, Some(Decimal::from_str("0.00025").unwrap()));
     }
 

@@ -65,7 +65,13 @@ fn _filter_uuid(filters: Option<JsonB>, field: &str) -> Option<Uuid> {
         "after_id" => f.after_id,
         other => raise_invalid(format!("_filter_uuid: no uuid field {other}")),
     };
-    value.map(|s| Uuid::from_bytes(*uuid::Uuid::parse_str(&s).expect("validated by the parser").as_bytes()))
+    value.map(|s| {
+        Uuid::from_bytes(
+            *uuid::Uuid::parse_str(&s)
+                .expect("validated by the parser")
+                .as_bytes(),
+        )
+    })
 }
 
 #[pg_extern(immutable, parallel_safe)]
@@ -112,7 +118,9 @@ fn export_usage_csv(filters: default!(Option<JsonB>, "'{}'")) -> String {
     let select_list: Vec<String> = EXPORT_COLUMNS
         .iter()
         .map(|(name, _)| match *name {
-            "timestamp" => "to_char(\"timestamp\" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')".to_string(),
+            "timestamp" => {
+                "to_char(\"timestamp\" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')".to_string()
+            }
             "success" => "CASE WHEN success THEN 'true' ELSE 'false' END".to_string(),
             other => format!("{other}::text"),
         })
@@ -123,7 +131,10 @@ fn export_usage_csv(filters: default!(Option<JsonB>, "'{}'")) -> String {
         MAX_CSV_EXPORT_ROWS + 1
     );
     let mut out = String::new();
-    push_record(&mut out, EXPORT_COLUMNS.iter().map(|(name, _)| (Some(*name), Cell::Value)));
+    push_record(
+        &mut out,
+        EXPORT_COLUMNS.iter().map(|(name, _)| (Some(*name), Cell::Value)),
+    );
     let mut rows: i64 = 0;
     Spi::connect(|client| -> Result<(), pgrx::spi::Error> {
         let mut cursor = client.try_open_cursor(query.as_str(), &[filters.into()])?;

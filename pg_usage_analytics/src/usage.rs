@@ -3,14 +3,18 @@
 
 use crate::price_cache::{price_book, to_numeric};
 use crate::validate::{self, InvalidArgument, MAX_AGENT_NAME_CHARS, MAX_ERROR_MESSAGE_CHARS};
+use pgrx::datum::{DatumWithOid, TryFromDatumError};
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
-use pgrx::datum::{DatumWithOid, TryFromDatumError};
 use pgrx::{JsonB, PgSqlErrorCode, Uuid};
 use std::cell::RefCell;
 
 pub fn raise_invalid(message: impl std::fmt::Display) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message.to_string());
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        message.to_string()
+    );
 }
 
 fn checked<T>(result: Result<T, InvalidArgument>) -> T {
@@ -95,7 +99,11 @@ fn track_detailed_usage(
         raise_invalid("track_detailed_usage: invalid user_id: must not be NULL");
     };
     let agent_id = checked(validate::identifier("agent_id", agent_id, false));
-    let agent_name = checked(validate::optional_text("agent_name", agent_name, MAX_AGENT_NAME_CHARS));
+    let agent_name = checked(validate::optional_text(
+        "agent_name",
+        agent_name,
+        MAX_AGENT_NAME_CHARS,
+    ));
     let framework = checked(validate::identifier("framework", framework, true));
     let provider = checked(validate::identifier("provider", provider, true));
     let message_type = checked(validate::identifier("message_type", message_type, true));
@@ -104,10 +112,20 @@ fn track_detailed_usage(
     let Some(success) = success else {
         raise_invalid("track_detailed_usage: invalid success: must not be NULL");
     };
-    let error_message = checked(validate::optional_text("error_message", error_message, MAX_ERROR_MESSAGE_CHARS));
-    let metadata = request_metadata.map(|j| j.0).unwrap_or_else(|| serde_json::json!({}));
+    let error_message = checked(validate::optional_text(
+        "error_message",
+        error_message,
+        MAX_ERROR_MESSAGE_CHARS,
+    ));
+    let metadata = request_metadata
+        .map(|j| j.0)
+        .unwrap_or_else(|| serde_json::json!({}));
     checked(validate::metadata(&metadata));
-    let model = checked(validate::optional_text("model", model, validate::MAX_IDENTIFIER_CHARS));
+    let model = checked(validate::optional_text(
+        "model",
+        model,
+        validate::MAX_IDENTIFIER_CHARS,
+    ));
 
     // The id is made here, not by RETURNING: a writer may record usage for a
     // user whose rows it cannot read (RETURNING would apply SELECT policies).
@@ -136,7 +154,9 @@ fn track_detailed_usage(
                 let prepared = client.prepare_mut(INSERT_SQL, &oids)?.keep();
                 *plan = Some(prepared);
             }
-            client.update(plan.as_ref().expect("prepared above"), None, &args).map(|_| ())
+            client
+                .update(plan.as_ref().expect("prepared above"), None, &args)
+                .map(|_| ())
         })
     })
     .unwrap_or_else(|e| error!("track_detailed_usage: {e}"));

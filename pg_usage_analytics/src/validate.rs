@@ -23,12 +23,19 @@ impl fmt::Display for InvalidArgument {
 }
 
 fn invalid(argument: &'static str, problem: impl Into<String>) -> InvalidArgument {
-    InvalidArgument { argument, problem: problem.into() }
+    InvalidArgument {
+        argument,
+        problem: problem.into(),
+    }
 }
 
 /// A required identifier: trimmed, non-empty, bounded, free of control
 /// characters. `lowercase` normalises enumerations such as provider.
-pub fn identifier(argument: &'static str, value: Option<&str>, lowercase: bool) -> Result<String, InvalidArgument> {
+pub fn identifier(
+    argument: &'static str,
+    value: Option<&str>,
+    lowercase: bool,
+) -> Result<String, InvalidArgument> {
     let value = value.map(str::trim).unwrap_or("");
     if value.is_empty() {
         return Err(invalid(argument, "must not be NULL or empty"));
@@ -39,27 +46,46 @@ pub fn identifier(argument: &'static str, value: Option<&str>, lowercase: bool) 
 
 /// Free text that may be NULL: bounded, and without control characters other
 /// than tab and newlines.
-pub fn optional_text(argument: &'static str, value: Option<&str>, max_chars: usize) -> Result<Option<String>, InvalidArgument> {
+pub fn optional_text(
+    argument: &'static str,
+    value: Option<&str>,
+    max_chars: usize,
+) -> Result<Option<String>, InvalidArgument> {
     let Some(value) = value else {
         return Ok(None);
     };
     let chars = value.chars().count();
     if chars > max_chars {
-        return Err(invalid(argument, format!("is {chars} characters long, the limit is {max_chars}")));
+        return Err(invalid(
+            argument,
+            format!("is {chars} characters long, the limit is {max_chars}"),
+        ));
     }
-    if let Some(bad) = value.chars().find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
-        return Err(invalid(argument, format!("contains the control character U+{:04X}", bad as u32)));
+    if let Some(bad) = value
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(invalid(
+            argument,
+            format!("contains the control character U+{:04X}", bad as u32),
+        ));
     }
     Ok(Some(value.to_string()))
 }
 
 pub fn tokens(input_tokens: Option<i32>, output_tokens: Option<i32>) -> Result<(i32, i32), InvalidArgument> {
-    let input = non_negative("input_tokens", input_tokens)?.ok_or_else(|| invalid("input_tokens", "must not be NULL"))?;
-    let output = non_negative("output_tokens", output_tokens)?.ok_or_else(|| invalid("output_tokens", "must not be NULL"))?;
+    let input = non_negative("input_tokens", input_tokens)?
+        .ok_or_else(|| invalid("input_tokens", "must not be NULL"))?;
+    let output = non_negative("output_tokens", output_tokens)?
+        .ok_or_else(|| invalid("output_tokens", "must not be NULL"))?;
     if input.checked_add(output).is_none() {
         return Err(invalid(
             "output_tokens",
-            format!("input_tokens + output_tokens = {} exceeds the integer limit {}", input as i64 + output as i64, i32::MAX),
+            format!(
+                "input_tokens + output_tokens = {} exceeds the integer limit {}",
+                input as i64 + output as i64,
+                i32::MAX
+            ),
         ));
     }
     Ok((input, output))
@@ -77,7 +103,9 @@ pub fn metadata(value: &serde_json::Value) -> Result<(), InvalidArgument> {
     if !value.is_object() {
         return Err(invalid("request_metadata", "must be a JSON object"));
     }
-    let size = serde_json::to_string(value).map(|s| s.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_string(value)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_METADATA_BYTES {
         return Err(invalid(
             "request_metadata",
@@ -96,11 +124,23 @@ mod tests {
     fn identifiers_are_trimmed_and_checked() {
         assert_eq!(identifier("provider", Some("  OpenAI "), true).unwrap(), "openai");
         assert_eq!(identifier("agent_id", Some("Agent-7"), false).unwrap(), "Agent-7");
-        assert_eq!(identifier("agent_id", None, false).unwrap_err().argument, "agent_id");
-        assert_eq!(identifier("framework", Some("   "), true).unwrap_err().argument, "framework");
+        assert_eq!(
+            identifier("agent_id", None, false).unwrap_err().argument,
+            "agent_id"
+        );
+        assert_eq!(
+            identifier("framework", Some("   "), true).unwrap_err().argument,
+            "framework"
+        );
         let long = "a".repeat(MAX_IDENTIFIER_CHARS + 1);
-        assert!(identifier("agent_id", Some(&long), false).unwrap_err().to_string().contains("limit is 200"));
-        assert!(identifier("agent_id", Some("a\u{1}b"), false).unwrap_err().to_string().contains("U+0001"));
+        assert!(identifier("agent_id", Some(&long), false)
+            .unwrap_err()
+            .to_string()
+            .contains("limit is 200"));
+        assert!(identifier("agent_id", Some("a\u{1}b"), false)
+            .unwrap_err()
+            .to_string()
+            .contains("U+0001"));
     }
 
     #[test]
@@ -109,7 +149,10 @@ mod tests {
         assert_eq!(tokens(Some(-1), Some(2)).unwrap_err().argument, "input_tokens");
         assert_eq!(tokens(Some(1), Some(-2)).unwrap_err().argument, "output_tokens");
         assert_eq!(tokens(None, Some(2)).unwrap_err().argument, "input_tokens");
-        assert!(tokens(Some(i32::MAX), Some(1)).unwrap_err().to_string().contains("exceeds the integer limit"));
+        assert!(tokens(Some(i32::MAX), Some(1))
+            .unwrap_err()
+            .to_string()
+            .contains("exceeds the integer limit"));
     }
 
     #[test]
@@ -118,6 +161,9 @@ mod tests {
         assert_eq!(metadata(&json!([1, 2])).unwrap_err().argument, "request_metadata");
         assert_eq!(metadata(&json!("text")).unwrap_err().argument, "request_metadata");
         let big = json!({ "blob": "x".repeat(MAX_METADATA_BYTES) });
-        assert!(metadata(&big).unwrap_err().to_string().contains("limit is 65536 bytes"));
+        assert!(metadata(&big)
+            .unwrap_err()
+            .to_string()
+            .contains("limit is 65536 bytes"));
     }
 }

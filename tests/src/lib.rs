@@ -20,20 +20,39 @@ pub struct Cluster {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 fn postgres_ids() -> (u32, u32) {
-    let out = Command::new("id").args(["-u", "postgres"]).output().expect("id -u postgres");
-    let uid = String::from_utf8_lossy(&out.stdout).trim().parse().expect("postgres uid");
-    let out = Command::new("id").args(["-g", "postgres"]).output().expect("id -g postgres");
-    let gid = String::from_utf8_lossy(&out.stdout).trim().parse().expect("postgres gid");
+    let out = Command::new("id")
+        .args(["-u", "postgres"])
+        .output()
+        .expect("id -u postgres");
+    let uid = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("postgres uid");
+    let out = Command::new("id")
+        .args(["-g", "postgres"])
+        .output()
+        .expect("id -g postgres");
+    let gid = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("postgres gid");
     (uid, gid)
 }
 
 /// A free TCP port on 127.0.0.1 (the OS picks it).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn run_as_postgres(program: &str, args: &[&str]) {
@@ -51,7 +70,9 @@ fn run_as_postgres(program: &str, args: &[&str]) {
 impl Cluster {
     /// initdb a new cluster under target/it/ (not started).
     pub fn init(name: &str) -> Cluster {
-        let dir = workspace_root().join("target/it").join(format!("{name}-{}", std::process::id()));
+        let dir = workspace_root()
+            .join("target/it")
+            .join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let (uid, gid) = postgres_ids();
@@ -59,7 +80,17 @@ impl Cluster {
         let data = dir.join("data");
         run_as_postgres(
             &format!("{PG_BIN}/initdb"),
-            &["-D", data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
         );
         let port = free_port();
         let conf = format!(
@@ -69,7 +100,10 @@ impl Cluster {
              logging_collector = off\ntimezone = 'UTC'\n",
             dir.display()
         );
-        let mut file = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
         std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
         Cluster { port, dir }
     }
@@ -87,7 +121,12 @@ impl Cluster {
         let (tx, rx) = mpsc::channel::<Child>();
         std::thread::spawn(move || {
             let mut cmd = Command::new(format!("{PG_BIN}/postgres"));
-            cmd.arg("-D").arg(&data).uid(uid).gid(gid).stdout(Stdio::null()).stderr(log);
+            cmd.arg("-D")
+                .arg(&data)
+                .uid(uid)
+                .gid(gid)
+                .stdout(Stdio::null())
+                .stderr(log);
             unsafe {
                 cmd.pre_exec(|| {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -107,7 +146,14 @@ impl Cluster {
         let log = self.dir.join("postgres.log");
         run_as_postgres(
             &format!("{PG_BIN}/pg_ctl"),
-            &["-D", self.data_dir().to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "start"],
+            &[
+                "-D",
+                self.data_dir().to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
         );
         self.wait_ready();
     }
@@ -132,7 +178,10 @@ impl Cluster {
     }
 
     pub fn url(&self, db: &str, user: &str) -> String {
-        format!("host=127.0.0.1 port={} dbname={db} user={user} connect_timeout=10", self.port)
+        format!(
+            "host=127.0.0.1 port={} dbname={db} user={user} connect_timeout=10",
+            self.port
+        )
     }
 
     pub fn connect(&self, db: &str) -> Client {
@@ -149,7 +198,9 @@ impl Cluster {
         let db = format!("t_{}_{}", name, SEQ.fetch_add(1, Ordering::SeqCst));
         let mut admin = self.connect("postgres");
         admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
-        self.connect(&db).batch_execute("CREATE EXTENSION pg_usage_analytics CASCADE").unwrap();
+        self.connect(&db)
+            .batch_execute("CREATE EXTENSION pg_usage_analytics CASCADE")
+            .unwrap();
         db
     }
 }
@@ -177,7 +228,10 @@ pub fn cluster() -> &'static Cluster {
         let cluster = Cluster::init("shared");
         cluster.spawn_tied_to_process();
         cluster.wait_ready();
-        cluster.connect("postgres").batch_execute(&format!("CREATE DATABASE {CRON_DB}")).unwrap();
+        cluster
+            .connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {CRON_DB}"))
+            .unwrap();
         cluster
     })
 }
@@ -207,7 +261,10 @@ pub fn text_rows(client: &mut Client, sql: &str) -> Vec<Vec<Option<String>>> {
 
 /// A single text value.
 pub fn scalar(client: &mut Client, sql: &str) -> Option<String> {
-    text_rows(client, sql).into_iter().next().and_then(|r| r.into_iter().next().flatten())
+    text_rows(client, sql)
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten())
 }
 
 /// Eight fixed users, so tests can filter on them.

@@ -8,22 +8,76 @@ const CASES: &[(&str, &str, &str, i64, i64)] = &[
     ("openai", "gpt-4o", "gpt-4o", 1000, 1000),
     ("openai", "gpt-4o-2024-08-06", "gpt-4o", 1234, 567),
     ("openai", "GPT-4o-2024-05-13", "gpt-4o", 1, 0),
-    ("openai", "gpt-4o-mini-2024-07-18", "gpt-4o-mini", 2_000_000, 300_000),
+    (
+        "openai",
+        "gpt-4o-mini-2024-07-18",
+        "gpt-4o-mini",
+        2_000_000,
+        300_000,
+    ),
     ("openai", "openai/gpt-4o-mini", "gpt-4o-mini", 7, 9),
     ("openai", "gpt-4-turbo-2024-04-09", "gpt-4-turbo", 4096, 1024),
     ("openai", "gpt-3.5-turbo-0125", "gpt-3.5-turbo", 15, 0),
     ("openai", "", "gpt-4o-mini", 100, 100),
-    ("anthropic", "claude-3-5-sonnet-20241022", "claude-3-5-sonnet", 3333, 777),
+    (
+        "anthropic",
+        "claude-3-5-sonnet-20241022",
+        "claude-3-5-sonnet",
+        3333,
+        777,
+    ),
     ("anthropic", "claude-3.5-sonnet", "claude-3-5-sonnet", 1, 1),
-    ("anthropic", "claude-3-5-sonnet-latest", "claude-3-5-sonnet", 10, 10),
-    ("anthropic", "claude-3-opus-20240229", "claude-3-opus", 2_147_483_647, 2_147_483_647),
+    (
+        "anthropic",
+        "claude-3-5-sonnet-latest",
+        "claude-3-5-sonnet",
+        10,
+        10,
+    ),
+    (
+        "anthropic",
+        "claude-3-opus-20240229",
+        "claude-3-opus",
+        2_147_483_647,
+        2_147_483_647,
+    ),
     ("anthropic", "claude-3-haiku-20240307", "claude-3-haiku", 50, 5),
-    ("anthropic", "anthropic.claude-3-haiku-20240307-v1:0", "claude-3-haiku", 8, 8),
-    ("perplexity", "llama-3.1-sonar-small-128k-online", "llama-3.1-sonar-small-128k-online", 999, 1),
-    ("perplexity", "llama-3.1-sonar-large-128k-online", "llama-3.1-sonar-large-128k-online", 10, 20),
-    ("perplexity", "llama-3.1-sonar-huge-128k-online", "llama-3.1-sonar-huge-128k-online", 3, 4),
+    (
+        "anthropic",
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "claude-3-haiku",
+        8,
+        8,
+    ),
+    (
+        "perplexity",
+        "llama-3.1-sonar-small-128k-online",
+        "llama-3.1-sonar-small-128k-online",
+        999,
+        1,
+    ),
+    (
+        "perplexity",
+        "llama-3.1-sonar-large-128k-online",
+        "llama-3.1-sonar-large-128k-online",
+        10,
+        20,
+    ),
+    (
+        "perplexity",
+        "llama-3.1-sonar-huge-128k-online",
+        "llama-3.1-sonar-huge-128k-online",
+        3,
+        4,
+    ),
     ("google", "gemini-1.5-pro-002", "gemini-1.5-pro", 128_000, 8192),
-    ("google", "models/gemini-1.5-flash-001", "gemini-1.5-flash", 100, 0),
+    (
+        "google",
+        "models/gemini-1.5-flash-001",
+        "gemini-1.5-flash",
+        100,
+        0,
+    ),
     ("google", "gemini-1.5-flash-latest", "gemini-1.5-flash", 33, 66),
     ("google", "gemini-1.5-flash-8b", "", 10, 10),
     ("openai", "gpt-4o-audio-preview", "", 10, 10),
@@ -49,7 +103,11 @@ fn calculate_cost_matches_an_independent_oracle() {
                     IS NOT DISTINCT FROM
                     usage_analytics.calculate_cost('{provider}', '{model}', {input}, {output})"
         );
-        assert_eq!(scalar(&mut client, &sql).as_deref(), Some("t"), "cost of {provider}/{model}");
+        assert_eq!(
+            scalar(&mut client, &sql).as_deref(),
+            Some("t"),
+            "cost of {provider}/{model}"
+        );
     }
 }
 
@@ -122,7 +180,9 @@ fn tracked_rows_carry_cost_total_and_canonical_model() {
     let costs = |agent: &str, client: &mut postgres::Client| {
         scalar(
             client,
-            &format!("SELECT cost_usd::text FROM usage_analytics.agent_usage_detailed WHERE agent_id = '{agent}'"),
+            &format!(
+                "SELECT cost_usd::text FROM usage_analytics.agent_usage_detailed WHERE agent_id = '{agent}'"
+            ),
         )
     };
     assert_eq!(costs("bulk", &mut client).as_deref(), Some("0.0015"));
@@ -135,42 +195,101 @@ fn bad_input_names_the_argument_and_writes_nothing() {
     let c = cluster();
     let db = c.fresh_db("badinput");
     let mut client = c.connect(&db);
-    let ok = "gen_random_uuid(), 'agent', 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true, NULL, '{}', NULL";
+    let ok =
+        "gen_random_uuid(), 'agent', 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true, NULL, '{}', NULL";
     let bad: &[(&str, &str)] = &[
-        ("NULL, 'agent', 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true", "user_id"),
-        ("gen_random_uuid(), '', 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true", "agent_id"),
-        ("gen_random_uuid(), NULL, 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true", "agent_id"),
-        ("gen_random_uuid(), 'a', 'name', ' ', 'openai', 'chat', 1, 1, 1, true", "framework"),
-        ("gen_random_uuid(), 'a', 'name', 'langchain', NULL, 'chat', 1, 1, 1, true", "provider"),
-        ("gen_random_uuid(), 'a', 'name', 'langchain', 'openai', '', 1, 1, 1, true", "message_type"),
-        ("gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', -1, 1, 1, true", "input_tokens"),
-        ("gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', 1, -1, 1, true", "output_tokens"),
-        ("gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', 1, 1, -5, true", "response_time_ms"),
-        ("gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', 1, 1, 1, NULL", "success"),
-        ("gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', 2147483647, 1, 1, true", "output_tokens"),
-        ("gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true, NULL, '[1]'", "request_metadata"),
+        (
+            "NULL, 'agent', 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true",
+            "user_id",
+        ),
+        (
+            "gen_random_uuid(), '', 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true",
+            "agent_id",
+        ),
+        (
+            "gen_random_uuid(), NULL, 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true",
+            "agent_id",
+        ),
+        (
+            "gen_random_uuid(), 'a', 'name', ' ', 'openai', 'chat', 1, 1, 1, true",
+            "framework",
+        ),
+        (
+            "gen_random_uuid(), 'a', 'name', 'langchain', NULL, 'chat', 1, 1, 1, true",
+            "provider",
+        ),
+        (
+            "gen_random_uuid(), 'a', 'name', 'langchain', 'openai', '', 1, 1, 1, true",
+            "message_type",
+        ),
+        (
+            "gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', -1, 1, 1, true",
+            "input_tokens",
+        ),
+        (
+            "gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', 1, -1, 1, true",
+            "output_tokens",
+        ),
+        (
+            "gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', 1, 1, -5, true",
+            "response_time_ms",
+        ),
+        (
+            "gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', 1, 1, 1, NULL",
+            "success",
+        ),
+        (
+            "gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', 2147483647, 1, 1, true",
+            "output_tokens",
+        ),
+        (
+            "gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true, NULL, '[1]'",
+            "request_metadata",
+        ),
         (
             "gen_random_uuid(), 'a', 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true, NULL,
              jsonb_build_object('blob', repeat('x', 2 * 1024 * 1024))",
             "request_metadata",
         ),
-        ("gen_random_uuid(), repeat('a', 201), 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true", "agent_id"),
-        ("gen_random_uuid(), 'a' || chr(7), 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true", "agent_id"),
+        (
+            "gen_random_uuid(), repeat('a', 201), 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true",
+            "agent_id",
+        ),
+        (
+            "gen_random_uuid(), 'a' || chr(7), 'name', 'langchain', 'openai', 'chat', 1, 1, 1, true",
+            "agent_id",
+        ),
     ];
     for (args, argument) in bad {
         let err = client
-            .query_one(&format!("SELECT usage_analytics.track_detailed_usage({args})"), &[])
+            .query_one(
+                &format!("SELECT usage_analytics.track_detailed_usage({args})"),
+                &[],
+            )
             .unwrap_err();
         let (code, message) = db_error(&err);
         assert_eq!(code, "22023", "{args}: {message}");
-        assert!(message.contains(argument), "{args}: message {message:?} does not name {argument}");
+        assert!(
+            message.contains(argument),
+            "{args}: message {message:?} does not name {argument}"
+        );
     }
-    let count = scalar(&mut client, "SELECT count(*) FROM usage_analytics.agent_usage_detailed");
+    let count = scalar(
+        &mut client,
+        "SELECT count(*) FROM usage_analytics.agent_usage_detailed",
+    );
     assert_eq!(count.as_deref(), Some("0"), "refused calls wrote rows");
     let counters = scalar(&mut client, "SELECT count(*) FROM usage_analytics.usage_counters");
     assert_eq!(counters.as_deref(), Some("0"), "refused calls moved counters");
-    client.query_one(&format!("SELECT usage_analytics.track_detailed_usage({ok})"), &[]).unwrap();
-    let err = client.query_one("SELECT usage_analytics.calculate_cost('openai', NULL, -1, 0)", &[]).unwrap_err();
+    client
+        .query_one(&format!("SELECT usage_analytics.track_detailed_usage({ok})"), &[])
+        .unwrap();
+    let err = client
+        .query_one(
+            "SELECT usage_analytics.calculate_cost('openai', NULL, -1, 0)",
+            &[],
+        )
+        .unwrap_err();
     assert!(db_error(&err).1.contains("input_tokens"));
 }
 
@@ -181,7 +300,10 @@ fn price_history_and_cache_invalidation_across_sessions() {
     let mut reader = c.connect(&db);
     let mut admin = c.connect(&db);
     let cost_at = |client: &mut postgres::Client, at: &str| {
-        scalar(client, &format!("SELECT usage_analytics.calculate_cost('openai', 'gpt-4o', 1000, 0, {at})"))
+        scalar(
+            client,
+            &format!("SELECT usage_analytics.calculate_cost('openai', 'gpt-4o', 1000, 0, {at})"),
+        )
     };
     // The reader's backend loads and caches the prices.
     assert_eq!(cost_at(&mut reader, "now()").as_deref(), Some("0.0025"));
@@ -197,7 +319,10 @@ fn price_history_and_cache_invalidation_across_sessions() {
         .batch_execute("SELECT usage_analytics.set_model_price('openai', 'gpt-4o', 0.005, 0.02, now() + interval '30 days')")
         .unwrap();
     assert_eq!(cost_at(&mut reader, "now()").as_deref(), Some("0.0025"));
-    assert_eq!(cost_at(&mut reader, "now() + interval '31 days'").as_deref(), Some("0.005"));
+    assert_eq!(
+        cost_at(&mut reader, "now() + interval '31 days'").as_deref(),
+        Some("0.005")
+    );
 
     // A price in force now is seen by the other session at once, no reconnect.
     admin
@@ -210,7 +335,10 @@ fn price_history_and_cache_invalidation_across_sessions() {
         &format!("SELECT cost_usd::text FROM usage_analytics.agent_usage_detailed WHERE id = '{old_row}'"),
     );
     assert_eq!(kept.as_deref(), Some("0.0025"));
-    assert_eq!(cost_at(&mut reader, "now() - interval '1 day'").as_deref(), Some("0.0025"));
+    assert_eq!(
+        cost_at(&mut reader, "now() - interval '1 day'").as_deref(),
+        Some("0.0025")
+    );
     // A direct INSERT into model_pricing (as a DBA would) is seen too.
     admin
         .batch_execute(
@@ -219,8 +347,11 @@ fn price_history_and_cache_invalidation_across_sessions() {
         )
         .unwrap();
     assert_eq!(
-        scalar(&mut reader, "SELECT usage_analytics.calculate_cost('openai', 'gpt-5-2025-08-07', 1000, 1000)")
-            .as_deref(),
+        scalar(
+            &mut reader,
+            "SELECT usage_analytics.calculate_cost('openai', 'gpt-5-2025-08-07', 1000, 1000)"
+        )
+        .as_deref(),
         Some("0.01125")
     );
     // A rolled-back price change is never seen.
@@ -253,18 +384,33 @@ fn rows_route_to_monthly_partitions_and_the_default_catches_the_rest() {
         .unwrap()
     };
     assert!(part("now", &mut client).starts_with("usage_analytics.agent_usage_detailed_p"));
-    assert_eq!(part("future", &mut client), "usage_analytics.agent_usage_detailed_default");
-    assert_eq!(part("past", &mut client), "usage_analytics.agent_usage_detailed_default");
+    assert_eq!(
+        part("future", &mut client),
+        "usage_analytics.agent_usage_detailed_default"
+    );
+    assert_eq!(
+        part("past", &mut client),
+        "usage_analytics.agent_usage_detailed_default"
+    );
     // Creating the past months moves the stranded row into its partition.
     let created = scalar(&mut client, "SELECT usage_analytics.ensure_partitions(3, 8)").unwrap();
     assert!(created.parse::<i32>().unwrap() >= 7, "created {created}");
     assert!(part("past", &mut client).starts_with("usage_analytics.agent_usage_detailed_p"));
-    assert_eq!(scalar(&mut client, "SELECT usage_analytics.ensure_partitions(3, 8)").as_deref(), Some("0"));
     assert_eq!(
-        scalar(&mut client, "SELECT count(*) FROM usage_analytics.agent_usage_detailed").as_deref(),
+        scalar(&mut client, "SELECT usage_analytics.ensure_partitions(3, 8)").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        scalar(
+            &mut client,
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed"
+        )
+        .as_deref(),
         Some("3")
     );
-    let err = client.query_one("SELECT usage_analytics.ensure_partitions(-1)", &[]).unwrap_err();
+    let err = client
+        .query_one("SELECT usage_analytics.ensure_partitions(-1)", &[])
+        .unwrap_err();
     assert!(db_error(&err).1.contains("months_ahead"));
 }
 

@@ -4,7 +4,10 @@ use integration_tests::{cluster, db_error, load_sample, scalar, text_rows, USERS
 use postgres::Client;
 
 fn ids(client: &mut Client, sql: &str) -> Vec<String> {
-    text_rows(client, sql).into_iter().map(|r| r[0].clone().unwrap()).collect()
+    text_rows(client, sql)
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect()
 }
 
 fn record_ids(client: &mut Client, filters: &str, limit: i64, offset: i64) -> Vec<String> {
@@ -91,9 +94,16 @@ fn every_filter_equals_an_independent_where_clause() {
             &mut client,
             &format!("SELECT usage_analytics.get_usage_summary($${filters}$$) ->> 'total_requests'"),
         );
-        assert_eq!(summary_requests, Some(expected.len().to_string()), "summary({filters})");
+        assert_eq!(
+            summary_requests,
+            Some(expected.len().to_string()),
+            "summary({filters})"
+        );
     }
-    assert!(!record_ids(&mut client, r#"{"search": "rate"}"#, 10, 0).is_empty(), "the search case is not vacuous");
+    assert!(
+        !record_ids(&mut client, r#"{"search": "rate"}"#, 10, 0).is_empty(),
+        "the search case is not vacuous"
+    );
     assert_eq!(
         scalar(&mut client, "SELECT count(*) FROM usage_analytics.model_pricing").as_deref(),
         Some("12"),
@@ -169,16 +179,24 @@ fn bad_filters_and_limits_are_refused_naming_the_problem() {
             let err = client.query(&function, &[]).unwrap_err();
             let (code, message) = db_error(&err);
             assert_eq!(code, "22023", "{function}: {message}");
-            assert!(message.contains(key), "{function}: {message:?} does not name {key}");
+            assert!(
+                message.contains(key),
+                "{function}: {message:?} does not name {key}"
+            );
         }
     }
     for (limit, offset, word) in [(-1, 0, "limit"), (10, -5, "offset")] {
         let err = client
-            .query(&format!("SELECT * FROM usage_analytics.get_usage_records('{{}}', {limit}, {offset})"), &[])
+            .query(
+                &format!("SELECT * FROM usage_analytics.get_usage_records('{{}}', {limit}, {offset})"),
+                &[],
+            )
             .unwrap_err();
         assert!(db_error(&err).1.contains(word));
     }
-    let err = client.query("SELECT * FROM usage_analytics.usage_trend('hour')", &[]).unwrap_err();
+    let err = client
+        .query("SELECT * FROM usage_analytics.usage_trend('hour')", &[])
+        .unwrap_err();
     assert!(db_error(&err).1.contains("granularity"));
 }
 
@@ -189,7 +207,10 @@ fn csv_export_and_copy_round_trip_through_a_csv_reader() {
     let mut client = c.connect(&db);
     load_sample(&mut client, 500, 2);
     let document: String = client
-        .query_one("SELECT usage_analytics.export_usage_csv('{\"provider\": \"openai\"}')", &[])
+        .query_one(
+            "SELECT usage_analytics.export_usage_csv('{\"provider\": \"openai\"}')",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert!(document.ends_with("\r\n"));
@@ -209,7 +230,11 @@ fn csv_export_and_copy_round_trip_through_a_csv_reader() {
     let mut neutralised = 0;
     for (record, row) in records.iter().zip(&expected) {
         assert_eq!(record.get(col("id")), row[0].as_deref());
-        assert_eq!(record.get(col("agent_id")), row[1].as_deref(), "agent_id round trip");
+        assert_eq!(
+            record.get(col("agent_id")),
+            row[1].as_deref(),
+            "agent_id round trip"
+        );
         let error = row[2].as_deref().unwrap();
         let cell = record.get(col("error_message")).unwrap();
         if error.starts_with(['=', '+', '-', '@']) {
@@ -218,8 +243,12 @@ fn csv_export_and_copy_round_trip_through_a_csv_reader() {
         } else {
             assert_eq!(cell, error, "error_message round trip");
         }
-        let metadata: serde_json::Value = serde_json::from_str(record.get(col("request_metadata")).unwrap()).unwrap();
-        assert_eq!(metadata, serde_json::from_str::<serde_json::Value>(row[3].as_deref().unwrap()).unwrap());
+        let metadata: serde_json::Value =
+            serde_json::from_str(record.get(col("request_metadata")).unwrap()).unwrap();
+        assert_eq!(
+            metadata,
+            serde_json::from_str::<serde_json::Value>(row[3].as_deref().unwrap()).unwrap()
+        );
         assert_eq!(record.get(col("cost_usd")), row[4].as_deref());
         assert_eq!(record.get(col("timestamp")), row[5].as_deref());
     }
@@ -236,7 +265,12 @@ fn csv_export_and_copy_round_trip_through_a_csv_reader() {
     let mut reader = csv::Reader::from_reader(out.as_slice());
     let copied: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert_eq!(copied.len(), expected.len());
-    let agent_col = reader.headers().unwrap().iter().position(|h| h == "agent_id").unwrap();
+    let agent_col = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "agent_id")
+        .unwrap();
     for (record, row) in copied.iter().zip(&expected) {
         assert_eq!(record.get(0), row[0].as_deref());
         assert_eq!(record.get(agent_col), row[1].as_deref());
@@ -249,7 +283,9 @@ fn a_page_is_an_index_scan() {
     let db = c.fresh_db("plans");
     let mut client = c.connect(&db);
     load_sample(&mut client, 20000, 3);
-    client.batch_execute("ANALYZE usage_analytics.agent_usage_detailed").unwrap();
+    client
+        .batch_execute("ANALYZE usage_analytics.agent_usage_detailed")
+        .unwrap();
     let plan = |client: &mut Client, filters: &str| {
         text_rows(
             client,
@@ -267,8 +303,14 @@ fn a_page_is_an_index_scan() {
     };
     let by_user = plan(&mut client, &format!("{{\"user_id\": \"{}\"}}", USERS[0]));
     assert!(by_user.contains("user_id_timestamp_idx"), "{by_user}");
-    let by_agent = plan(&mut client, "{\"agent_id\": \"coder\", \"start_date\": \"2020-01-01\"}");
+    let by_agent = plan(
+        &mut client,
+        "{\"agent_id\": \"coder\", \"start_date\": \"2020-01-01\"}",
+    );
     assert!(by_agent.contains("Index"), "{by_agent}");
     let newest = plan(&mut client, "{}");
-    assert!(newest.contains("Index Scan Backward") && !newest.contains("Sort  "), "{newest}");
+    assert!(
+        newest.contains("Index Scan Backward") && !newest.contains("Sort  "),
+        "{newest}"
+    );
 }

@@ -5,7 +5,10 @@ use postgres::Client;
 
 /// Rows of `a` EXCEPT `b` plus `b` EXCEPT `a`: empty when they are equal.
 fn symmetric_difference(client: &mut Client, a: &str, b: &str) -> Vec<Vec<Option<String>>> {
-    text_rows(client, &format!("(({a}) EXCEPT ALL ({b})) UNION ALL (({b}) EXCEPT ALL ({a}))"))
+    text_rows(
+        client,
+        &format!("(({a}) EXCEPT ALL ({b})) UNION ALL (({b}) EXCEPT ALL ({a}))"),
+    )
 }
 
 const METRICS_FROM_ROLLUP: &str = "SELECT user_id, agent_id, framework, provider, date, total_requests,
@@ -68,11 +71,19 @@ fn rollups_equal_independent_group_bys_and_rerun_identically() {
     )
     .unwrap();
     assert!(written.parse::<i32>().unwrap() > 3);
-    assert_eq!(symmetric_difference(&mut client, METRICS_FROM_ROLLUP, METRICS_FROM_RAW), Vec::<Vec<_>>::new());
-    assert_eq!(symmetric_difference(&mut client, SYSTEM_FROM_ROLLUP, SYSTEM_FROM_RAW), Vec::<Vec<_>>::new());
+    assert_eq!(
+        symmetric_difference(&mut client, METRICS_FROM_ROLLUP, METRICS_FROM_RAW),
+        Vec::<Vec<_>>::new()
+    );
+    assert_eq!(
+        symmetric_difference(&mut client, SYSTEM_FROM_ROLLUP, SYSTEM_FROM_RAW),
+        Vec::<Vec<_>>::new()
+    );
 
     let before = snapshot(&mut client);
-    client.batch_execute("SELECT usage_analytics.rollup_daily((now() AT TIME ZONE 'UTC')::date - 1)").unwrap();
+    client
+        .batch_execute("SELECT usage_analytics.rollup_daily((now() AT TIME ZONE 'UTC')::date - 1)")
+        .unwrap();
     assert_eq!(snapshot(&mut client), before, "a re-run changed the rollups");
 
     // A late row for yesterday is picked up by the next run.
@@ -86,9 +97,20 @@ fn rollups_equal_independent_group_bys_and_rerun_identically() {
             USERS[0]
         ))
         .unwrap();
-    assert_eq!(symmetric_difference(&mut client, METRICS_FROM_ROLLUP, METRICS_FROM_RAW), Vec::<Vec<_>>::new());
-    assert_eq!(symmetric_difference(&mut client, SYSTEM_FROM_ROLLUP, SYSTEM_FROM_RAW), Vec::<Vec<_>>::new());
-    let err = client.query("SELECT usage_analytics.rollup_range('2024-02-01', '2024-01-01')", &[]).unwrap_err();
+    assert_eq!(
+        symmetric_difference(&mut client, METRICS_FROM_ROLLUP, METRICS_FROM_RAW),
+        Vec::<Vec<_>>::new()
+    );
+    assert_eq!(
+        symmetric_difference(&mut client, SYSTEM_FROM_ROLLUP, SYSTEM_FROM_RAW),
+        Vec::<Vec<_>>::new()
+    );
+    let err = client
+        .query(
+            "SELECT usage_analytics.rollup_range('2024-02-01', '2024-01-01')",
+            &[],
+        )
+        .unwrap_err();
     assert!(db_error(&err).1.contains("before"));
 }
 
@@ -121,14 +143,20 @@ fn raw_summary(client: &mut Client, clause: &str) -> serde_json::Value {
 
 fn summary(client: &mut Client, filters: &str) -> serde_json::Value {
     client
-        .query_one(&format!("SELECT usage_analytics.get_usage_summary($${filters}$$)"), &[])
+        .query_one(
+            &format!("SELECT usage_analytics.get_usage_summary($${filters}$$)"),
+            &[],
+        )
         .unwrap()
         .get(0)
 }
 
 /// jsonb compares numbers by value (6425 = 6425.000).
 fn same_json(client: &mut Client, a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    client.query_one("SELECT $1::jsonb = $2::jsonb", &[a, b]).unwrap().get(0)
+    client
+        .query_one("SELECT $1::jsonb = $2::jsonb", &[a, b])
+        .unwrap()
+        .get(0)
 }
 
 fn trend_matches_raw(client: &mut Client, granularity: &str, filters: &str, clause: &str) {
@@ -142,7 +170,11 @@ fn trend_matches_raw(client: &mut Client, granularity: &str, filters: &str, clau
                 coalesce(sum(cost_usd), 0), avg(response_time_ms)
            FROM usage_analytics.agent_usage_detailed WHERE {clause} GROUP BY 1"
     );
-    assert_eq!(symmetric_difference(client, &got, &raw), Vec::<Vec<_>>::new(), "trend {granularity} {filters}");
+    assert_eq!(
+        symmetric_difference(client, &got, &raw),
+        Vec::<Vec<_>>::new(),
+        "trend {granularity} {filters}"
+    );
 }
 
 #[test]
@@ -176,7 +208,10 @@ fn summary_and_trend_equal_raw_in_every_rollup_state() {
         for (filters, clause) in &cases {
             let got = summary(client, filters);
             let expected = raw_summary(client, clause);
-            assert!(same_json(client, &got, &expected), "{state}: summary {filters}\n got {got}\n raw {expected}");
+            assert!(
+                same_json(client, &got, &expected),
+                "{state}: summary {filters}\n got {got}\n raw {expected}"
+            );
             for granularity in ["day", "week", "month"] {
                 trend_matches_raw(client, granularity, filters, clause);
             }
@@ -184,18 +219,32 @@ fn summary_and_trend_equal_raw_in_every_rollup_state() {
     };
     check_all(&mut client, "no rollups");
     client
-        .batch_execute(&format!("SELECT usage_analytics.rollup_range({}, {})", day(4), day(0)))
+        .batch_execute(&format!(
+            "SELECT usage_analytics.rollup_range({}, {})",
+            day(4),
+            day(0)
+        ))
         .unwrap();
     let fresh = scalar(
         &mut client,
-        &format!("SELECT cardinality(usage_analytics._fresh_rollup_days({}, {}))", day(4), day(0)),
+        &format!(
+            "SELECT cardinality(usage_analytics._fresh_rollup_days({}, {}))",
+            day(4),
+            day(0)
+        ),
     );
-    assert_eq!(fresh.as_deref(), Some("5"), "all five days should be readable from the rollups");
+    assert_eq!(
+        fresh.as_deref(),
+        Some("5"),
+        "all five days should be readable from the rollups"
+    );
     check_all(&mut client, "rolled up");
     // Late rows make their day stale: it is read from raw rows until re-rolled.
     load_sample(&mut client, 300, 3);
     check_all(&mut client, "stale rollups");
-    client.batch_execute(&format!("SELECT usage_analytics.rollup_daily({})", day(1))).unwrap();
+    client
+        .batch_execute(&format!("SELECT usage_analytics.rollup_daily({})", day(1)))
+        .unwrap();
     check_all(&mut client, "partly re-rolled");
 }
 
@@ -214,20 +263,47 @@ fn trend_respects_iso_weeks_and_month_boundaries() {
                                  '2025-01-01 00:00:00+00', '2025-01-05 23:59:59+00', '2025-01-06 00:00:00+00']::timestamptz[]) t;",
         )
         .unwrap();
-    let weeks = text_rows(&mut client, "SELECT period_start::date::text, requests FROM usage_analytics.usage_trend('week')");
-    let weeks: Vec<(String, String)> = weeks.into_iter().map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap())).collect();
-    assert_eq!(
-        weeks,
-        vec![("2024-12-23".into(), "1".into()), ("2024-12-30".into(), "4".into()), ("2025-01-06".into(), "1".into())]
+    let weeks = text_rows(
+        &mut client,
+        "SELECT period_start::date::text, requests FROM usage_analytics.usage_trend('week')",
     );
-    let months = text_rows(&mut client, "SELECT period_start::date::text, requests FROM usage_analytics.usage_trend('Month')");
-    let months: Vec<(String, String)> = months.into_iter().map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap())).collect();
-    assert_eq!(months, vec![("2024-12-01".into(), "3".into()), ("2025-01-01".into(), "3".into())]);
-    client.batch_execute("SELECT usage_analytics.rollup_range('2024-12-29', '2025-01-06')").unwrap();
-    let after: Vec<(String, String)> = text_rows(&mut client, "SELECT period_start::date::text, requests FROM usage_analytics.usage_trend('week')")
+    let weeks: Vec<(String, String)> = weeks
         .into_iter()
         .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
         .collect();
+    assert_eq!(
+        weeks,
+        vec![
+            ("2024-12-23".into(), "1".into()),
+            ("2024-12-30".into(), "4".into()),
+            ("2025-01-06".into(), "1".into())
+        ]
+    );
+    let months = text_rows(
+        &mut client,
+        "SELECT period_start::date::text, requests FROM usage_analytics.usage_trend('Month')",
+    );
+    let months: Vec<(String, String)> = months
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        months,
+        vec![
+            ("2024-12-01".into(), "3".into()),
+            ("2025-01-01".into(), "3".into())
+        ]
+    );
+    client
+        .batch_execute("SELECT usage_analytics.rollup_range('2024-12-29', '2025-01-06')")
+        .unwrap();
+    let after: Vec<(String, String)> = text_rows(
+        &mut client,
+        "SELECT period_start::date::text, requests FROM usage_analytics.usage_trend('week')",
+    )
+    .into_iter()
+    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+    .collect();
     assert_eq!(after, weeks, "rolled-up days changed the trend");
 }
 
@@ -244,7 +320,9 @@ fn concurrent_rollups_of_the_same_day_are_safe() {
                 let mut session = cluster().connect(&db);
                 for _ in 0..3 {
                     session
-                        .batch_execute("SELECT usage_analytics.rollup_daily((now() AT TIME ZONE 'UTC')::date)")
+                        .batch_execute(
+                            "SELECT usage_analytics.rollup_daily((now() AT TIME ZONE 'UTC')::date)",
+                        )
                         .unwrap();
                 }
             })
@@ -253,9 +331,16 @@ fn concurrent_rollups_of_the_same_day_are_safe() {
     for h in handles {
         h.join().unwrap();
     }
-    assert_eq!(symmetric_difference(&mut client, METRICS_FROM_ROLLUP, METRICS_FROM_RAW), Vec::<Vec<_>>::new());
     assert_eq!(
-        scalar(&mut client, "SELECT count(*) FROM usage_analytics.system_analytics").as_deref(),
+        symmetric_difference(&mut client, METRICS_FROM_ROLLUP, METRICS_FROM_RAW),
+        Vec::<Vec<_>>::new()
+    );
+    assert_eq!(
+        scalar(
+            &mut client,
+            "SELECT count(*) FROM usage_analytics.system_analytics"
+        )
+        .as_deref(),
         Some("1")
     );
 }
@@ -265,17 +350,32 @@ fn schedule_rollups_registers_one_named_pg_cron_job() {
     let c = cluster();
     // pg_cron lives in cron.database_name only.
     let mut cron = c.connect(CRON_DB);
-    cron.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_cron; CREATE EXTENSION IF NOT EXISTS pg_usage_analytics CASCADE;")
-        .unwrap();
-    let first: i64 = cron.query_one("SELECT usage_analytics.schedule_rollups()", &[]).unwrap().get(0);
-    let second: i64 = cron.query_one("SELECT usage_analytics.schedule_rollups('*/5 * * * *')", &[]).unwrap().get(0);
+    cron.batch_execute(
+        "CREATE EXTENSION IF NOT EXISTS pg_cron; CREATE EXTENSION IF NOT EXISTS pg_usage_analytics CASCADE;",
+    )
+    .unwrap();
+    let first: i64 = cron
+        .query_one("SELECT usage_analytics.schedule_rollups()", &[])
+        .unwrap()
+        .get(0);
+    let second: i64 = cron
+        .query_one("SELECT usage_analytics.schedule_rollups('*/5 * * * *')", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(first, second, "a second call must replace the job, not add one");
-    let jobs = text_rows(&mut cron, "SELECT schedule, command FROM cron.job WHERE jobname = 'usage_analytics_rollups'");
+    let jobs = text_rows(
+        &mut cron,
+        "SELECT schedule, command FROM cron.job WHERE jobname = 'usage_analytics_rollups'",
+    );
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0][0].as_deref(), Some("*/5 * * * *"));
-    assert!(jobs[0][1].as_deref().unwrap().contains("run_scheduled_maintenance"));
+    assert!(jobs[0][1]
+        .as_deref()
+        .unwrap()
+        .contains("run_scheduled_maintenance"));
     // The job's command works on its own.
-    cron.batch_execute("SELECT usage_analytics.run_scheduled_maintenance()").unwrap();
+    cron.batch_execute("SELECT usage_analytics.run_scheduled_maintenance()")
+        .unwrap();
     let checks = scalar(
         &mut cron,
         "SELECT string_agg(check_name || ': ' || detail, '; ') FROM usage_analytics.self_test() WHERE NOT ok",
@@ -290,6 +390,8 @@ fn schedule_rollups_registers_one_named_pg_cron_job() {
     // Elsewhere: a clear error naming pg_cron.
     let db = c.fresh_db("nocron");
     let mut client = c.connect(&db);
-    let err = client.query("SELECT usage_analytics.schedule_rollups()", &[]).unwrap_err();
+    let err = client
+        .query("SELECT usage_analytics.schedule_rollups()", &[])
+        .unwrap_err();
     assert!(db_error(&err).1.contains("pg_cron is not installed"));
 }

@@ -22,7 +22,10 @@ impl Setup {
 fn setup(name: &str) -> (Setup, Client) {
     let c = cluster();
     let db = c.fresh_db(name);
-    let setup = Setup { prefix: db.clone(), db };
+    let setup = Setup {
+        prefix: db.clone(),
+        db,
+    };
     let mut owner = c.connect(&setup.db);
     load_sample(&mut owner, 6000, 2);
     let sql = format!(
@@ -81,29 +84,48 @@ fn partitions(owner: &mut Client) -> Vec<String> {
 fn readers_see_exactly_their_own_rows_everywhere() {
     let (s, mut owner) = setup("readers");
     let own = |owner: &mut Client, user: &str| {
-        count(owner, &format!("SELECT count(*) FROM usage_analytics.agent_usage_detailed WHERE user_id = '{user}'"))
+        count(
+            owner,
+            &format!("SELECT count(*) FROM usage_analytics.agent_usage_detailed WHERE user_id = '{user}'"),
+        )
     };
-    let total = count(&mut owner, "SELECT count(*) FROM usage_analytics.agent_usage_detailed");
+    let total = count(
+        &mut owner,
+        "SELECT count(*) FROM usage_analytics.agent_usage_detailed",
+    );
     for (who, user) in [("alice", USERS[0]), ("bob", USERS[1])] {
         let expected = own(&mut owner, user);
         assert!(expected > 0 && expected < total);
         let mut c = s.connect(who);
-        assert_eq!(scalar(&mut c, "SELECT usage_analytics.current_user_id()::text").as_deref(), Some(user));
+        assert_eq!(
+            scalar(&mut c, "SELECT usage_analytics.current_user_id()::text").as_deref(),
+            Some(user)
+        );
         for sql in [
             "SELECT count(*) FROM usage_analytics.agent_usage_detailed".to_string(),
             "SELECT count(*) FROM usage_analytics.get_usage_records('{}', 1000000)".to_string(),
             "SELECT count(*) FROM usage_analytics.usage_export()".to_string(),
             "SELECT (usage_analytics.get_usage_summary() ->> 'total_requests')::bigint".to_string(),
             "SELECT sum(requests) FROM usage_analytics.usage_trend('day')".to_string(),
-            "SELECT array_length(string_to_array(usage_analytics.export_usage_csv(), E'\\r\\n'), 1) - 2".to_string(),
+            "SELECT array_length(string_to_array(usage_analytics.export_usage_csv(), E'\\r\\n'), 1) - 2"
+                .to_string(),
             "SELECT sum(total_requests) FROM usage_analytics.agent_performance_metrics".to_string(),
-            format!("SELECT count(*) FROM usage_analytics.get_usage_records('{{\"user_id\": \"{}\"}}', 1000000)", USERS[2]),
+            format!(
+                "SELECT count(*) FROM usage_analytics.get_usage_records('{{\"user_id\": \"{}\"}}', 1000000)",
+                USERS[2]
+            ),
         ] {
             let got = count(&mut c, &sql);
             let want = if sql.contains(USERS[2]) { 0 } else { expected };
             assert_eq!(got, want, "{who}: {sql}");
         }
-        assert_eq!(count(&mut c, "SELECT count(DISTINCT user_id) FROM usage_analytics.agent_usage_detailed"), 1);
+        assert_eq!(
+            count(
+                &mut c,
+                "SELECT count(DISTINCT user_id) FROM usage_analytics.agent_usage_detailed"
+            ),
+            1
+        );
         // Spoofing: settings and JWT claims do not move a mapped role.
         let other = if who == "alice" { USERS[1] } else { USERS[0] };
         for spoof in [
@@ -113,7 +135,10 @@ fn readers_see_exactly_their_own_rows_everywhere() {
         ] {
             c.batch_execute(&spoof).unwrap();
             assert_eq!(
-                count(&mut c, "SELECT count(*) FROM usage_analytics.agent_usage_detailed"),
+                count(
+                    &mut c,
+                    "SELECT count(*) FROM usage_analytics.agent_usage_detailed"
+                ),
                 expected,
                 "{who} after {spoof}"
             );
@@ -142,9 +167,14 @@ fn readers_see_exactly_their_own_rows_everywhere() {
         for partition in partitions(&mut owner) {
             refused(&mut c, &format!("SELECT count(*) FROM {partition}"));
         }
-        assert!(!scalar(&mut c, "SELECT usage_analytics.is_admin()::text").unwrap().starts_with('t'));
+        assert!(!scalar(&mut c, "SELECT usage_analytics.is_admin()::text")
+            .unwrap()
+            .starts_with('t'));
         // Prices are readable.
-        assert_eq!(count(&mut c, "SELECT count(*) FROM usage_analytics.model_pricing"), 12);
+        assert_eq!(
+            count(&mut c, "SELECT count(*) FROM usage_analytics.model_pricing"),
+            12
+        );
     }
 }
 
@@ -153,26 +183,73 @@ fn trusted_app_acts_for_the_user_in_the_setting_or_jwt() {
     let (s, mut owner) = setup("app");
     let expected = count(
         &mut owner,
-        &format!("SELECT count(*) FROM usage_analytics.agent_usage_detailed WHERE user_id = '{}'", USERS[3]),
+        &format!(
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed WHERE user_id = '{}'",
+            USERS[3]
+        ),
     );
     let mut app = s.connect("app");
-    assert_eq!(count(&mut app, "SELECT count(*) FROM usage_analytics.agent_usage_detailed"), 0, "no identity sees nothing");
-    app.batch_execute(&format!("BEGIN; SET LOCAL usage_analytics.user_id = '{}'", USERS[3])).unwrap();
-    assert_eq!(count(&mut app, "SELECT count(*) FROM usage_analytics.agent_usage_detailed"), expected);
-    assert_eq!(count(&mut app, "SELECT (usage_analytics.get_usage_summary() ->> 'total_requests')::bigint"), expected);
+    assert_eq!(
+        count(
+            &mut app,
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed"
+        ),
+        0,
+        "no identity sees nothing"
+    );
+    app.batch_execute(&format!(
+        "BEGIN; SET LOCAL usage_analytics.user_id = '{}'",
+        USERS[3]
+    ))
+    .unwrap();
+    assert_eq!(
+        count(
+            &mut app,
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed"
+        ),
+        expected
+    );
+    assert_eq!(
+        count(
+            &mut app,
+            "SELECT (usage_analytics.get_usage_summary() ->> 'total_requests')::bigint"
+        ),
+        expected
+    );
     app.batch_execute("COMMIT").unwrap();
-    assert_eq!(count(&mut app, "SELECT count(*) FROM usage_analytics.agent_usage_detailed"), 0, "SET LOCAL ends with the transaction");
-    app.batch_execute(&format!("SET request.jwt.claims = '{{\"sub\": \"{}\", \"role\": \"authenticated\"}}'", USERS[3]))
-        .unwrap();
-    assert_eq!(count(&mut app, "SELECT count(*) FROM usage_analytics.agent_usage_detailed"), expected);
-    let err = app.batch_execute("SET usage_analytics.user_id = 'not-a-uuid'; SELECT usage_analytics.current_user_id()");
+    assert_eq!(
+        count(
+            &mut app,
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed"
+        ),
+        0,
+        "SET LOCAL ends with the transaction"
+    );
+    app.batch_execute(&format!(
+        "SET request.jwt.claims = '{{\"sub\": \"{}\", \"role\": \"authenticated\"}}'",
+        USERS[3]
+    ))
+    .unwrap();
+    assert_eq!(
+        count(
+            &mut app,
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed"
+        ),
+        expected
+    );
+    let err = app.batch_execute(
+        "SET usage_analytics.user_id = 'not-a-uuid'; SELECT usage_analytics.current_user_id()",
+    );
     assert!(db_error(&err.unwrap_err()).1.contains("usage_analytics.user_id"));
 }
 
 #[test]
 fn writers_record_but_cannot_read() {
     let (s, mut owner) = setup("writer");
-    let before = count(&mut owner, "SELECT count(*) FROM usage_analytics.agent_usage_detailed");
+    let before = count(
+        &mut owner,
+        "SELECT count(*) FROM usage_analytics.agent_usage_detailed",
+    );
     let mut writer = s.connect("writer");
     writer
         .batch_execute(&format!(
@@ -181,7 +258,13 @@ fn writers_record_but_cannot_read() {
             USERS[5], USERS[6]
         ))
         .unwrap();
-    assert_eq!(count(&mut owner, "SELECT count(*) FROM usage_analytics.agent_usage_detailed"), before + 2);
+    assert_eq!(
+        count(
+            &mut owner,
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed"
+        ),
+        before + 2
+    );
     for sql in [
         "SELECT count(*) FROM usage_analytics.agent_usage_detailed",
         "SELECT count(*) FROM usage_analytics.get_usage_records()",
@@ -194,30 +277,65 @@ fn writers_record_but_cannot_read() {
     }
     // COPY FROM is refused under row-level security unless the login has
     // BYPASSRLS; with it the writer still cannot read (no SELECT privilege).
-    owner.batch_execute(&format!("ALTER ROLE {} BYPASSRLS", s.role("writer"))).unwrap();
+    owner
+        .batch_execute(&format!("ALTER ROLE {} BYPASSRLS", s.role("writer")))
+        .unwrap();
     let mut writer = s.connect("writer");
     let mut copy = writer
         .copy_in("COPY usage_analytics.agent_usage_detailed (user_id, agent_id, provider, model, input_tokens) FROM STDIN")
         .unwrap();
-    std::io::Write::write_all(&mut copy, format!("{}\tcopied\topenai\tgpt-4o\t1000\n", USERS[7]).as_bytes()).unwrap();
+    std::io::Write::write_all(
+        &mut copy,
+        format!("{}\tcopied\topenai\tgpt-4o\t1000\n", USERS[7]).as_bytes(),
+    )
+    .unwrap();
     copy.finish().unwrap();
     assert_eq!(
-        scalar(&mut owner, "SELECT cost_usd::text FROM usage_analytics.agent_usage_detailed WHERE agent_id = 'copied'")
-            .as_deref(),
+        scalar(
+            &mut owner,
+            "SELECT cost_usd::text FROM usage_analytics.agent_usage_detailed WHERE agent_id = 'copied'"
+        )
+        .as_deref(),
         Some("0.0025")
     );
-    refused(&mut writer, "SELECT count(*) FROM usage_analytics.agent_usage_detailed");
+    refused(
+        &mut writer,
+        "SELECT count(*) FROM usage_analytics.agent_usage_detailed",
+    );
 }
 
 #[test]
 fn admins_see_everything_and_every_action_is_audited() {
     let (s, mut owner) = setup("admin");
-    let total = count(&mut owner, "SELECT count(*) FROM usage_analytics.agent_usage_detailed");
+    let total = count(
+        &mut owner,
+        "SELECT count(*) FROM usage_analytics.agent_usage_detailed",
+    );
     let mut admin = s.connect("admin");
-    assert_eq!(scalar(&mut admin, "SELECT usage_analytics.is_admin()::text").as_deref(), Some("true"));
-    assert_eq!(count(&mut admin, "SELECT count(*) FROM usage_analytics.agent_usage_detailed"), total);
-    assert_eq!(count(&mut admin, "SELECT count(*) FROM usage_analytics.get_usage_records('{}', 1000000)"), total);
-    assert!(count(&mut admin, "SELECT count(*) FROM usage_analytics.system_analytics") >= 1);
+    assert_eq!(
+        scalar(&mut admin, "SELECT usage_analytics.is_admin()::text").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed"
+        ),
+        total
+    );
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM usage_analytics.get_usage_records('{}', 1000000)"
+        ),
+        total
+    );
+    assert!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM usage_analytics.system_analytics"
+        ) >= 1
+    );
     admin
         .batch_execute(&format!(
             "SELECT usage_analytics.set_model_price('openai', 'gpt-4o', 0.003, 0.012, now() + interval '1 day');
@@ -228,11 +346,30 @@ fn admins_see_everything_and_every_action_is_audited() {
         .unwrap();
     // bob is now an admin and sees everything; then demoted again.
     let mut bob = s.connect("bob");
-    assert_eq!(count(&mut bob, "SELECT count(*) FROM usage_analytics.agent_usage_detailed"), total);
-    admin.batch_execute(&format!("SELECT usage_analytics.revoke_admin('{}')", s.role("bob"))).unwrap();
+    assert_eq!(
+        count(
+            &mut bob,
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed"
+        ),
+        total
+    );
+    admin
+        .batch_execute(&format!(
+            "SELECT usage_analytics.revoke_admin('{}')",
+            s.role("bob")
+        ))
+        .unwrap();
     let mut bob = s.connect("bob");
-    assert!(count(&mut bob, "SELECT count(*) FROM usage_analytics.agent_usage_detailed") < total);
-    refused(&mut bob, &format!("SELECT usage_analytics.revoke_admin('{}')", s.role("admin")));
+    assert!(
+        count(
+            &mut bob,
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed"
+        ) < total
+    );
+    refused(
+        &mut bob,
+        &format!("SELECT usage_analytics.revoke_admin('{}')", s.role("admin")),
+    );
 
     let audit = text_rows(
         &mut admin,
@@ -242,9 +379,21 @@ fn admins_see_everything_and_every_action_is_audited() {
     let admin_role = s.role("admin");
     let bob_role = s.role("bob");
     let expected = vec![
-        vec![Some(admin_role.clone()), Some("insert model_pricing".into()), Some("openai/gpt-4o".into())],
-        vec![Some(admin_role.clone()), Some("grant_admin".into()), Some(bob_role.clone())],
-        vec![Some(admin_role.clone()), Some("revoke_admin".into()), Some(bob_role.clone())],
+        vec![
+            Some(admin_role.clone()),
+            Some("insert model_pricing".into()),
+            Some("openai/gpt-4o".into()),
+        ],
+        vec![
+            Some(admin_role.clone()),
+            Some("grant_admin".into()),
+            Some(bob_role.clone()),
+        ],
+        vec![
+            Some(admin_role.clone()),
+            Some("revoke_admin".into()),
+            Some(bob_role.clone()),
+        ],
     ];
     assert_eq!(audit, expected);
 
@@ -265,9 +414,14 @@ fn admins_see_everything_and_every_action_is_audited() {
         assert!(refused(&mut owner, sql).contains("append-only"));
     }
     // Admins cannot update or delete usage rows either (owner only).
-    refused(&mut admin, "UPDATE usage_analytics.agent_usage_detailed SET cost_usd = 0");
+    refused(
+        &mut admin,
+        "UPDATE usage_analytics.agent_usage_detailed SET cost_usd = 0",
+    );
     refused(&mut admin, "DELETE FROM usage_analytics.agent_usage_detailed");
-    let err = admin.batch_execute("SELECT usage_analytics.grant_admin('no_such_role_xyz')").unwrap_err();
+    let err = admin
+        .batch_execute("SELECT usage_analytics.grant_admin('no_such_role_xyz')")
+        .unwrap_err();
     assert!(db_error(&err).1.contains("does not exist"));
 }
 
@@ -275,14 +429,39 @@ fn admins_see_everything_and_every_action_is_audited() {
 fn monitor_and_roleless_logins_get_only_what_they_need() {
     let (s, _owner) = setup("monitor");
     let mut monitor = s.connect("monitor");
-    assert!(count(&mut monitor, "SELECT count(*) FROM usage_analytics.metrics_usage_counters()") > 0);
-    assert_eq!(count(&mut monitor, "SELECT count(*) FROM usage_analytics.metrics_active_users()"), 3);
-    monitor.batch_execute("SELECT * FROM usage_analytics.metrics_top_users(5)").unwrap();
-    refused(&mut monitor, "SELECT count(*) FROM usage_analytics.agent_usage_detailed");
-    refused(&mut monitor, "SELECT count(*) FROM usage_analytics.agent_performance_metrics");
+    assert!(
+        count(
+            &mut monitor,
+            "SELECT count(*) FROM usage_analytics.metrics_usage_counters()"
+        ) > 0
+    );
+    assert_eq!(
+        count(
+            &mut monitor,
+            "SELECT count(*) FROM usage_analytics.metrics_active_users()"
+        ),
+        3
+    );
+    monitor
+        .batch_execute("SELECT * FROM usage_analytics.metrics_top_users(5)")
+        .unwrap();
+    refused(
+        &mut monitor,
+        "SELECT count(*) FROM usage_analytics.agent_usage_detailed",
+    );
+    refused(
+        &mut monitor,
+        "SELECT count(*) FROM usage_analytics.agent_performance_metrics",
+    );
     let mut nobody = s.connect("nobody");
-    refused(&mut nobody, "SELECT count(*) FROM usage_analytics.agent_usage_detailed");
-    refused(&mut nobody, "SELECT * FROM usage_analytics.metrics_usage_counters()");
+    refused(
+        &mut nobody,
+        "SELECT count(*) FROM usage_analytics.agent_usage_detailed",
+    );
+    refused(
+        &mut nobody,
+        "SELECT * FROM usage_analytics.metrics_usage_counters()",
+    );
     refused(&mut nobody, "SELECT usage_analytics.get_usage_summary()");
 }
 
@@ -290,7 +469,9 @@ fn monitor_and_roleless_logins_get_only_what_they_need() {
 fn a_readers_query_on_a_large_table_is_an_index_scan() {
     let (s, mut owner) = setup("explain");
     load_sample(&mut owner, 60000, 2);
-    owner.batch_execute("ANALYZE usage_analytics.agent_usage_detailed").unwrap();
+    owner
+        .batch_execute("ANALYZE usage_analytics.agent_usage_detailed")
+        .unwrap();
     let mut alice = s.connect("alice");
     let plan: String = text_rows(
         &mut alice,
@@ -300,7 +481,10 @@ fn a_readers_query_on_a_large_table_is_an_index_scan() {
     .map(|r| r[0].clone().unwrap())
     .collect::<Vec<_>>()
     .join("\n");
-    assert!(plan.contains("InitPlan"), "identity should be computed once per query:\n{plan}");
+    assert!(
+        plan.contains("InitPlan"),
+        "identity should be computed once per query:\n{plan}"
+    );
     assert!(plan.contains("Index"), "{plan}");
     let plan: String = text_rows(
         &mut alice,
