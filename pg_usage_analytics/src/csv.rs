@@ -21,7 +21,10 @@ pub fn push_field(out: &mut String, value: Option<&str>, kind: Cell) {
     let neutralise = kind == Cell::Text && value.starts_with(FORMULA_TRIGGERS);
     // An empty string is quoted so that it stays distinct from NULL, as in
     // Postgres' own CSV output.
+    // A leading byte-order mark is quoted too: readers drop an unquoted one at
+    // the start of a document as an encoding marker.
     let needs_quotes = value.is_empty()
+        || value.starts_with('\u{feff}')
         || neutralise && value.starts_with(['\t', '\r'])
         || value.contains([',', '"', '\r', '\n']);
     if needs_quotes {

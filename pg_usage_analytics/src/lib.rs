@@ -11,6 +11,8 @@ pub mod filters;
 mod identity;
 mod price_cache;
 pub mod pricing;
+#[cfg(test)]
+mod proptests;
 mod queries;
 mod usage;
 pub mod validate;

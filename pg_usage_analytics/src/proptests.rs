@@ -1,0 +1,99 @@
+//! Property tests for the pure modules: model resolution, cost arithmetic,
+//! the filter parser and the CSV writer.
+
+use crate::csv::{push_record, Cell};
+use crate::filters::{Filters, KNOWN_KEYS};
+use crate::pricing::tests::{seed_book, SEED_PRICES};
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+fn seed_model() -> impl Strategy<Value = (&'static str, &'static str, &'static str)> {
+    prop::sample::select(SEED_PRICES.to_vec()).prop_map(|(_, model, input, output)| (model, input, output))
+}
+
+/// Price in billionths of a dollar per 1K tokens (the seed has at most 6 decimals).
+fn nano(price: &str) -> i128 {
+    (Decimal::from_str(price).unwrap() * Decimal::from(1_000_000_000))
+        .try_into()
+        .unwrap()
+}
+
+proptest! {
+    #[test]
+    fn resolution_never_panics_and_is_case_insensitive(provider in ".{0,20}", model in ".{0,60}") {
+        let book = seed_book();
+        let resolved = book.resolve(Some(&provider), Some(&model));
+        prop_assert_eq!(resolved, book.resolve(Some(&provider.to_uppercase()), Some(&model.to_uppercase())));
+    }
+
+    #[test]
+    fn dated_suffixes_resolve_to_the_model(
+        (model, _, _) in seed_model(),
+        date in prop::sample::select(vec!["-2024-08-06", "-20241022", "-0125", "-002", "-latest", "@20240620"]),
+        upper in any::<bool>(),
+    ) {
+        let sent = format!("{model}{date}");
+        let sent = if upper { sent.to_uppercase() } else { sent };
+        let resolved = seed_book().resolve(Some("any"), Some(&sent));
+        prop_assert_eq!(resolved.as_deref(), Some(model));
+    }
+
+    #[test]
+    fn cost_equals_a_reference_and_is_additive(
+        (model, input_price, output_price) in seed_model(),
+        a in 0i64..1_000_000_000, b in 0i64..1_000_000_000,
+        c in 0i64..1_000_000_000, d in 0i64..1_000_000_000,
+    ) {
+        let book = seed_book();
+        let cost = |i: i64, o: i64| book.cost(None, Some(model), i, o, 0).unwrap().unwrap();
+        // Reference: integer arithmetic in 1e-12 dollars.
+        let reference = Decimal::from_i128_with_scale(
+            a as i128 * nano(input_price) + c as i128 * nano(output_price), 12).normalize();
+        prop_assert_eq!(cost(a, c), reference);
+        prop_assert_eq!(cost(a + b, c + d), cost(a, c) + cost(b, d));
+        prop_assert!(cost(a, c) >= Decimal::ZERO);
+    }
+
+    #[test]
+    fn filter_parser_never_panics_and_rejects_unknown_keys(
+        key in "[a-z_]{1,16}",
+        value in prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            ".{0,40}".prop_map(serde_json::Value::String),
+        ],
+    ) {
+        let document = serde_json::json!({ key.clone(): value });
+        let parsed = Filters::parse(Some(&document));
+        if !KNOWN_KEYS.contains(&key.as_str()) {
+            prop_assert_eq!(parsed.unwrap_err().key, key);
+        } else if let Ok(filters) = parsed {
+            // Whatever was accepted is bound as a parameter, never spliced in.
+            let sql = filters.where_sql();
+            prop_assert!(sql.chars().all(|c| c.is_ascii_alphanumeric() || " _$\"(),<>=%'".contains(c)), "{}", sql);
+        }
+    }
+
+    #[test]
+    fn csv_round_trips_through_a_reader(fields in prop::collection::vec(".{0,30}", 1..8)) {
+        let mut out = String::new();
+        push_record(&mut out, fields.iter().map(|f| (Some(f.as_str()), Cell::Value)));
+        let mut reader = ::csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
+        let record = reader.records().next().unwrap().unwrap();
+        let read: Vec<String> = record.iter().map(str::to_string).collect();
+        prop_assert_eq!(read, fields);
+    }
+
+    #[test]
+    fn csv_text_cells_are_never_formulas(text in ".{0,30}") {
+        let mut out = String::new();
+        push_record(&mut out, [(Some(text.as_str()), Cell::Text)]);
+        let mut reader = ::csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
+        let cell = reader.records().next().unwrap().unwrap().get(0).unwrap().to_string();
+        prop_assert!(!cell.starts_with(['=', '+', '-', '@', '\t', '\r']));
+        let neutralised = format!("'{}", text);
+        prop_assert!(cell == text || cell == neutralised);
+    }
+}
