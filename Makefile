@@ -12,7 +12,7 @@ PGRX_VERSION := 0.18.0
 APT_PACKAGES := postgresql-15 postgresql-contrib-15 postgresql-server-dev-15 libclang-dev sudo \
                 postgresql-15-cron prometheus prometheus-postgres-exporter
 
-.PHONY: all deps build install install-release test fmt-check clippy unit pgrx-test integration \
+.PHONY: all deps build install install-release install-upgrade-scripts freeze-release test fmt-check clippy unit pgrx-test integration \
         grafana-test demo bench clean
 
 all: build
@@ -25,11 +25,30 @@ build: deps
 	cargo build --workspace
 
 ## install: the extension (debug build) into the local PostgreSQL 15.
+EXTENSION_DIR = $(shell $(PG_CONFIG) --sharedir)/extension
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+
 install: deps
 	cd pg_usage_analytics && cargo pgrx install --pg-config "$(PG_CONFIG)"
+	$(MAKE) --no-print-directory install-upgrade-scripts
 
 install-release: deps
 	cd pg_usage_analytics && cargo pgrx install --release --pg-config "$(PG_CONFIG)"
+	$(MAKE) --no-print-directory install-upgrade-scripts
+
+## Released versions' install scripts and the upgrade scripts between them,
+## so ALTER EXTENSION pg_usage_analytics UPDATE works from any shipped version.
+install-upgrade-scripts:
+	@for f in sql/released/*.sql sql/upgrades/*.sql; do \
+	    [ -e "$$f" ] || continue; \
+	    [ "$$(basename $$f)" = "pg_usage_analytics--$(VERSION).sql" ] && continue; \
+	    install -m 644 "$$f" "$(EXTENSION_DIR)/"; \
+	done
+
+## freeze-release: record the current install script as shipped (then every
+## schema change needs a version bump and sql/upgrades/…--OLD--NEW.sql).
+freeze-release: install
+	grep -v '^--' "$(EXTENSION_DIR)/pg_usage_analytics--$(VERSION).sql" > "sql/released/pg_usage_analytics--$(VERSION).sql"
 
 ## test: every test, in order, stopping at the first failure.
 test: deps fmt-check clippy unit pgrx-test install integration grafana-test
