@@ -118,7 +118,7 @@ impl Cluster {
         let (uid, gid) = postgres_ids();
         let data = self.data_dir();
         let log = std::fs::File::create(self.dir.join("postgres.log")).unwrap();
-        let (tx, rx) = mpsc::channel::<Child>();
+        let (tx, rx) = mpsc::channel::<()>();
         std::thread::spawn(move || {
             let mut cmd = Command::new(format!("{PG_BIN}/postgres"));
             cmd.arg("-D")
@@ -133,10 +133,11 @@ impl Cluster {
                     Ok(())
                 });
             }
-            tx.send(cmd.spawn().expect("spawn postgres")).unwrap();
-            loop {
-                std::thread::park();
-            }
+            let mut postmaster: Child = cmd.spawn().expect("spawn postgres");
+            tx.send(()).unwrap();
+            // This thread must outlive the tests: the postmaster's parent-death
+            // signal fires when the spawning thread exits.
+            let _ = postmaster.wait();
         });
         rx.recv().unwrap();
     }
@@ -324,4 +325,192 @@ pub fn load_sample(client: &mut Client, n: i64, days: i64) {
             &[],
         )
         .unwrap();
+}
+
+/// A plain HTTP/1.1 GET against 127.0.0.1: (status, body). Bounded by `timeout`.
+pub fn http_get(addr: &str, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr.parse().expect("socket address"), timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The exporter binary, built by `make integration` before the tests run.
+pub fn exporter_binary() -> PathBuf {
+    let path = workspace_root().join("target/debug/usage-analytics-exporter");
+    assert!(
+        path.exists(),
+        "build the exporter first: cargo build -p usage-analytics-exporter"
+    );
+    path
+}
+
+/// A running exporter, killed when dropped.
+pub struct Exporter {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Exporter {
+    pub fn start(database_url: &str, extra_args: &[&str]) -> Exporter {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(exporter_binary())
+            .arg("--database-url")
+            .arg(database_url)
+            .arg("--listen")
+            .arg(&addr)
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start exporter");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(&addr, "/", Duration::from_secs(1)).is_err() {
+            assert!(Instant::now() < deadline, "exporter did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Exporter { child, addr }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.addr, path, Duration::from_secs(10)).expect("exporter answers")
+    }
+
+    pub fn metrics(&self) -> Exposition {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        Exposition::parse(&body)
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One sample: metric name, sorted labels, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
+/// A parsed Prometheus text exposition.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    pub samples: Vec<Sample>,
+    pub text: String,
+}
+
+impl Exposition {
+    pub fn parse(text: &str) -> Exposition {
+        let mut samples = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let (name, rest) = match line.find('{') {
+                Some(i) => (&line[..i], &line[i..]),
+                None => line.split_once(' ').unwrap_or((line, "")),
+            };
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(inner) => parse_labels(inner),
+                None => (Vec::new(), rest),
+            };
+            let value = value.split_whitespace().next().unwrap_or("");
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad sample value in {line:?}")),
+            };
+            samples.push((name.to_string(), labels, value));
+        }
+        Exposition {
+            samples,
+            text: text.to_string(),
+        }
+    }
+
+    /// Sum of the samples of `name` whose labels include all of `matching`.
+    pub fn sum(&self, name: &str, matching: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, labels, _)| {
+                n == name
+                    && matching
+                        .iter()
+                        .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    pub fn value(&self, name: &str) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|(n, l, _)| n == name && l.is_empty())
+            .map(|(_, _, v)| *v)
+    }
+}
+
+/// Parses `k="v",…}` with the exposition escapes (\\, \", \n); returns the
+/// labels and the text after the closing brace.
+fn parse_labels(mut s: &str) -> (Vec<(String, String)>, &str) {
+    let mut labels = Vec::new();
+    loop {
+        s = s.trim_start_matches(',');
+        if let Some(rest) = s.strip_prefix('}') {
+            labels.sort();
+            return (labels, rest);
+        }
+        let (key, rest) = s.split_once("=\"").expect("label key");
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next().expect("unterminated label value") {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next().expect("escape").1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.push((key.to_string(), value));
+        s = &rest[end + 1..];
+    }
 }

@@ -1,0 +1,164 @@
+//! Scrape coordination: one scrape at a time, concurrent requests share it,
+//! and the expensive gauges are cached between scrapes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use deadpool_postgres::Pool;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::db;
+use crate::exposition;
+use crate::model::{ExporterStatus, Gauges};
+
+/// Scrape settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub query_timeout: Duration,
+    pub gauge_refresh_interval: Duration,
+    pub top_users: u32,
+}
+
+struct Cached {
+    fetched_at: Instant,
+    gauges: Gauges,
+}
+
+struct Finished {
+    at: Instant,
+    body: Bytes,
+}
+
+#[derive(Default)]
+struct State {
+    last: Option<Finished>,
+    gauges: Option<Cached>,
+    errors_total: u64,
+    /// Whether the previous scrape worked (to log state changes once, not every scrape).
+    last_up: Option<bool>,
+    last_error: Option<String>,
+}
+
+/// Runs scrapes. Cheap to clone.
+#[derive(Clone)]
+pub struct Scraper {
+    pool: Pool,
+    settings: Settings,
+    state: Arc<Mutex<State>>,
+}
+
+impl Scraper {
+    pub fn new(pool: Pool, settings: Settings) -> Self {
+        Scraper {
+            pool,
+            settings,
+            state: Arc::new(Mutex::new(State::default())),
+        }
+    }
+
+    /// Returns the exposition for a request that arrived now. Scrapes are serialized; a
+    /// request that arrives while a scrape runs waits for it and shares its result. The
+    /// work runs in its own task, so a client that hangs up cannot cancel a scrape halfway.
+    pub async fn scrape(&self) -> Bytes {
+        let arrived = Instant::now();
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let mut state = this.state.clone().lock_owned().await;
+            if let Some(last) = &state.last {
+                if last.at >= arrived {
+                    return last.body.clone();
+                }
+            }
+            let body = this.run(&mut state).await;
+            state.last = Some(Finished {
+                at: Instant::now(),
+                body: body.clone(),
+            });
+            body
+        });
+        match task.await {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(error = %e, "scrape task failed");
+                let status = ExporterStatus {
+                    up: false,
+                    scrape_duration_seconds: arrived.elapsed().as_secs_f64(),
+                    scrape_errors_total: 0,
+                };
+                Bytes::from(exposition::render(None, None, &status).0)
+            }
+        }
+    }
+
+    async fn run(&self, state: &mut State) -> Bytes {
+        let started = Instant::now();
+        let refresh_gauges = state
+            .gauges
+            .as_ref()
+            .is_none_or(|c| started.duration_since(c.fetched_at) >= self.settings.gauge_refresh_interval);
+        let top_n = refresh_gauges.then_some(self.settings.top_users);
+        let result = db::fetch(&self.pool, self.settings.query_timeout, top_n).await;
+        let duration = started.elapsed().as_secs_f64();
+
+        let (usage, up) = match result {
+            Ok(fetched) => {
+                if let Some(gauges) = fetched.gauges {
+                    state.gauges = Some(Cached {
+                        fetched_at: started,
+                        gauges,
+                    });
+                }
+                if state.last_up != Some(true) {
+                    tracing::info!(
+                        rows = fetched.usage.rows.len(),
+                        seconds = duration,
+                        "scrape succeeded: database reachable"
+                    );
+                }
+                state.last_error = None;
+                (Some(fetched.usage), true)
+            }
+            Err(e) => {
+                state.errors_total += 1;
+                // Never serve gauges read before an outage as if they were current.
+                state.gauges = None;
+                let msg = e.to_string();
+                if state.last_up != Some(false) || state.last_error.as_deref() != Some(msg.as_str()) {
+                    tracing::warn!(error = %msg, seconds = duration, "scrape failed; exporting up=0 without usage series");
+                } else {
+                    tracing::debug!(error = %msg, seconds = duration, "scrape failed again");
+                }
+                state.last_error = Some(msg);
+                (None, false)
+            }
+        };
+        state.last_up = Some(up);
+
+        let status = ExporterStatus {
+            up,
+            scrape_duration_seconds: duration,
+            scrape_errors_total: state.errors_total,
+        };
+        let gauges = if up {
+            state.gauges.as_ref().map(|c| &c.gauges)
+        } else {
+            None
+        };
+        let (text, warnings) = exposition::render(usage.as_ref(), gauges, &status);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        Bytes::from(text)
+    }
+
+    /// `SELECT 1` within the query timeout.
+    pub async fn health(&self) -> Result<(), db::DbError> {
+        db::ping(&self.pool, self.settings.query_timeout).await
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
