@@ -13,7 +13,7 @@ APT_PACKAGES := postgresql-15 postgresql-contrib-15 postgresql-server-dev-15 lib
                 postgresql-15-cron prometheus prometheus-postgres-exporter
 
 .PHONY: all deps build install install-release install-upgrade-scripts freeze-release test fmt-check clippy unit pgrx-test integration \
-        grafana-test demo bench clean
+        grafana-test demo bench fuzz clean
 
 all: build
 
@@ -62,7 +62,7 @@ clippy: deps
 
 ## unit: pure Rust tests (pricing, filters, CSV, validation, exporter logic).
 unit: deps
-	cargo test -p pg_usage_analytics --lib -- pricing:: filters:: csv:: validate:: proptests::
+	cargo test -p usage-analytics-core
 	cargo test -p usage-analytics-exporter
 
 ## pgrx-test: #[pg_test]s inside a real backend (cargo-pgrx runs initdb as postgres).
@@ -82,6 +82,16 @@ grafana-test: deps
 demo: deps install-release
 	cargo build --release -p usage-analytics-exporter
 	bash scripts/demo.sh
+
+## fuzz: bounded libFuzzer runs of every parser target (FUZZ_SECONDS each).
+## cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets this stable toolchain accept them.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := resolve_model filters csv_writer
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	    RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 ## bench: benchmarks with ratios against baselines measured in the same run.
 bench: deps install-release

@@ -1,21 +1,18 @@
 //! pg_usage_analytics: AI/LLM usage and cost analytics inside PostgreSQL.
 //!
 //! Hand-written SQL (schema, triggers, queries, rollups, security) lives in
-//! `../sql/*.sql`; the Rust modules hold the logic: model resolution and exact
-//! pricing, the filter parser, CSV writing and input validation.
+//! `../sql/*.sql`; the pure logic (model resolution and exact pricing, the
+//! filter parser, CSV writing, input validation) is the `usage-analytics-core`
+//! crate; the modules here connect it to Postgres.
 
 use pgrx::prelude::*;
 
-pub mod csv;
-pub mod filters;
 mod identity;
 mod price_cache;
-pub mod pricing;
-#[cfg(test)]
-mod proptests;
 mod queries;
 mod usage;
-pub mod validate;
+
+pub use usage_analytics_core::{csv, filters, pricing, validate};
 
 ::pgrx::pg_module_magic!();
 

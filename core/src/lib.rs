@@ -1,0 +1,10 @@
+//! The pure logic of pg_usage_analytics, free of Postgres so it is tested
+//! (unit, property and fuzz tests) without a database: model resolution and
+//! exact pricing, the filter parser, CSV writing and input validation.
+
+pub mod csv;
+pub mod filters;
+pub mod pricing;
+#[cfg(test)]
+mod proptests;
+pub mod validate;
