@@ -339,3 +339,63 @@ fn the_exporter_login_can_read_nothing_else() {
         .batch_execute("SELECT * FROM usage_analytics.metrics_usage_counters()")
         .unwrap();
 }
+
+#[test]
+fn a_locked_table_or_a_scrape_storm_neither_hangs_nor_piles_up_connections() {
+    let c = cluster();
+    let (db, url) = monitored_db(c, "exporter_storm");
+    let mut client = c.connect(&db);
+    load_sample(&mut client, 300, 1);
+    let exporter = Exporter::start(&url, &["--query-timeout", "500ms", "--pool-size", "2"]);
+    assert_eq!(exporter.metrics().value("ai_usage_exporter_up"), Some(1.0));
+
+    // A lock held on the counters: the scrape answers within its timeout, up 0.
+    let mut locker = c.connect(&db);
+    let mut tx = locker.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE usage_analytics.usage_counters IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let started = Instant::now();
+    let m = exporter.metrics();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "scrape hung behind a lock: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(m.value("ai_usage_exporter_up"), Some(0.0));
+    tx.rollback().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exporter.metrics().value("ai_usage_exporter_up") != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the lock was released"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // 60 concurrent scrapes: all answered, at most pool-size connections.
+    let scrapes: Vec<_> = (0..60)
+        .map(|_| {
+            let addr = exporter.addr.clone();
+            std::thread::spawn(move || {
+                integration_tests::http_get(&addr, "/metrics", Duration::from_secs(10)).map(|(s, _)| s)
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    let role = format!("{db}_exporter");
+    for _ in 0..20 {
+        let n: i64 = scalar(
+            &mut client,
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'"),
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+        peak = peak.max(n);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for s in scrapes {
+        assert_eq!(s.join().unwrap().unwrap(), 200);
+    }
+    assert!(peak <= 2, "{peak} exporter connections for a pool of 2");
+}
