@@ -43,7 +43,10 @@ SELECT u.user_id,
        date_trunc('day', now()) - make_interval(days => ${days} - 1)
          + (g::float8 / ${rows}::float8) * make_interval(days => ${days})
   FROM generate_series(${done_rows} + 1, ${done_rows} + ${n}) AS g
- CROSS JOIN LATERAL (SELECT random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5) r
+ -- "WHERE g IS NOT NULL" ties the subquery to each row; without it PostgreSQL
+ -- evaluates random() once per statement and every row is the same request.
+ CROSS JOIN LATERAL (SELECT random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5
+                      WHERE g IS NOT NULL) r
  -- A few heavy users, a long tail (skewed like real usage).
  CROSS JOIN LATERAL (SELECT ('a0000000-0000-4000-8000-' || lpad(((r.r5 * r.r5 * ${users})::int % ${users})::text, 12, '0'))::uuid
                             AS user_id, (r.r5 * r.r5 * ${users})::int % ${users} AS user_no) u

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# make bench: benchmarks of pg_usage_analytics, each against a baseline
+# measured in the same run on the same data. Starts a dedicated cluster in
+# target/bench/pg (port 28816, 127.0.0.1 only), loads it with
+# scripts/generate.sh, runs scripts/bench.py, stops everything it started.
+# Results: target/bench/results.md and target/bench/results.json.
+#
+# Scale knobs (environment):
+#   BENCH_ROWS             rows in database bench             (default 10000000)
+#   BENCH_DAYS             days they span, ending today        (60)
+#   BENCH_USERS            distinct users                      (5000)
+#   BENCH_AGENTS           distinct agents                     (40)
+#   BENCH_SMALL_ROWS       rows in database bench_small        (10000)
+#   BENCH_COPY_ROWS        rows per COPY                       (1000000, at most BENCH_ROWS/10)
+#   BENCH_DAY_ROWS         rows loaded into one day for rollup (1000000, at most BENCH_ROWS/10)
+#   BENCH_COST_ROWS        rows priced by calculate_cost       (1000000, at most BENCH_ROWS/10)
+#   BENCH_PGBENCH_SECONDS  seconds per pgbench run             (15; 2 when BENCH_ROWS < 1000000)
+#   BENCH_PGBENCH_ROUNDS   interleaved rounds of pgbench runs  (3)
+#   BENCH_REUSE=1          keep the cluster between runs and skip loading when
+#                          it was loaded with the same BENCH_ROWS/DAYS/USERS/AGENTS
+#   BENCH_EXPORTER         exporter binary (default target/release/…, else target/debug/…)
+#   BENCH_OUT, BENCH_PORT  where results and the cluster go (target/bench), its port (28816)
+#
+# A tiny run (seconds): BENCH_ROWS=20000 bash scripts/bench.sh
+# Exits non-zero only when something is broken (a query fails, the summary
+# disagrees with the raw rows, …), never because a goal is missed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
+out=${BENCH_OUT:-$root/target/bench}
+pgdir=$out/pg
+port=${BENCH_PORT:-28816}
+
+export BENCH_ROWS=${BENCH_ROWS:-10000000}
+export BENCH_DAYS=${BENCH_DAYS:-60}
+export BENCH_USERS=${BENCH_USERS:-5000}
+export BENCH_AGENTS=${BENCH_AGENTS:-40}
+export BENCH_SMALL_ROWS=${BENCH_SMALL_ROWS:-10000}
+export BENCH_PORT=$port BENCH_OUT=$out BENCH_PGDIR=$pgdir PG_BIN=$pg_bin
+
+started=$(date +%s)
+mkdir -p "$out"
+children=$out/children.pids
+: >"$children"
+
+stop_all() {
+    local rc=$?
+    trap - INT TERM EXIT
+    # Processes bench.py started (exporters), in case it could not stop them.
+    if [[ -s $children ]]; then
+        while read -r pid; do
+            [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
+        done <"$children"
+    fi
+    if [[ -f $pgdir/data/postmaster.pid ]]; then
+        runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+    echo "bench: stopped (took $(( $(date +%s) - started ))s, exit $rc)"
+    exit "$rc"
+}
+trap stop_all INT TERM EXIT
+
+export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGOPTIONS='-c client_min_messages=warning'
+unset PGDATABASE
+psql_q=(psql -X -q -v ON_ERROR_STOP=1)
+
+start_cluster() {
+    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w -t 300 start >/dev/null
+}
+
+# A cluster left running by an interrupted run is stopped first.
+if [[ -f $pgdir/data/postmaster.pid ]]; then
+    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null 2>&1 || true
+fi
+
+meta_matches() { # db rows
+    local got
+    got=$(psql -X -At -d "$1" -c "SELECT format('%s/%s/%s/%s', rows, days, users, agents) FROM bench.load_meta" 2>/dev/null || true)
+    [[ $got == "$2/$BENCH_DAYS/$BENCH_USERS/$BENCH_AGENTS" ]]
+}
+
+reused=0
+if [[ ${BENCH_REUSE:-0} == 1 && -f $pgdir/data/PG_VERSION ]]; then
+    start_cluster
+    if meta_matches bench "$BENCH_ROWS" && meta_matches bench_small "$BENCH_SMALL_ROWS"; then
+        reused=1
+        echo "bench: reusing the cluster in $pgdir (already loaded with $BENCH_ROWS rows; VACUUM ANALYZE)"
+        # Rows that earlier runs' write benchmarks added get their hint bits
+        # and statistics now, not during the measurements (autovacuum is off).
+        "${psql_q[@]}" -d bench -c "VACUUM (ANALYZE) usage_analytics.agent_usage_detailed" \
+                                -c "VACUUM (ANALYZE) bench.usage_clone"
+    else
+        echo "bench: the cluster in $pgdir was loaded differently; starting afresh"
+        runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null
+    fi
+fi
+
+if (( ! reused )); then
+    rm -rf "$pgdir"
+    mkdir -p "$pgdir"
+    chown postgres "$pgdir"
+    echo "bench: initdb in $pgdir/data"
+    runuser -u postgres -- "$pg_bin/initdb" -D "$pgdir/data" -U postgres -A trust -E UTF8 >/dev/null
+    cat >>"$pgdir/data/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$pgdir'
+shared_buffers = 2GB
+work_mem = 64MB
+maintenance_work_mem = 512MB
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+timezone = 'UTC'
+log_timezone = 'UTC'
+# No background vacuum/analyze in the middle of a measurement: the harness
+# runs VACUUM (ANALYZE) itself after every load.
+autovacuum = off
+CONF
+    start_cluster
+    for db in bench bench_small; do
+        psql -X -q -d postgres -c "CREATE DATABASE $db"
+        "${psql_q[@]}" -d "$db" -c "CREATE EXTENSION pg_usage_analytics CASCADE"
+    done
+
+    generate=scripts/generate.sh
+    t0=$(date +%s)
+    echo "bench: loading $BENCH_ROWS rows into bench ($BENCH_DAYS days, $BENCH_USERS users, $BENCH_AGENTS agents)"
+    PGDATABASE=bench bash "$generate" "$BENCH_ROWS" "$BENCH_DAYS" "$BENCH_USERS" "$BENCH_AGENTS"
+    echo "bench: loading $BENCH_SMALL_ROWS rows into bench_small"
+    PGDATABASE=bench_small bash "$generate" "$BENCH_SMALL_ROWS" "$BENCH_DAYS" "$BENCH_USERS" "$BENCH_AGENTS"
+    echo "bench: trigger-free clone of the usage table (same partitions, indexes and rows)"
+    "${psql_q[@]}" -d bench -f scripts/bench/clone.sql
+    echo "bench: VACUUM ANALYZE"
+    "${psql_q[@]}" -d bench -c "VACUUM (ANALYZE) usage_analytics.agent_usage_detailed" \
+                            -c "VACUUM (ANALYZE) bench.usage_clone"
+    "${psql_q[@]}" -d bench_small -c "VACUUM (ANALYZE) usage_analytics.agent_usage_detailed"
+    for db in bench bench_small; do
+        rows=$BENCH_ROWS
+        [[ $db == bench_small ]] && rows=$BENCH_SMALL_ROWS
+        "${psql_q[@]}" -d "$db" <<SQL
+CREATE SCHEMA IF NOT EXISTS bench;
+CREATE TABLE bench.load_meta AS
+SELECT $rows::bigint AS rows, $BENCH_DAYS AS days, $BENCH_USERS AS users, $BENCH_AGENTS AS agents,
+       now() AS loaded_at, $(( $(date +%s) - t0 )) AS load_seconds;
+SQL
+    done
+    echo "bench: loaded in $(( $(date +%s) - t0 ))s"
+fi
+
+python3 scripts/bench.py
