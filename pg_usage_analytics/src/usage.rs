@@ -3,10 +3,10 @@
 
 use crate::price_cache::{price_book, to_numeric};
 use crate::validate::{self, InvalidArgument, MAX_AGENT_NAME_CHARS, MAX_ERROR_MESSAGE_CHARS};
-use pgrx::datum::{DatumWithOid, TryFromDatumError};
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
-use pgrx::{JsonB, PgSqlErrorCode, Uuid};
+use pgrx::{JsonB, PgSqlErrorCode, PgTupleDesc, Uuid};
 use std::cell::RefCell;
 
 pub fn raise_invalid(message: impl std::fmt::Display) -> ! {
@@ -21,49 +21,141 @@ fn checked<T>(result: Result<T, InvalidArgument>) -> T {
     result.unwrap_or_else(|e| raise_invalid(format!("track_detailed_usage: {e}")))
 }
 
-fn lower_trim(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_lowercase())
+/// Column positions of the usage table in one relation's tuple descriptor
+/// (each partition has its own descriptor).
+#[derive(Default)]
+struct UsageColumns {
+    provider: Option<usize>,
+    framework: Option<usize>,
+    message_type: Option<usize>,
+    model: Option<usize>,
+    requested_model: Option<usize>,
+    cost_usd: Option<usize>,
+    input_tokens: Option<usize>,
+    output_tokens: Option<usize>,
+    timestamp: Option<usize>,
+}
+
+impl UsageColumns {
+    fn of(tupdesc: &PgTupleDesc) -> UsageColumns {
+        let mut columns = UsageColumns::default();
+        for (i, att) in tupdesc.iter().enumerate().filter(|(_, a)| !a.is_dropped()) {
+            let slot = match att.name() {
+                "provider" => &mut columns.provider,
+                "framework" => &mut columns.framework,
+                "message_type" => &mut columns.message_type,
+                "model" => &mut columns.model,
+                "requested_model" => &mut columns.requested_model,
+                "cost_usd" => &mut columns.cost_usd,
+                "input_tokens" => &mut columns.input_tokens,
+                "output_tokens" => &mut columns.output_tokens,
+                "timestamp" => &mut columns.timestamp,
+                _ => continue,
+            };
+            *slot = Some(i);
+        }
+        columns
+    }
+}
+
+/// A deformed row: read values, replace some, form the row once.
+struct Row {
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+    changed: bool,
+}
+
+impl Row {
+    fn get<T: FromDatum>(&self, column: Option<usize>) -> Option<T> {
+        let i = column?;
+        unsafe { T::from_datum(self.values[i], self.nulls[i]) }
+    }
+
+    fn set<T: IntoDatum>(&mut self, column: Option<usize>, value: Option<T>) {
+        if let Some(i) = column {
+            let datum = value.and_then(IntoDatum::into_datum);
+            self.nulls[i] = datum.is_none();
+            self.values[i] = datum.unwrap_or(pg_sys::Datum::from(0));
+            self.changed = true;
+        }
+    }
+
+    /// Lower-cases and trims an enumeration column, if it needs it.
+    fn normalise(&mut self, column: Option<usize>) -> Option<String> {
+        let value: Option<String> = self.get(column);
+        let normalised = value.as_ref().map(|v| v.trim().to_lowercase());
+        if normalised != value {
+            self.set(column, normalised.clone());
+        }
+        normalised
+    }
 }
 
 /// BEFORE INSERT row trigger on `agent_usage_detailed`: normalises the
 /// enumerations, resolves the canonical model and, unless the caller supplied
 /// `cost_usd`, prices the row at its own timestamp. `INSERT`, `COPY` and
 /// `track_detailed_usage` all pass through here, so they price identically.
+/// The row is deformed once and formed once (this runs for every row of a
+/// bulk load).
 #[pg_trigger]
 fn price_usage_row<'a>(
     trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, TryFromDatumError> {
-    let Some(new) = trigger.new() else {
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    let data = trigger.trigger_data();
+    if data.tg_trigtuple.is_null() {
         return Ok(None);
+    }
+    let raw_tupdesc = unsafe { (*data.tg_relation).rd_att };
+    let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked(raw_tupdesc) };
+    let columns = UsageColumns::of(&tupdesc);
+    let natts = tupdesc.len();
+    let mut row = Row {
+        values: vec![pg_sys::Datum::from(0); natts],
+        nulls: vec![true; natts],
+        changed: false,
     };
-    let mut row = new.into_owned();
-    let provider = lower_trim(row.get_by_name::<String>("provider")?);
-    let model: Option<String> = row.get_by_name("model")?;
-    let timestamp: Option<TimestampWithTimeZone> = row.get_by_name("timestamp")?;
-    let cost: Option<AnyNumeric> = row.get_by_name("cost_usd")?;
+    unsafe {
+        pg_sys::heap_deform_tuple(
+            data.tg_trigtuple,
+            raw_tupdesc,
+            row.values.as_mut_ptr(),
+            row.nulls.as_mut_ptr(),
+        );
+    }
 
+    let provider = row.normalise(columns.provider);
+    row.normalise(columns.framework);
+    row.normalise(columns.message_type);
+    let model: Option<String> = row.get(columns.model);
     let book = price_book();
     let canonical = book.resolve(provider.as_deref(), model.as_deref());
-    if cost.is_none() {
-        let input: i64 = row.get_by_name::<i32>("input_tokens")?.unwrap_or(0).into();
-        let output: i64 = row.get_by_name::<i32>("output_tokens")?.unwrap_or(0).into();
-        let at = timestamp.map(pg_sys::TimestampTz::from).unwrap_or(i64::MAX);
+    if row.get::<pg_sys::Datum>(columns.cost_usd).is_none() {
+        let input: i64 = row.get::<i32>(columns.input_tokens).unwrap_or(0).into();
+        let output: i64 = row.get::<i32>(columns.output_tokens).unwrap_or(0).into();
+        let at = row
+            .get::<TimestampWithTimeZone>(columns.timestamp)
+            .map(pg_sys::TimestampTz::from)
+            .unwrap_or(i64::MAX);
         match book.cost(provider.as_deref(), model.as_deref(), input, output, at) {
-            Ok(Some(cost)) => row.set_by_name("cost_usd", to_numeric(cost))?,
+            Ok(Some(cost)) => row.set(columns.cost_usd, Some(to_numeric(cost))),
             Ok(None) => {}
             Err(e) => raise_invalid(format!("agent_usage_detailed: {e}")),
         }
     }
-    if row.get_by_name::<String>("requested_model")?.is_none() {
-        row.set_by_name("requested_model", model.filter(|m| !m.trim().is_empty()))?;
+    if row.get::<pg_sys::Datum>(columns.requested_model).is_none() {
+        if let Some(sent) = model.as_ref().filter(|m| !m.trim().is_empty()) {
+            row.set(columns.requested_model, Some(sent.clone()));
+        }
     }
-    row.set_by_name("model", canonical)?;
-    row.set_by_name("provider", provider)?;
-    for column in ["framework", "message_type"] {
-        let value = lower_trim(row.get_by_name::<String>(column)?);
-        row.set_by_name(column, value)?;
+    if canonical != model {
+        row.set(columns.model, canonical);
     }
-    Ok(Some(row))
+    let tuple = if row.changed {
+        unsafe { pg_sys::heap_form_tuple(raw_tupdesc, row.values.as_mut_ptr(), row.nulls.as_mut_ptr()) }
+    } else {
+        data.tg_trigtuple
+    };
+    Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(tupdesc, tuple) }))
 }
 
 thread_local! {
