@@ -117,14 +117,11 @@ AS $$
                                           WHERE d.day = s.day), 0)
 $$;
 
--- One row per (day, user, agent, framework, provider) group of usage in the
--- filtered range: whole days that are safely rolled up come from
--- agent_performance_metrics, everything else from the raw rows. Both sources
--- are read as the caller, under row-level security.
-CREATE FUNCTION usage_analytics._usage_facts(filters jsonb)
-RETURNS TABLE (day date, user_id uuid, agent_id text, framework text, provider text,
-               requests bigint, successful bigint, input_tokens bigint, output_tokens bigint,
-               cost_usd numeric, unpriced bigint, response_time_sum_ms bigint, response_time_count bigint)
+-- Where a filtered range's usage is read from: whole UTC days that are
+-- safely rolled up (fresh) come from agent_performance_metrics, the rest of
+-- the range from raw rows, given as [raw_lo, raw_hi) timestamp ranges.
+CREATE FUNCTION usage_analytics._usage_fact_plan(filters jsonb, OUT fresh date[], OUT raw_lo timestamptz[],
+                                                OUT raw_hi timestamptz[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -132,12 +129,12 @@ DECLARE
     range_end   timestamptz := usage_analytics._filter_timestamp(filters, 'end_date');
     first_day   date;
     last_day    date;
-    fresh       date[] := '{}';
-    raw_lo      timestamptz[] := '{}';
-    raw_hi      timestamptz[] := '{}';
     cursor_at   timestamptz;
     d           date;
 BEGIN
+    fresh := '{}';
+    raw_lo := '{}';
+    raw_hi := '{}';
     IF usage_analytics._filter_rollup_compatible(filters) THEN
         -- Whole UTC days inside [range_start, range_end).
         first_day := CASE WHEN range_start IS NULL THEN '-infinity'::date
@@ -150,8 +147,6 @@ BEGIN
             fresh := usage_analytics._fresh_rollup_days(first_day, last_day);
         END IF;
     END IF;
-
-    -- The raw part: [range_start, range_end) minus the fresh days, as ranges.
     cursor_at := coalesce(range_start, '-infinity');
     FOREACH d IN ARRAY fresh LOOP
         IF d::timestamp AT TIME ZONE 'UTC' > cursor_at THEN
@@ -164,54 +159,134 @@ BEGIN
         raw_lo := raw_lo || cursor_at;
         raw_hi := raw_hi || coalesce(range_end, 'infinity');
     END IF;
-
-    RETURN QUERY EXECUTE $q$
-        SELECT r.date, r.user_id, r.agent_id, r.framework, r.provider,
-               r.total_requests::bigint, r.successful_requests::bigint,
-               r.total_input_tokens, r.total_output_tokens, r.total_cost_usd,
-               r.unpriced_requests::bigint, r.response_time_sum_ms, r.response_time_count::bigint
-          FROM usage_analytics.agent_performance_metrics r
-         WHERE r.date = ANY ($2)
-           AND usage_analytics._rollup_matches(r, $1)
-        UNION ALL
-        SELECT (u."timestamp" AT TIME ZONE 'UTC')::date, u.user_id, u.agent_id, u.framework, u.provider,
-               count(*), count(*) FILTER (WHERE u.success),
-               coalesce(sum(u.input_tokens), 0), coalesce(sum(u.output_tokens), 0),
-               coalesce(sum(u.cost_usd), 0), count(*) FILTER (WHERE u.cost_usd IS NULL),
-               coalesce(sum(u.response_time_ms), 0), count(u.response_time_ms)
-          FROM unnest($3::timestamptz[], $4::timestamptz[]) AS span(lo, hi)
-          JOIN LATERAL (
-                SELECT * FROM usage_analytics.agent_usage_detailed x
-                 WHERE x."timestamp" >= span.lo AND x."timestamp" < span.hi
-                   AND usage_analytics._usage_matches(x, $1)
-          ) u ON true
-         GROUP BY 1, 2, 3, 4, 5
-    $q$ USING filters, fresh, raw_lo, raw_hi;
 END;
 $$;
 
--- Totals and breakdowns; equal to the raw rows whatever state the rollups
--- are in (see _usage_facts).
-CREATE FUNCTION usage_analytics.get_usage_summary(filters jsonb DEFAULT '{}')
-RETURNS jsonb
+-- One row per (day, user, agent, framework, provider) group of usage in the
+-- filtered range, from the fresh rollup days and the raw ranges of
+-- _usage_fact_plan. Both sources are read as the caller, under row-level
+-- security. A single-SELECT SQL function: callers EXECUTE it with constant
+-- arguments, so it is inlined and the filters fold into index conditions.
+CREATE FUNCTION usage_analytics._usage_facts(filters jsonb, fresh date[], raw_lo timestamptz[],
+                                             raw_hi timestamptz[])
+RETURNS TABLE (day date, user_id uuid, agent_id text, framework text, provider text,
+               requests bigint, successful bigint, input_tokens bigint, output_tokens bigint,
+               cost_usd numeric, unpriced bigint, response_time_sum_ms bigint, response_time_count bigint)
 LANGUAGE sql STABLE
 AS $$
-    WITH g AS MATERIALIZED (
-        SELECT f.user_id, f.agent_id, f.framework, f.provider,
-               sum(f.requests) AS requests, sum(f.successful) AS successful,
-               sum(f.input_tokens) AS input_tokens, sum(f.output_tokens) AS output_tokens,
-               sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
-               sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
-          FROM usage_analytics._usage_facts(coalesce(filters, '{}'::jsonb)) f
-         GROUP BY 1, 2, 3, 4
-    ),
+    SELECT r.date, r.user_id, r.agent_id, r.framework, r.provider,
+           r.total_requests::bigint, r.successful_requests::bigint,
+           r.total_input_tokens, r.total_output_tokens, r.total_cost_usd,
+           r.unpriced_requests::bigint, r.response_time_sum_ms, r.response_time_count::bigint
+      FROM usage_analytics.agent_performance_metrics r
+     WHERE r.date = ANY (fresh)
+       AND usage_analytics._rollup_matches(r, filters)
+    UNION ALL
+    SELECT (u."timestamp" AT TIME ZONE 'UTC')::date, u.user_id, u.agent_id, u.framework, u.provider,
+           count(*), count(*) FILTER (WHERE u.success),
+           coalesce(sum(u.input_tokens), 0), coalesce(sum(u.output_tokens), 0),
+           coalesce(sum(u.cost_usd), 0), count(*) FILTER (WHERE u.cost_usd IS NULL),
+           coalesce(sum(u.response_time_ms), 0), count(u.response_time_ms)
+      FROM unnest(raw_lo, raw_hi) AS span(lo, hi)
+      JOIN LATERAL (
+            SELECT * FROM usage_analytics.agent_usage_detailed x
+             WHERE x."timestamp" >= span.lo AND x."timestamp" < span.hi
+               AND usage_analytics._usage_matches(x, filters)
+      ) u ON true
+     GROUP BY 1, 2, 3, 4, 5
+$$;
+
+-- Totals and breakdowns; equal to the raw rows whatever state the rollups
+-- are in (see _usage_fact_plan). Two sources, one result shape: both build
+-- `dims` (per agent, framework, provider) and `users` (per user) and share
+-- the final SELECT.
+--  * admins without user/agent/framework/provider filters (the system-wide
+--    dashboard): fresh days from usage_daily_totals (a few dozen rows a day)
+--    and usage_daily_user (a row per active user a day), the rest raw;
+--  * everyone else: fresh days from agent_performance_metrics (row-level
+--    security applies), the rest raw.
+CREATE FUNCTION usage_analytics.get_usage_summary(filters jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    plan      record;
+    result    jsonb;
+    system_wide boolean;
+    sources   text;
+BEGIN
+    filters := coalesce(filters, '{}');
+    plan := usage_analytics._usage_fact_plan(filters);
+    system_wide := usage_analytics._filter_rollup_compatible(filters)
+        AND usage_analytics._filter_uuid(filters, 'user_id') IS NULL
+        AND usage_analytics._filter_text(filters, 'agent_id') IS NULL
+        AND usage_analytics._filter_text(filters, 'framework') IS NULL
+        AND usage_analytics._filter_text(filters, 'provider') IS NULL
+        AND usage_analytics.is_admin();
+    IF system_wide THEN
+        sources := $q$
+        WITH raw AS MATERIALIZED (
+            SELECT f.user_id, f.agent_id, f.framework, f.provider, sum(f.requests) AS requests,
+                   sum(f.successful) AS successful, sum(f.input_tokens) AS input_tokens,
+                   sum(f.output_tokens) AS output_tokens, sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
+                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
+              FROM usage_analytics._usage_facts($1, '{}', $3, $4) f
+             GROUP BY 1, 2, 3, 4
+        ),
+        dims AS MATERIALIZED (
+            SELECT agent_id, framework, provider, sum(requests) AS requests, sum(successful) AS successful,
+                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost) AS cost,
+                   sum(unpriced) AS unpriced, sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
+              FROM (SELECT t.agent_id, t.framework, t.provider, t.total_requests, t.successful_requests,
+                           t.total_input_tokens, t.total_output_tokens, t.total_cost_usd, t.unpriced_requests,
+                           t.response_time_sum_ms, t.response_time_count
+                      FROM usage_analytics.usage_daily_totals t WHERE t.date = ANY ($2)
+                    UNION ALL
+                    SELECT agent_id, framework, provider, requests, successful, input_tokens, output_tokens,
+                           cost, unpriced, rt_sum, rt_count FROM raw)
+                   AS x (agent_id, framework, provider, requests, successful, input_tokens, output_tokens, cost,
+                         unpriced, rt_sum, rt_count)
+             GROUP BY 1, 2, 3
+        ),
+        users AS MATERIALIZED (
+            SELECT user_id, sum(requests) AS requests, sum(tokens) AS tokens, sum(cost) AS cost
+              FROM (SELECT d.user_id, d.requests, d.input_tokens + d.output_tokens, d.cost_usd
+                      FROM usage_analytics.usage_daily_user d WHERE d.day = ANY ($2)
+                    UNION ALL
+                    SELECT user_id, requests, input_tokens + output_tokens, cost FROM raw)
+                   AS x (user_id, requests, tokens, cost)
+             GROUP BY 1
+        )$q$;
+    ELSE
+        sources := $q$
+        WITH g AS MATERIALIZED (
+            SELECT f.user_id, f.agent_id, f.framework, f.provider,
+                   sum(f.requests) AS requests, sum(f.successful) AS successful,
+                   sum(f.input_tokens) AS input_tokens, sum(f.output_tokens) AS output_tokens,
+                   sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
+                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
+              FROM usage_analytics._usage_facts($1, $2, $3, $4) f
+             GROUP BY 1, 2, 3, 4
+        ),
+        dims AS MATERIALIZED (
+            SELECT agent_id, framework, provider, sum(requests) AS requests, sum(successful) AS successful,
+                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost) AS cost,
+                   sum(unpriced) AS unpriced, sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
+              FROM g GROUP BY 1, 2, 3
+        ),
+        users AS MATERIALIZED (
+            SELECT user_id, sum(requests) AS requests, sum(input_tokens + output_tokens) AS tokens,
+                   sum(cost) AS cost
+              FROM g GROUP BY 1
+        )$q$;
+    END IF;
+    EXECUTE sources || $q$,
     totals AS (
         SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(successful), 0) AS successful,
                coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
                coalesce(sum(cost), 0) AS cost, coalesce(sum(unpriced), 0) AS unpriced,
-               sum(rt_sum) AS rt_sum, coalesce(sum(rt_count), 0) AS rt_count,
-               count(DISTINCT user_id) AS users
-          FROM g
+               sum(rt_sum) AS rt_sum, coalesce(sum(rt_count), 0) AS rt_count
+          FROM dims
     )
     SELECT jsonb_build_object(
         'total_requests', t.requests,
@@ -223,22 +298,24 @@ AS $$
         'total_tokens', t.input_tokens + t.output_tokens,
         'total_cost_usd', t.cost,
         'avg_response_time_ms', CASE WHEN t.rt_count > 0 THEN t.rt_sum::numeric / t.rt_count END,
-        'unique_users', t.users,
+        'unique_users', (SELECT count(*) FROM users),
         'unpriced_requests', t.unpriced,
         'cost_by_provider', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
-                               FROM (SELECT coalesce(provider, 'unknown') k, sum(cost) v FROM g GROUP BY 1) x),
+                               FROM (SELECT coalesce(provider, 'unknown') k, sum(cost) v FROM dims GROUP BY 1) x),
         'cost_by_framework', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
-                                FROM (SELECT coalesce(framework, 'unknown') k, sum(cost) v FROM g GROUP BY 1) x),
+                                FROM (SELECT coalesce(framework, 'unknown') k, sum(cost) v FROM dims GROUP BY 1) x),
         'requests_by_agent', (SELECT coalesce(jsonb_object_agg(agent_id, v ORDER BY agent_id), '{}')
-                                FROM (SELECT agent_id, sum(requests) v FROM g GROUP BY 1) x),
+                                FROM (SELECT agent_id, sum(requests) v FROM dims GROUP BY 1) x),
         'top_users', (SELECT coalesce(jsonb_agg(jsonb_build_object('user_id', user_id, 'requests', requests,
                                                                    'total_tokens', tokens, 'cost_usd', cost)
                                                 ORDER BY cost DESC, user_id), '[]')
-                        FROM (SELECT user_id, sum(requests) requests, sum(input_tokens + output_tokens) tokens,
-                                     sum(cost) cost
-                                FROM g GROUP BY 1 ORDER BY 4 DESC, 1 LIMIT 10) x)
+                        FROM (SELECT user_id, requests, tokens, cost FROM users
+                               ORDER BY cost DESC, user_id LIMIT 10) x)
     )
     FROM totals t
+    $q$ INTO result USING filters, plan.fresh, plan.raw_lo, plan.raw_hi;
+    RETURN result;
+END;
 $$;
 
 -- Usage per day, ISO week (Monday) or month, UTC.
@@ -247,20 +324,25 @@ RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bi
                output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric)
 LANGUAGE plpgsql STABLE
 AS $$
+DECLARE
+    plan record;
 BEGIN
     IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
         RAISE EXCEPTION 'usage_trend: granularity must be day, week or month, got %',
             coalesce(quote_literal(granularity), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN QUERY
-        SELECT date_trunc(lower(granularity), f.day::timestamp) AT TIME ZONE 'UTC',
+    filters := coalesce(filters, '{}');
+    plan := usage_analytics._usage_fact_plan(filters);
+    RETURN QUERY EXECUTE $q$
+        SELECT date_trunc($5, f.day::timestamp) AT TIME ZONE 'UTC',
                sum(f.requests)::bigint, sum(f.successful)::bigint,
                sum(f.input_tokens)::bigint, sum(f.output_tokens)::bigint, sum(f.cost_usd),
                CASE WHEN sum(f.response_time_count) > 0
                     THEN sum(f.response_time_sum_ms)::numeric / sum(f.response_time_count) END
-          FROM usage_analytics._usage_facts(coalesce(filters, '{}'::jsonb)) f
+          FROM usage_analytics._usage_facts($1, $2, $3, $4) f
          GROUP BY 1
-         ORDER BY 1;
+         ORDER BY 1
+    $q$ USING filters, plan.fresh, plan.raw_lo, plan.raw_hi, lower(granularity);
 END;
 $$;

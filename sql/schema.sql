@@ -52,13 +52,14 @@ CREATE INDEX agent_usage_detailed_agent_timestamp_idx
 -- Prices per 1,000 tokens. A price change is a new row with a later
 -- effective_from; old rows keep pricing the requests of their time.
 CREATE TABLE usage_analytics.model_pricing (
-    id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- The interface's columns first, so positional INSERTs work too.
     provider          text        NOT NULL CHECK (btrim(provider) <> ''),
     model             text        NOT NULL CHECK (btrim(model) <> ''),
     input_usd_per_1k  numeric     NOT NULL CHECK (input_usd_per_1k >= 0),
     output_usd_per_1k numeric     NOT NULL CHECK (output_usd_per_1k >= 0),
     effective_from    timestamptz NOT NULL DEFAULT '-infinity',
     effective_to      timestamptz CHECK (effective_to > effective_from),
+    id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     created_at        timestamptz NOT NULL DEFAULT now(),
     -- Rows installed by CREATE EXTENSION (not dumped by pg_dump: recreated).
     seeded            boolean     NOT NULL DEFAULT false,
@@ -123,6 +124,25 @@ CREATE INDEX agent_performance_metrics_date_idx
     ON usage_analytics.agent_performance_metrics (date);
 CREATE INDEX agent_performance_metrics_user_date_idx
     ON usage_analytics.agent_performance_metrics (user_id, date);
+
+-- Daily totals per (agent_id, framework, provider), built by rollup_daily
+-- from agent_performance_metrics: a few dozen rows a day, so system-wide
+-- summaries and trends over months read almost nothing (admins only).
+CREATE TABLE usage_analytics.usage_daily_totals (
+    date                 date    NOT NULL,
+    agent_id             text    NOT NULL,
+    framework            text,
+    provider             text,
+    total_requests       bigint  NOT NULL,
+    successful_requests  bigint  NOT NULL,
+    total_input_tokens   bigint  NOT NULL,
+    total_output_tokens  bigint  NOT NULL,
+    total_cost_usd       numeric NOT NULL,
+    unpriced_requests    bigint  NOT NULL,
+    response_time_sum_ms bigint  NOT NULL,
+    response_time_count  bigint  NOT NULL
+);
+CREATE INDEX usage_daily_totals_date_idx ON usage_analytics.usage_daily_totals (date);
 
 -- Daily system-wide rollup (admins only).
 CREATE TABLE usage_analytics.system_analytics (

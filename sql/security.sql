@@ -360,10 +360,14 @@ CREATE POLICY readable ON usage_analytics.provider_default_model FOR SELECT USIN
 CREATE POLICY admin_write ON usage_analytics.provider_default_model FOR ALL TO usage_analytics_admin
     USING (true) WITH CHECK (true);
 
--- Internal aggregates: no policies and no grants, so only the owner (and
--- the SECURITY DEFINER functions) read them.
+ALTER TABLE usage_analytics.usage_daily_totals ENABLE ROW LEVEL SECURITY;
+CREATE POLICY admin_only ON usage_analytics.usage_daily_totals FOR SELECT TO usage_analytics_admin USING (true);
+
+-- Internal aggregates: only the owner, the SECURITY DEFINER functions and
+-- (for usage_daily_user, which system-wide summaries read) admins.
 ALTER TABLE usage_analytics.usage_counters ENABLE ROW LEVEL SECURITY;
 ALTER TABLE usage_analytics.usage_daily_user ENABLE ROW LEVEL SECURITY;
+CREATE POLICY admin_read ON usage_analytics.usage_daily_user FOR SELECT TO usage_analytics_admin USING (true);
 ALTER TABLE usage_analytics.rollup_state ENABLE ROW LEVEL SECURITY;
 CREATE POLICY admin_read ON usage_analytics.rollup_state FOR SELECT TO usage_analytics_admin USING (true);
 
@@ -393,7 +397,8 @@ GRANT EXECUTE ON FUNCTION
     usage_analytics._usage_matches(usage_analytics.agent_usage_detailed, jsonb),
     usage_analytics._rollup_matches(usage_analytics.agent_performance_metrics, jsonb),
     usage_analytics._fresh_rollup_days(date, date),
-    usage_analytics._usage_facts(jsonb),
+    usage_analytics._usage_fact_plan(jsonb),
+    usage_analytics._usage_facts(jsonb, date[], timestamptz[], timestamptz[]),
     usage_analytics.get_usage_records(jsonb, integer, integer),
     usage_analytics.get_usage_summary(jsonb),
     usage_analytics.usage_trend(text, jsonb),
@@ -427,7 +432,7 @@ GRANT EXECUTE ON FUNCTION
     TO usage_analytics_monitor, usage_analytics_admin;
 
 GRANT SELECT ON usage_analytics.system_analytics, usage_analytics.admin_audit_log,
-                usage_analytics.rollup_state
+                usage_analytics.rollup_state, usage_analytics.usage_daily_totals, usage_analytics.usage_daily_user
     TO usage_analytics_admin;
 GRANT INSERT, UPDATE, DELETE ON usage_analytics.model_pricing, usage_analytics.provider_default_model,
                                 usage_analytics.user_role_map
