@@ -33,11 +33,11 @@ pub fn push_field(out: &mut String, value: Option<&str>, kind: Cell) {
     if neutralise {
         out.push('\'');
     }
-    for ch in value.chars() {
-        if ch == '"' {
-            out.push('"');
-        }
-        out.push(ch);
+    if needs_quotes && value.contains('"') {
+        out.push_str(&value.replace('"', "\"\""));
+    } else {
+        // Without quotes the value holds no '"' (it would need quoting).
+        out.push_str(value);
     }
     if needs_quotes {
         out.push('"');
