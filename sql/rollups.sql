@@ -94,7 +94,16 @@ BEGIN
          avg_response_time_ms, success_rate, popular_agents, framework_usage, provider_usage,
          top_users_by_usage, unpriced_requests)
     SELECT target,
-           (SELECT count(DISTINCT d.user_id) FROM usage_analytics.usage_daily_user d WHERE d.day <= target),
+           -- Users with usage up to that day: a loose index scan over
+           -- (user_id, day), one probe per user instead of all history.
+           (WITH RECURSIVE seen AS (
+                (SELECT d.user_id FROM usage_analytics.usage_daily_user d
+                  WHERE d.day <= target ORDER BY d.user_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT d.user_id FROM usage_analytics.usage_daily_user d
+                         WHERE d.user_id > seen.user_id AND d.day <= target ORDER BY d.user_id LIMIT 1)
+                  FROM seen WHERE seen.user_id IS NOT NULL)
+            SELECT count(user_id) FROM seen),
            t.active_users,
            (SELECT count(*) FROM usage_analytics.usage_daily_user d
              WHERE d.day = target
