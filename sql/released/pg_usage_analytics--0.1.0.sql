@@ -48,13 +48,14 @@ CREATE INDEX agent_usage_detailed_agent_timestamp_idx
     ON usage_analytics.agent_usage_detailed (agent_id, "timestamp");
 
 CREATE TABLE usage_analytics.model_pricing (
-    id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- The interface's columns first, so positional INSERTs work too.
     provider          text        NOT NULL CHECK (btrim(provider) <> ''),
     model             text        NOT NULL CHECK (btrim(model) <> ''),
     input_usd_per_1k  numeric     NOT NULL CHECK (input_usd_per_1k >= 0),
     output_usd_per_1k numeric     NOT NULL CHECK (output_usd_per_1k >= 0),
     effective_from    timestamptz NOT NULL DEFAULT '-infinity',
     effective_to      timestamptz CHECK (effective_to > effective_from),
+    id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     created_at        timestamptz NOT NULL DEFAULT now(),
     -- Rows installed by CREATE EXTENSION (not dumped by pg_dump: recreated).
     seeded            boolean     NOT NULL DEFAULT false,
@@ -116,6 +117,22 @@ CREATE INDEX agent_performance_metrics_date_idx
     ON usage_analytics.agent_performance_metrics (date);
 CREATE INDEX agent_performance_metrics_user_date_idx
     ON usage_analytics.agent_performance_metrics (user_id, date);
+
+CREATE TABLE usage_analytics.usage_daily_totals (
+    date                 date    NOT NULL,
+    agent_id             text    NOT NULL,
+    framework            text,
+    provider             text,
+    total_requests       bigint  NOT NULL,
+    successful_requests  bigint  NOT NULL,
+    total_input_tokens   bigint  NOT NULL,
+    total_output_tokens  bigint  NOT NULL,
+    total_cost_usd       numeric NOT NULL,
+    unpriced_requests    bigint  NOT NULL,
+    response_time_sum_ms bigint  NOT NULL,
+    response_time_count  bigint  NOT NULL
+);
+CREATE INDEX usage_daily_totals_date_idx ON usage_analytics.usage_daily_totals (date);
 
 CREATE TABLE usage_analytics.system_analytics (
     id                   uuid    PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -485,6 +502,69 @@ AS $$ SELECT max(rolled_at) FROM usage_analytics.rollup_state $$;
 /* <begin connected objects> */
 
 
+CREATE FUNCTION usage_analytics.ensure_partitions(months_ahead integer DEFAULT 3, months_back integer DEFAULT 1)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    month_start date;
+    lo          timestamptz;
+    hi          timestamptz;
+    part        text;
+    columns     text;
+    created     integer := 0;
+BEGIN
+    IF months_ahead IS NULL OR months_ahead < 0 OR months_ahead > 120 THEN
+        RAISE EXCEPTION 'ensure_partitions: months_ahead must be between 0 and 120, got %',
+            coalesce(months_ahead::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF months_back IS NULL OR months_back < 0 OR months_back > 600 THEN
+        RAISE EXCEPTION 'ensure_partitions: months_back must be between 0 and 600, got %',
+            coalesce(months_back::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One creator at a time (pg_cron and an admin may run it together).
+    PERFORM pg_advisory_xact_lock(hashtext('usage_analytics.ensure_partitions'));
+
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
+      FROM pg_attribute
+     WHERE attrelid = 'usage_analytics.agent_usage_detailed'::regclass
+       AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
+
+    FOR i IN -months_back .. months_ahead LOOP
+        month_start := (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => i))::date;
+        part := format('agent_usage_detailed_p%s', to_char(month_start, 'YYYY_MM'));
+        CONTINUE WHEN to_regclass(format('usage_analytics.%I', part)) IS NOT NULL;
+        lo := month_start::timestamp AT TIME ZONE 'UTC';
+        hi := (month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+        IF EXISTS (SELECT 1 FROM usage_analytics.agent_usage_detailed_default
+                    WHERE "timestamp" >= lo AND "timestamp" < hi) THEN
+            -- Move the month's rows out of the default partition, then attach.
+            EXECUTE format('CREATE TABLE usage_analytics.%I (LIKE usage_analytics.agent_usage_detailed '
+                           'INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)', part);
+            EXECUTE format('INSERT INTO usage_analytics.%I (%s) SELECT %s FROM usage_analytics.agent_usage_detailed_default '
+                           'WHERE "timestamp" >= $1 AND "timestamp" < $2', part, columns, columns)
+                USING lo, hi;
+            DELETE FROM usage_analytics.agent_usage_detailed_default WHERE "timestamp" >= lo AND "timestamp" < hi;
+            EXECUTE format('ALTER TABLE usage_analytics.agent_usage_detailed ATTACH PARTITION usage_analytics.%I '
+                           'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
+        ELSE
+            EXECUTE format('CREATE TABLE usage_analytics.%I PARTITION OF usage_analytics.agent_usage_detailed '
+                           'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
+        END IF;
+        EXECUTE format('REVOKE ALL ON usage_analytics.%I FROM PUBLIC', part);
+        created := created + 1;
+    END LOOP;
+    RETURN created;
+END;
+$$;
+
+SELECT usage_analytics.ensure_partitions();
+/* </end connected objects> */
+
+/* <begin connected objects> */
+
+
 CREATE FUNCTION usage_analytics.rollup_daily(day date DEFAULT ((now() AT TIME ZONE 'UTC')::date - 1))
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
@@ -546,6 +626,15 @@ BEGIN
      GROUP BY r.user_id, r.agent_id, r.framework, r.provider;
     GET DIAGNOSTICS written = ROW_COUNT;
 
+    DELETE FROM usage_analytics.usage_daily_totals WHERE date = target;
+    INSERT INTO usage_analytics.usage_daily_totals
+    SELECT target, agent_id, framework, provider, sum(total_requests), sum(successful_requests),
+           sum(total_input_tokens), sum(total_output_tokens), sum(total_cost_usd), sum(unpriced_requests),
+           sum(response_time_sum_ms), sum(response_time_count)
+      FROM usage_analytics.agent_performance_metrics
+     WHERE date = target
+     GROUP BY agent_id, framework, provider;
+
     -- The system row is derived from the day's per-agent rows just written.
     DELETE FROM usage_analytics.system_analytics WHERE date = target;
     WITH m AS (
@@ -565,7 +654,16 @@ BEGIN
          avg_response_time_ms, success_rate, popular_agents, framework_usage, provider_usage,
          top_users_by_usage, unpriced_requests)
     SELECT target,
-           (SELECT count(DISTINCT d.user_id) FROM usage_analytics.usage_daily_user d WHERE d.day <= target),
+           -- Users with usage up to that day: a loose index scan over
+           -- (user_id, day), one probe per user instead of all history.
+           (WITH RECURSIVE seen AS (
+                (SELECT d.user_id FROM usage_analytics.usage_daily_user d
+                  WHERE d.day <= target ORDER BY d.user_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT d.user_id FROM usage_analytics.usage_daily_user d
+                         WHERE d.user_id > seen.user_id AND d.day <= target ORDER BY d.user_id LIMIT 1)
+                  FROM seen WHERE seen.user_id IS NOT NULL)
+            SELECT count(user_id) FROM seen),
            t.active_users,
            (SELECT count(*) FROM usage_analytics.usage_daily_user d
              WHERE d.day = target
@@ -781,10 +879,8 @@ AS $$
                                           WHERE d.day = s.day), 0)
 $$;
 
-CREATE FUNCTION usage_analytics._usage_facts(filters jsonb)
-RETURNS TABLE (day date, user_id uuid, agent_id text, framework text, provider text,
-               requests bigint, successful bigint, input_tokens bigint, output_tokens bigint,
-               cost_usd numeric, unpriced bigint, response_time_sum_ms bigint, response_time_count bigint)
+CREATE FUNCTION usage_analytics._usage_fact_plan(filters jsonb, OUT fresh date[], OUT raw_lo timestamptz[],
+                                                OUT raw_hi timestamptz[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -792,12 +888,12 @@ DECLARE
     range_end   timestamptz := usage_analytics._filter_timestamp(filters, 'end_date');
     first_day   date;
     last_day    date;
-    fresh       date[] := '{}';
-    raw_lo      timestamptz[] := '{}';
-    raw_hi      timestamptz[] := '{}';
     cursor_at   timestamptz;
     d           date;
 BEGIN
+    fresh := '{}';
+    raw_lo := '{}';
+    raw_hi := '{}';
     IF usage_analytics._filter_rollup_compatible(filters) THEN
         -- Whole UTC days inside [range_start, range_end).
         first_day := CASE WHEN range_start IS NULL THEN '-infinity'::date
@@ -810,8 +906,6 @@ BEGIN
             fresh := usage_analytics._fresh_rollup_days(first_day, last_day);
         END IF;
     END IF;
-
-    -- The raw part: [range_start, range_end) minus the fresh days, as ranges.
     cursor_at := coalesce(range_start, '-infinity');
     FOREACH d IN ARRAY fresh LOOP
         IF d::timestamp AT TIME ZONE 'UTC' > cursor_at THEN
@@ -824,52 +918,120 @@ BEGIN
         raw_lo := raw_lo || cursor_at;
         raw_hi := raw_hi || coalesce(range_end, 'infinity');
     END IF;
-
-    RETURN QUERY EXECUTE $q$
-        SELECT r.date, r.user_id, r.agent_id, r.framework, r.provider,
-               r.total_requests::bigint, r.successful_requests::bigint,
-               r.total_input_tokens, r.total_output_tokens, r.total_cost_usd,
-               r.unpriced_requests::bigint, r.response_time_sum_ms, r.response_time_count::bigint
-          FROM usage_analytics.agent_performance_metrics r
-         WHERE r.date = ANY ($2)
-           AND usage_analytics._rollup_matches(r, $1)
-        UNION ALL
-        SELECT (u."timestamp" AT TIME ZONE 'UTC')::date, u.user_id, u.agent_id, u.framework, u.provider,
-               count(*), count(*) FILTER (WHERE u.success),
-               coalesce(sum(u.input_tokens), 0), coalesce(sum(u.output_tokens), 0),
-               coalesce(sum(u.cost_usd), 0), count(*) FILTER (WHERE u.cost_usd IS NULL),
-               coalesce(sum(u.response_time_ms), 0), count(u.response_time_ms)
-          FROM unnest($3::timestamptz[], $4::timestamptz[]) AS span(lo, hi)
-          JOIN LATERAL (
-                SELECT * FROM usage_analytics.agent_usage_detailed x
-                 WHERE x."timestamp" >= span.lo AND x."timestamp" < span.hi
-                   AND usage_analytics._usage_matches(x, $1)
-          ) u ON true
-         GROUP BY 1, 2, 3, 4, 5
-    $q$ USING filters, fresh, raw_lo, raw_hi;
 END;
+$$;
+
+CREATE FUNCTION usage_analytics._usage_facts(filters jsonb, fresh date[], raw_lo timestamptz[],
+                                             raw_hi timestamptz[])
+RETURNS TABLE (day date, user_id uuid, agent_id text, framework text, provider text,
+               requests bigint, successful bigint, input_tokens bigint, output_tokens bigint,
+               cost_usd numeric, unpriced bigint, response_time_sum_ms bigint, response_time_count bigint)
+LANGUAGE sql STABLE
+AS $$
+    SELECT r.date, r.user_id, r.agent_id, r.framework, r.provider,
+           r.total_requests::bigint, r.successful_requests::bigint,
+           r.total_input_tokens, r.total_output_tokens, r.total_cost_usd,
+           r.unpriced_requests::bigint, r.response_time_sum_ms, r.response_time_count::bigint
+      FROM usage_analytics.agent_performance_metrics r
+     WHERE r.date = ANY (fresh)
+       AND usage_analytics._rollup_matches(r, filters)
+    UNION ALL
+    SELECT (u."timestamp" AT TIME ZONE 'UTC')::date, u.user_id, u.agent_id, u.framework, u.provider,
+           count(*), count(*) FILTER (WHERE u.success),
+           coalesce(sum(u.input_tokens), 0), coalesce(sum(u.output_tokens), 0),
+           coalesce(sum(u.cost_usd), 0), count(*) FILTER (WHERE u.cost_usd IS NULL),
+           coalesce(sum(u.response_time_ms), 0), count(u.response_time_ms)
+      FROM unnest(raw_lo, raw_hi) AS span(lo, hi)
+      JOIN LATERAL (
+            SELECT * FROM usage_analytics.agent_usage_detailed x
+             WHERE x."timestamp" >= span.lo AND x."timestamp" < span.hi
+               AND usage_analytics._usage_matches(x, filters)
+      ) u ON true
+     GROUP BY 1, 2, 3, 4, 5
 $$;
 
 CREATE FUNCTION usage_analytics.get_usage_summary(filters jsonb DEFAULT '{}')
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    WITH g AS MATERIALIZED (
-        SELECT f.user_id, f.agent_id, f.framework, f.provider,
-               sum(f.requests) AS requests, sum(f.successful) AS successful,
-               sum(f.input_tokens) AS input_tokens, sum(f.output_tokens) AS output_tokens,
-               sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
-               sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
-          FROM usage_analytics._usage_facts(coalesce(filters, '{}'::jsonb)) f
-         GROUP BY 1, 2, 3, 4
-    ),
+DECLARE
+    plan      record;
+    result    jsonb;
+    system_wide boolean;
+    sources   text;
+BEGIN
+    filters := coalesce(filters, '{}');
+    plan := usage_analytics._usage_fact_plan(filters);
+    system_wide := usage_analytics._filter_rollup_compatible(filters)
+        AND usage_analytics._filter_uuid(filters, 'user_id') IS NULL
+        AND usage_analytics._filter_text(filters, 'agent_id') IS NULL
+        AND usage_analytics._filter_text(filters, 'framework') IS NULL
+        AND usage_analytics._filter_text(filters, 'provider') IS NULL
+        AND usage_analytics.is_admin();
+    IF system_wide THEN
+        sources := $q$
+        WITH raw AS MATERIALIZED (
+            SELECT f.user_id, f.agent_id, f.framework, f.provider, sum(f.requests) AS requests,
+                   sum(f.successful) AS successful, sum(f.input_tokens) AS input_tokens,
+                   sum(f.output_tokens) AS output_tokens, sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
+                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
+              FROM usage_analytics._usage_facts($1, '{}', $3, $4) f
+             GROUP BY 1, 2, 3, 4
+        ),
+        dims AS MATERIALIZED (
+            SELECT agent_id, framework, provider, sum(requests) AS requests, sum(successful) AS successful,
+                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost) AS cost,
+                   sum(unpriced) AS unpriced, sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
+              FROM (SELECT t.agent_id, t.framework, t.provider, t.total_requests, t.successful_requests,
+                           t.total_input_tokens, t.total_output_tokens, t.total_cost_usd, t.unpriced_requests,
+                           t.response_time_sum_ms, t.response_time_count
+                      FROM usage_analytics.usage_daily_totals t WHERE t.date = ANY ($2)
+                    UNION ALL
+                    SELECT agent_id, framework, provider, requests, successful, input_tokens, output_tokens,
+                           cost, unpriced, rt_sum, rt_count FROM raw)
+                   AS x (agent_id, framework, provider, requests, successful, input_tokens, output_tokens, cost,
+                         unpriced, rt_sum, rt_count)
+             GROUP BY 1, 2, 3
+        ),
+        users AS MATERIALIZED (
+            SELECT user_id, sum(requests) AS requests, sum(tokens) AS tokens, sum(cost) AS cost
+              FROM (SELECT d.user_id, d.requests, d.input_tokens + d.output_tokens, d.cost_usd
+                      FROM usage_analytics.usage_daily_user d WHERE d.day = ANY ($2)
+                    UNION ALL
+                    SELECT user_id, requests, input_tokens + output_tokens, cost FROM raw)
+                   AS x (user_id, requests, tokens, cost)
+             GROUP BY 1
+        )$q$;
+    ELSE
+        sources := $q$
+        WITH g AS MATERIALIZED (
+            SELECT f.user_id, f.agent_id, f.framework, f.provider,
+                   sum(f.requests) AS requests, sum(f.successful) AS successful,
+                   sum(f.input_tokens) AS input_tokens, sum(f.output_tokens) AS output_tokens,
+                   sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
+                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
+              FROM usage_analytics._usage_facts($1, $2, $3, $4) f
+             GROUP BY 1, 2, 3, 4
+        ),
+        dims AS MATERIALIZED (
+            SELECT agent_id, framework, provider, sum(requests) AS requests, sum(successful) AS successful,
+                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost) AS cost,
+                   sum(unpriced) AS unpriced, sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
+              FROM g GROUP BY 1, 2, 3
+        ),
+        users AS MATERIALIZED (
+            SELECT user_id, sum(requests) AS requests, sum(input_tokens + output_tokens) AS tokens,
+                   sum(cost) AS cost
+              FROM g GROUP BY 1
+        )$q$;
+    END IF;
+    EXECUTE sources || $q$,
     totals AS (
         SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(successful), 0) AS successful,
                coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
                coalesce(sum(cost), 0) AS cost, coalesce(sum(unpriced), 0) AS unpriced,
-               sum(rt_sum) AS rt_sum, coalesce(sum(rt_count), 0) AS rt_count,
-               count(DISTINCT user_id) AS users
-          FROM g
+               sum(rt_sum) AS rt_sum, coalesce(sum(rt_count), 0) AS rt_count
+          FROM dims
     )
     SELECT jsonb_build_object(
         'total_requests', t.requests,
@@ -881,22 +1043,24 @@ AS $$
         'total_tokens', t.input_tokens + t.output_tokens,
         'total_cost_usd', t.cost,
         'avg_response_time_ms', CASE WHEN t.rt_count > 0 THEN t.rt_sum::numeric / t.rt_count END,
-        'unique_users', t.users,
+        'unique_users', (SELECT count(*) FROM users),
         'unpriced_requests', t.unpriced,
         'cost_by_provider', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
-                               FROM (SELECT coalesce(provider, 'unknown') k, sum(cost) v FROM g GROUP BY 1) x),
+                               FROM (SELECT coalesce(provider, 'unknown') k, sum(cost) v FROM dims GROUP BY 1) x),
         'cost_by_framework', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
-                                FROM (SELECT coalesce(framework, 'unknown') k, sum(cost) v FROM g GROUP BY 1) x),
+                                FROM (SELECT coalesce(framework, 'unknown') k, sum(cost) v FROM dims GROUP BY 1) x),
         'requests_by_agent', (SELECT coalesce(jsonb_object_agg(agent_id, v ORDER BY agent_id), '{}')
-                                FROM (SELECT agent_id, sum(requests) v FROM g GROUP BY 1) x),
+                                FROM (SELECT agent_id, sum(requests) v FROM dims GROUP BY 1) x),
         'top_users', (SELECT coalesce(jsonb_agg(jsonb_build_object('user_id', user_id, 'requests', requests,
                                                                    'total_tokens', tokens, 'cost_usd', cost)
                                                 ORDER BY cost DESC, user_id), '[]')
-                        FROM (SELECT user_id, sum(requests) requests, sum(input_tokens + output_tokens) tokens,
-                                     sum(cost) cost
-                                FROM g GROUP BY 1 ORDER BY 4 DESC, 1 LIMIT 10) x)
+                        FROM (SELECT user_id, requests, tokens, cost FROM users
+                               ORDER BY cost DESC, user_id LIMIT 10) x)
     )
     FROM totals t
+    $q$ INTO result USING filters, plan.fresh, plan.raw_lo, plan.raw_hi;
+    RETURN result;
+END;
 $$;
 
 CREATE FUNCTION usage_analytics.usage_trend(granularity text, filters jsonb DEFAULT '{}')
@@ -904,86 +1068,28 @@ RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bi
                output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric)
 LANGUAGE plpgsql STABLE
 AS $$
+DECLARE
+    plan record;
 BEGIN
     IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
         RAISE EXCEPTION 'usage_trend: granularity must be day, week or month, got %',
             coalesce(quote_literal(granularity), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN QUERY
-        SELECT date_trunc(lower(granularity), f.day::timestamp) AT TIME ZONE 'UTC',
+    filters := coalesce(filters, '{}');
+    plan := usage_analytics._usage_fact_plan(filters);
+    RETURN QUERY EXECUTE $q$
+        SELECT date_trunc($5, f.day::timestamp) AT TIME ZONE 'UTC',
                sum(f.requests)::bigint, sum(f.successful)::bigint,
                sum(f.input_tokens)::bigint, sum(f.output_tokens)::bigint, sum(f.cost_usd),
                CASE WHEN sum(f.response_time_count) > 0
                     THEN sum(f.response_time_sum_ms)::numeric / sum(f.response_time_count) END
-          FROM usage_analytics._usage_facts(coalesce(filters, '{}'::jsonb)) f
+          FROM usage_analytics._usage_facts($1, $2, $3, $4) f
          GROUP BY 1
-         ORDER BY 1;
+         ORDER BY 1
+    $q$ USING filters, plan.fresh, plan.raw_lo, plan.raw_hi, lower(granularity);
 END;
 $$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
-
-
-CREATE FUNCTION usage_analytics.ensure_partitions(months_ahead integer DEFAULT 3, months_back integer DEFAULT 1)
-RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, usage_analytics, pg_temp
-AS $$
-DECLARE
-    month_start date;
-    lo          timestamptz;
-    hi          timestamptz;
-    part        text;
-    columns     text;
-    created     integer := 0;
-BEGIN
-    IF months_ahead IS NULL OR months_ahead < 0 OR months_ahead > 120 THEN
-        RAISE EXCEPTION 'ensure_partitions: months_ahead must be between 0 and 120, got %',
-            coalesce(months_ahead::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF months_back IS NULL OR months_back < 0 OR months_back > 600 THEN
-        RAISE EXCEPTION 'ensure_partitions: months_back must be between 0 and 600, got %',
-            coalesce(months_back::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- One creator at a time (pg_cron and an admin may run it together).
-    PERFORM pg_advisory_xact_lock(hashtext('usage_analytics.ensure_partitions'));
-
-    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
-      FROM pg_attribute
-     WHERE attrelid = 'usage_analytics.agent_usage_detailed'::regclass
-       AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
-
-    FOR i IN -months_back .. months_ahead LOOP
-        month_start := (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => i))::date;
-        part := format('agent_usage_detailed_p%s', to_char(month_start, 'YYYY_MM'));
-        CONTINUE WHEN to_regclass(format('usage_analytics.%I', part)) IS NOT NULL;
-        lo := month_start::timestamp AT TIME ZONE 'UTC';
-        hi := (month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC';
-        IF EXISTS (SELECT 1 FROM usage_analytics.agent_usage_detailed_default
-                    WHERE "timestamp" >= lo AND "timestamp" < hi) THEN
-            -- Move the month's rows out of the default partition, then attach.
-            EXECUTE format('CREATE TABLE usage_analytics.%I (LIKE usage_analytics.agent_usage_detailed '
-                           'INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)', part);
-            EXECUTE format('INSERT INTO usage_analytics.%I (%s) SELECT %s FROM usage_analytics.agent_usage_detailed_default '
-                           'WHERE "timestamp" >= $1 AND "timestamp" < $2', part, columns, columns)
-                USING lo, hi;
-            DELETE FROM usage_analytics.agent_usage_detailed_default WHERE "timestamp" >= lo AND "timestamp" < hi;
-            EXECUTE format('ALTER TABLE usage_analytics.agent_usage_detailed ATTACH PARTITION usage_analytics.%I '
-                           'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
-        ELSE
-            EXECUTE format('CREATE TABLE usage_analytics.%I PARTITION OF usage_analytics.agent_usage_detailed '
-                           'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
-        END IF;
-        EXECUTE format('REVOKE ALL ON usage_analytics.%I FROM PUBLIC', part);
-        created := created + 1;
-    END LOOP;
-    RETURN created;
-END;
-$$;
-
-SELECT usage_analytics.ensure_partitions();
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1319,8 +1425,12 @@ CREATE POLICY readable ON usage_analytics.provider_default_model FOR SELECT USIN
 CREATE POLICY admin_write ON usage_analytics.provider_default_model FOR ALL TO usage_analytics_admin
     USING (true) WITH CHECK (true);
 
+ALTER TABLE usage_analytics.usage_daily_totals ENABLE ROW LEVEL SECURITY;
+CREATE POLICY admin_only ON usage_analytics.usage_daily_totals FOR SELECT TO usage_analytics_admin USING (true);
+
 ALTER TABLE usage_analytics.usage_counters ENABLE ROW LEVEL SECURITY;
 ALTER TABLE usage_analytics.usage_daily_user ENABLE ROW LEVEL SECURITY;
+CREATE POLICY admin_read ON usage_analytics.usage_daily_user FOR SELECT TO usage_analytics_admin USING (true);
 ALTER TABLE usage_analytics.rollup_state ENABLE ROW LEVEL SECURITY;
 CREATE POLICY admin_read ON usage_analytics.rollup_state FOR SELECT TO usage_analytics_admin USING (true);
 
@@ -1346,7 +1456,8 @@ GRANT EXECUTE ON FUNCTION
     usage_analytics._usage_matches(usage_analytics.agent_usage_detailed, jsonb),
     usage_analytics._rollup_matches(usage_analytics.agent_performance_metrics, jsonb),
     usage_analytics._fresh_rollup_days(date, date),
-    usage_analytics._usage_facts(jsonb),
+    usage_analytics._usage_fact_plan(jsonb),
+    usage_analytics._usage_facts(jsonb, date[], timestamptz[], timestamptz[]),
     usage_analytics.get_usage_records(jsonb, integer, integer),
     usage_analytics.get_usage_summary(jsonb),
     usage_analytics.usage_trend(text, jsonb),
@@ -1378,7 +1489,7 @@ GRANT EXECUTE ON FUNCTION
     TO usage_analytics_monitor, usage_analytics_admin;
 
 GRANT SELECT ON usage_analytics.system_analytics, usage_analytics.admin_audit_log,
-                usage_analytics.rollup_state
+                usage_analytics.rollup_state, usage_analytics.usage_daily_totals, usage_analytics.usage_daily_user
     TO usage_analytics_admin;
 GRANT INSERT, UPDATE, DELETE ON usage_analytics.model_pricing, usage_analytics.provider_default_model,
                                 usage_analytics.user_role_map
