@@ -20,7 +20,7 @@ started=$(date +%s)
 while (( done_rows < rows )); do
     n=$(( rows - done_rows < chunk ? rows - done_rows : chunk ))
     "${psql[@]}" <<SQL
-SELECT setseed(${done_rows}::float8 / ${rows}::float8 / 2);
+SELECT setseed(${done_rows}::float8 / ${rows}::float8 / 2) AS seeded \gset
 INSERT INTO usage_analytics.agent_usage_detailed
     (user_id, agent_id, agent_name, framework, provider, message_type, input_tokens, output_tokens,
      response_time_ms, success, error_message, request_metadata, model, "timestamp")
