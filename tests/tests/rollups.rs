@@ -263,14 +263,18 @@ fn trend_respects_iso_weeks_and_month_boundaries() {
                                  '2025-01-01 00:00:00+00', '2025-01-05 23:59:59+00', '2025-01-06 00:00:00+00']::timestamptz[]) t;",
         )
         .unwrap();
-    let weeks = text_rows(
-        &mut client,
-        "SELECT period_start::date::text, requests FROM usage_analytics.usage_trend('week')",
-    );
-    let weeks: Vec<(String, String)> = weeks
+    let periods = |client: &mut Client, granularity: &str| -> Vec<(String, String)> {
+        text_rows(
+            client,
+            &format!(
+                "SELECT period_start::date::text, requests FROM usage_analytics.usage_trend('{granularity}')"
+            ),
+        )
         .into_iter()
         .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
-        .collect();
+        .collect()
+    };
+    let weeks = periods(&mut client, "week");
     assert_eq!(
         weeks,
         vec![
@@ -279,16 +283,8 @@ fn trend_respects_iso_weeks_and_month_boundaries() {
             ("2025-01-06".into(), "1".into())
         ]
     );
-    let months = text_rows(
-        &mut client,
-        "SELECT period_start::date::text, requests FROM usage_analytics.usage_trend('Month')",
-    );
-    let months: Vec<(String, String)> = months
-        .into_iter()
-        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
-        .collect();
     assert_eq!(
-        months,
+        periods(&mut client, "Month"),
         vec![
             ("2024-12-01".into(), "3".into()),
             ("2025-01-01".into(), "3".into())
@@ -297,13 +293,7 @@ fn trend_respects_iso_weeks_and_month_boundaries() {
     client
         .batch_execute("SELECT usage_analytics.rollup_range('2024-12-29', '2025-01-06')")
         .unwrap();
-    let after: Vec<(String, String)> = text_rows(
-        &mut client,
-        "SELECT period_start::date::text, requests FROM usage_analytics.usage_trend('week')",
-    )
-    .into_iter()
-    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
-    .collect();
+    let after = periods(&mut client, "week");
     assert_eq!(after, weeks, "rolled-up days changed the trend");
 }
 
