@@ -102,26 +102,50 @@ AS $$
      ORDER BY u."timestamp", u.id
 $$;
 
--- Days in [from_day, to_day] whose rollup still describes every recorded
--- request: the rollup ran after the last insert into that day. Reads only
--- bookkeeping (no usage rows), hence SECURITY DEFINER.
-CREATE FUNCTION usage_analytics._fresh_rollup_days(from_day date, to_day date)
-RETURNS date[]
+-- Days in [from_day, to_day] readable from the rollups, and up to when.
+--  * fresh (covered_until = the day's end): the day's request count is what
+--    the rollup run saw;
+--  * partial (covered_until = just after the run's max_timestamp): the count
+--    grew by exactly the rows after max_timestamp (the usual state of today
+--    between scheduled runs), so rollup + those raw rows = the day. Late rows
+--    inside the covered part break the equation and the day is read raw.
+-- Reads only bookkeeping and counts (no usage rows), hence SECURITY DEFINER.
+CREATE FUNCTION usage_analytics._rollup_coverage(from_day date, to_day date)
+RETURNS TABLE (day date, covered_until timestamptz, partial boolean)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
-    SELECT coalesce(array_agg(s.day ORDER BY s.day), '{}')
+    SELECT s.day,
+           CASE WHEN s.source_requests = c.recorded THEN (s.day + 1)::timestamp AT TIME ZONE 'UTC'
+                ELSE s.max_timestamp + interval '1 microsecond' END,
+           s.source_requests <> c.recorded
       FROM usage_analytics.rollup_state s
+     CROSS JOIN LATERAL (SELECT coalesce(sum(d.requests), 0) AS recorded
+                           FROM usage_analytics.usage_daily_user d WHERE d.day = s.day) c
      WHERE s.day BETWEEN from_day AND to_day
-       AND s.source_requests = coalesce((SELECT sum(d.requests) FROM usage_analytics.usage_daily_user d
-                                          WHERE d.day = s.day), 0)
+       AND (s.source_requests = c.recorded
+            OR s.max_timestamp IS NOT NULL
+               AND s.source_requests + (SELECT count(*) FROM usage_analytics.agent_usage_detailed u
+                                         WHERE u."timestamp" > s.max_timestamp
+                                           AND u."timestamp" < (s.day + 1)::timestamp AT TIME ZONE 'UTC')
+                   = c.recorded)
+     ORDER BY s.day
+$$;
+
+-- The days readable from the rollups (fresh or partial), for inspection.
+CREATE FUNCTION usage_analytics._fresh_rollup_days(from_day date, to_day date)
+RETURNS date[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(array_agg(c.day ORDER BY c.day), '{}')
+      FROM usage_analytics._rollup_coverage(from_day, to_day) c
 $$;
 
 -- Where a filtered range's usage is read from: whole UTC days that are
 -- safely rolled up (fresh) come from agent_performance_metrics, the rest of
 -- the range from raw rows, given as [raw_lo, raw_hi) timestamp ranges.
 CREATE FUNCTION usage_analytics._usage_fact_plan(filters jsonb, OUT fresh date[], OUT raw_lo timestamptz[],
-                                                OUT raw_hi timestamptz[])
+                                                OUT raw_hi timestamptz[], OUT partial date[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -130,11 +154,13 @@ DECLARE
     first_day   date;
     last_day    date;
     cursor_at   timestamptz;
-    d           date;
+    covered     record;
 BEGIN
     fresh := '{}';
+    partial := '{}';
     raw_lo := '{}';
     raw_hi := '{}';
+    cursor_at := coalesce(range_start, '-infinity');
     IF usage_analytics._filter_rollup_compatible(filters) THEN
         -- Whole UTC days inside [range_start, range_end).
         first_day := CASE WHEN range_start IS NULL THEN '-infinity'::date
@@ -143,18 +169,20 @@ BEGIN
                           ELSE (range_start AT TIME ZONE 'UTC')::date + 1 END;
         last_day := CASE WHEN range_end IS NULL THEN 'infinity'::date
                          ELSE (range_end AT TIME ZONE 'UTC')::date - 1 END;
-        IF first_day <= last_day THEN
-            fresh := usage_analytics._fresh_rollup_days(first_day, last_day);
-        END IF;
+        -- Raw ranges are the gaps between the parts the rollups cover.
+        FOR covered IN SELECT * FROM usage_analytics._rollup_coverage(first_day, last_day)
+                        WHERE first_day <= last_day LOOP
+            fresh := fresh || covered.day;
+            IF covered.partial THEN
+                partial := partial || covered.day;
+            END IF;
+            IF covered.day::timestamp AT TIME ZONE 'UTC' > cursor_at THEN
+                raw_lo := raw_lo || cursor_at;
+                raw_hi := raw_hi || (covered.day::timestamp AT TIME ZONE 'UTC');
+            END IF;
+            cursor_at := covered.covered_until;
+        END LOOP;
     END IF;
-    cursor_at := coalesce(range_start, '-infinity');
-    FOREACH d IN ARRAY fresh LOOP
-        IF d::timestamp AT TIME ZONE 'UTC' > cursor_at THEN
-            raw_lo := raw_lo || cursor_at;
-            raw_hi := raw_hi || (d::timestamp AT TIME ZONE 'UTC');
-        END IF;
-        cursor_at := (d + 1)::timestamp AT TIME ZONE 'UTC';
-    END LOOP;
     IF coalesce(range_end, 'infinity') > cursor_at THEN
         raw_lo := raw_lo || cursor_at;
         raw_hi := raw_hi || coalesce(range_end, 'infinity');
@@ -251,7 +279,11 @@ BEGIN
         users AS MATERIALIZED (
             SELECT user_id, sum(requests) AS requests, sum(tokens) AS tokens, sum(cost) AS cost
               FROM (SELECT d.user_id, d.requests, d.input_tokens + d.output_tokens, d.cost_usd
-                      FROM usage_analytics.usage_daily_user d WHERE d.day = ANY ($2)
+                      FROM usage_analytics.usage_daily_user d WHERE d.day = ANY ($2) AND NOT d.day = ANY ($5)
+                    UNION ALL
+                    -- A partial day's user table already counts its tail: use its rollup.
+                    SELECT m.user_id, m.total_requests, m.total_tokens, m.total_cost_usd
+                      FROM usage_analytics.agent_performance_metrics m WHERE m.date = ANY ($5)
                     UNION ALL
                     SELECT user_id, requests, input_tokens + output_tokens, cost FROM raw)
                    AS x (user_id, requests, tokens, cost)
@@ -313,7 +345,7 @@ BEGIN
                                ORDER BY cost DESC, user_id LIMIT 10) x)
     )
     FROM totals t
-    $q$ INTO result USING filters, plan.fresh, plan.raw_lo, plan.raw_hi;
+    $q$ INTO result USING filters, plan.fresh, plan.raw_lo, plan.raw_hi, plan.partial;
     RETURN result;
 END;
 $$;

@@ -16,6 +16,7 @@ DECLARE
     hi      timestamptz;
     source  bigint;
     written integer;
+    last_seen timestamptz;
 BEGIN
     IF target IS NULL THEN
         RAISE EXCEPTION 'rollup_daily: day must not be NULL' USING ERRCODE = 'invalid_parameter_value';
@@ -65,6 +66,9 @@ BEGIN
       FROM ranked r
      GROUP BY r.user_id, r.agent_id, r.framework, r.provider;
     GET DIAGNOSTICS written = ROW_COUNT;
+    -- Read after the aggregate, so no row the rollup covered lies after it.
+    SELECT max(u."timestamp") INTO last_seen FROM usage_analytics.agent_usage_detailed u
+     WHERE u."timestamp" >= lo AND u."timestamp" < hi;
 
     DELETE FROM usage_analytics.usage_daily_totals WHERE date = target;
     INSERT INTO usage_analytics.usage_daily_totals
@@ -140,11 +144,11 @@ BEGIN
            t.unpriced
       FROM t;
 
-    INSERT INTO usage_analytics.rollup_state AS s (day, rolled_at, source_requests, rows_written)
-    VALUES (target, clock_timestamp(), source, written + 1)
+    INSERT INTO usage_analytics.rollup_state AS s (day, rolled_at, source_requests, rows_written, max_timestamp)
+    VALUES (target, clock_timestamp(), source, written + 1, last_seen)
     ON CONFLICT ON CONSTRAINT rollup_state_pkey DO UPDATE
         SET rolled_at = excluded.rolled_at, source_requests = excluded.source_requests,
-            rows_written = excluded.rows_written;
+            rows_written = excluded.rows_written, max_timestamp = excluded.max_timestamp;
     RETURN written + 1;
 END;
 $$;

@@ -192,5 +192,8 @@ CREATE TABLE usage_analytics.rollup_state (
     day             date        PRIMARY KEY,
     rolled_at       timestamptz NOT NULL,
     source_requests bigint      NOT NULL,
-    rows_written    integer     NOT NULL
+    rows_written    integer     NOT NULL,
+    -- The latest row timestamp the run covered: rows after it are the day's
+    -- tail, readable raw on top of the rollup (see _rollup_coverage).
+    max_timestamp   timestamptz
 );

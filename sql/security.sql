@@ -396,6 +396,7 @@ GRANT EXECUTE ON FUNCTION
     usage_analytics._filter_rollup_compatible(jsonb),
     usage_analytics._usage_matches(usage_analytics.agent_usage_detailed, jsonb),
     usage_analytics._rollup_matches(usage_analytics.agent_performance_metrics, jsonb),
+    usage_analytics._rollup_coverage(date, date),
     usage_analytics._fresh_rollup_days(date, date),
     usage_analytics._usage_fact_plan(jsonb),
     usage_analytics._usage_facts(jsonb, date[], timestamptz[], timestamptz[]),

@@ -177,7 +177,10 @@ CREATE TABLE usage_analytics.rollup_state (
     day             date        PRIMARY KEY,
     rolled_at       timestamptz NOT NULL,
     source_requests bigint      NOT NULL,
-    rows_written    integer     NOT NULL
+    rows_written    integer     NOT NULL,
+    -- The latest row timestamp the run covered: rows after it are the day's
+    -- tail, readable raw on top of the rollup (see _rollup_coverage).
+    max_timestamp   timestamptz
 );
 /* </end connected objects> */
 
@@ -502,69 +505,6 @@ AS $$ SELECT max(rolled_at) FROM usage_analytics.rollup_state $$;
 /* <begin connected objects> */
 
 
-CREATE FUNCTION usage_analytics.ensure_partitions(months_ahead integer DEFAULT 3, months_back integer DEFAULT 1)
-RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, usage_analytics, pg_temp
-AS $$
-DECLARE
-    month_start date;
-    lo          timestamptz;
-    hi          timestamptz;
-    part        text;
-    columns     text;
-    created     integer := 0;
-BEGIN
-    IF months_ahead IS NULL OR months_ahead < 0 OR months_ahead > 120 THEN
-        RAISE EXCEPTION 'ensure_partitions: months_ahead must be between 0 and 120, got %',
-            coalesce(months_ahead::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF months_back IS NULL OR months_back < 0 OR months_back > 600 THEN
-        RAISE EXCEPTION 'ensure_partitions: months_back must be between 0 and 600, got %',
-            coalesce(months_back::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- One creator at a time (pg_cron and an admin may run it together).
-    PERFORM pg_advisory_xact_lock(hashtext('usage_analytics.ensure_partitions'));
-
-    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
-      FROM pg_attribute
-     WHERE attrelid = 'usage_analytics.agent_usage_detailed'::regclass
-       AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
-
-    FOR i IN -months_back .. months_ahead LOOP
-        month_start := (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => i))::date;
-        part := format('agent_usage_detailed_p%s', to_char(month_start, 'YYYY_MM'));
-        CONTINUE WHEN to_regclass(format('usage_analytics.%I', part)) IS NOT NULL;
-        lo := month_start::timestamp AT TIME ZONE 'UTC';
-        hi := (month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC';
-        IF EXISTS (SELECT 1 FROM usage_analytics.agent_usage_detailed_default
-                    WHERE "timestamp" >= lo AND "timestamp" < hi) THEN
-            -- Move the month's rows out of the default partition, then attach.
-            EXECUTE format('CREATE TABLE usage_analytics.%I (LIKE usage_analytics.agent_usage_detailed '
-                           'INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)', part);
-            EXECUTE format('INSERT INTO usage_analytics.%I (%s) SELECT %s FROM usage_analytics.agent_usage_detailed_default '
-                           'WHERE "timestamp" >= $1 AND "timestamp" < $2', part, columns, columns)
-                USING lo, hi;
-            DELETE FROM usage_analytics.agent_usage_detailed_default WHERE "timestamp" >= lo AND "timestamp" < hi;
-            EXECUTE format('ALTER TABLE usage_analytics.agent_usage_detailed ATTACH PARTITION usage_analytics.%I '
-                           'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
-        ELSE
-            EXECUTE format('CREATE TABLE usage_analytics.%I PARTITION OF usage_analytics.agent_usage_detailed '
-                           'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
-        END IF;
-        EXECUTE format('REVOKE ALL ON usage_analytics.%I FROM PUBLIC', part);
-        created := created + 1;
-    END LOOP;
-    RETURN created;
-END;
-$$;
-
-SELECT usage_analytics.ensure_partitions();
-/* </end connected objects> */
-
-/* <begin connected objects> */
-
-
 CREATE FUNCTION usage_analytics.rollup_daily(day date DEFAULT ((now() AT TIME ZONE 'UTC')::date - 1))
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
@@ -576,6 +516,7 @@ DECLARE
     hi      timestamptz;
     source  bigint;
     written integer;
+    last_seen timestamptz;
 BEGIN
     IF target IS NULL THEN
         RAISE EXCEPTION 'rollup_daily: day must not be NULL' USING ERRCODE = 'invalid_parameter_value';
@@ -625,6 +566,9 @@ BEGIN
       FROM ranked r
      GROUP BY r.user_id, r.agent_id, r.framework, r.provider;
     GET DIAGNOSTICS written = ROW_COUNT;
+    -- Read after the aggregate, so no row the rollup covered lies after it.
+    SELECT max(u."timestamp") INTO last_seen FROM usage_analytics.agent_usage_detailed u
+     WHERE u."timestamp" >= lo AND u."timestamp" < hi;
 
     DELETE FROM usage_analytics.usage_daily_totals WHERE date = target;
     INSERT INTO usage_analytics.usage_daily_totals
@@ -700,11 +644,11 @@ BEGIN
            t.unpriced
       FROM t;
 
-    INSERT INTO usage_analytics.rollup_state AS s (day, rolled_at, source_requests, rows_written)
-    VALUES (target, clock_timestamp(), source, written + 1)
+    INSERT INTO usage_analytics.rollup_state AS s (day, rolled_at, source_requests, rows_written, max_timestamp)
+    VALUES (target, clock_timestamp(), source, written + 1, last_seen)
     ON CONFLICT ON CONSTRAINT rollup_state_pkey DO UPDATE
         SET rolled_at = excluded.rolled_at, source_requests = excluded.source_requests,
-            rows_written = excluded.rows_written;
+            rows_written = excluded.rows_written, max_timestamp = excluded.max_timestamp;
     RETURN written + 1;
 END;
 $$;
@@ -774,6 +718,69 @@ BEGIN
     RETURN job;
 END;
 $$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+
+
+CREATE FUNCTION usage_analytics.ensure_partitions(months_ahead integer DEFAULT 3, months_back integer DEFAULT 1)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    month_start date;
+    lo          timestamptz;
+    hi          timestamptz;
+    part        text;
+    columns     text;
+    created     integer := 0;
+BEGIN
+    IF months_ahead IS NULL OR months_ahead < 0 OR months_ahead > 120 THEN
+        RAISE EXCEPTION 'ensure_partitions: months_ahead must be between 0 and 120, got %',
+            coalesce(months_ahead::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF months_back IS NULL OR months_back < 0 OR months_back > 600 THEN
+        RAISE EXCEPTION 'ensure_partitions: months_back must be between 0 and 600, got %',
+            coalesce(months_back::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One creator at a time (pg_cron and an admin may run it together).
+    PERFORM pg_advisory_xact_lock(hashtext('usage_analytics.ensure_partitions'));
+
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
+      FROM pg_attribute
+     WHERE attrelid = 'usage_analytics.agent_usage_detailed'::regclass
+       AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
+
+    FOR i IN -months_back .. months_ahead LOOP
+        month_start := (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => i))::date;
+        part := format('agent_usage_detailed_p%s', to_char(month_start, 'YYYY_MM'));
+        CONTINUE WHEN to_regclass(format('usage_analytics.%I', part)) IS NOT NULL;
+        lo := month_start::timestamp AT TIME ZONE 'UTC';
+        hi := (month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+        IF EXISTS (SELECT 1 FROM usage_analytics.agent_usage_detailed_default
+                    WHERE "timestamp" >= lo AND "timestamp" < hi) THEN
+            -- Move the month's rows out of the default partition, then attach.
+            EXECUTE format('CREATE TABLE usage_analytics.%I (LIKE usage_analytics.agent_usage_detailed '
+                           'INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)', part);
+            EXECUTE format('INSERT INTO usage_analytics.%I (%s) SELECT %s FROM usage_analytics.agent_usage_detailed_default '
+                           'WHERE "timestamp" >= $1 AND "timestamp" < $2', part, columns, columns)
+                USING lo, hi;
+            DELETE FROM usage_analytics.agent_usage_detailed_default WHERE "timestamp" >= lo AND "timestamp" < hi;
+            EXECUTE format('ALTER TABLE usage_analytics.agent_usage_detailed ATTACH PARTITION usage_analytics.%I '
+                           'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
+        ELSE
+            EXECUTE format('CREATE TABLE usage_analytics.%I PARTITION OF usage_analytics.agent_usage_detailed '
+                           'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
+        END IF;
+        EXECUTE format('REVOKE ALL ON usage_analytics.%I FROM PUBLIC', part);
+        created := created + 1;
+    END LOOP;
+    RETURN created;
+END;
+$$;
+
+SELECT usage_analytics.ensure_partitions();
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -867,20 +874,38 @@ AS $$
      ORDER BY u."timestamp", u.id
 $$;
 
-CREATE FUNCTION usage_analytics._fresh_rollup_days(from_day date, to_day date)
-RETURNS date[]
+CREATE FUNCTION usage_analytics._rollup_coverage(from_day date, to_day date)
+RETURNS TABLE (day date, covered_until timestamptz, partial boolean)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
-    SELECT coalesce(array_agg(s.day ORDER BY s.day), '{}')
+    SELECT s.day,
+           CASE WHEN s.source_requests = c.recorded THEN (s.day + 1)::timestamp AT TIME ZONE 'UTC'
+                ELSE s.max_timestamp + interval '1 microsecond' END,
+           s.source_requests <> c.recorded
       FROM usage_analytics.rollup_state s
+     CROSS JOIN LATERAL (SELECT coalesce(sum(d.requests), 0) AS recorded
+                           FROM usage_analytics.usage_daily_user d WHERE d.day = s.day) c
      WHERE s.day BETWEEN from_day AND to_day
-       AND s.source_requests = coalesce((SELECT sum(d.requests) FROM usage_analytics.usage_daily_user d
-                                          WHERE d.day = s.day), 0)
+       AND (s.source_requests = c.recorded
+            OR s.max_timestamp IS NOT NULL
+               AND s.source_requests + (SELECT count(*) FROM usage_analytics.agent_usage_detailed u
+                                         WHERE u."timestamp" > s.max_timestamp
+                                           AND u."timestamp" < (s.day + 1)::timestamp AT TIME ZONE 'UTC')
+                   = c.recorded)
+     ORDER BY s.day
+$$;
+
+CREATE FUNCTION usage_analytics._fresh_rollup_days(from_day date, to_day date)
+RETURNS date[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(array_agg(c.day ORDER BY c.day), '{}')
+      FROM usage_analytics._rollup_coverage(from_day, to_day) c
 $$;
 
 CREATE FUNCTION usage_analytics._usage_fact_plan(filters jsonb, OUT fresh date[], OUT raw_lo timestamptz[],
-                                                OUT raw_hi timestamptz[])
+                                                OUT raw_hi timestamptz[], OUT partial date[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -889,11 +914,13 @@ DECLARE
     first_day   date;
     last_day    date;
     cursor_at   timestamptz;
-    d           date;
+    covered     record;
 BEGIN
     fresh := '{}';
+    partial := '{}';
     raw_lo := '{}';
     raw_hi := '{}';
+    cursor_at := coalesce(range_start, '-infinity');
     IF usage_analytics._filter_rollup_compatible(filters) THEN
         -- Whole UTC days inside [range_start, range_end).
         first_day := CASE WHEN range_start IS NULL THEN '-infinity'::date
@@ -902,18 +929,20 @@ BEGIN
                           ELSE (range_start AT TIME ZONE 'UTC')::date + 1 END;
         last_day := CASE WHEN range_end IS NULL THEN 'infinity'::date
                          ELSE (range_end AT TIME ZONE 'UTC')::date - 1 END;
-        IF first_day <= last_day THEN
-            fresh := usage_analytics._fresh_rollup_days(first_day, last_day);
-        END IF;
+        -- Raw ranges are the gaps between the parts the rollups cover.
+        FOR covered IN SELECT * FROM usage_analytics._rollup_coverage(first_day, last_day)
+                        WHERE first_day <= last_day LOOP
+            fresh := fresh || covered.day;
+            IF covered.partial THEN
+                partial := partial || covered.day;
+            END IF;
+            IF covered.day::timestamp AT TIME ZONE 'UTC' > cursor_at THEN
+                raw_lo := raw_lo || cursor_at;
+                raw_hi := raw_hi || (covered.day::timestamp AT TIME ZONE 'UTC');
+            END IF;
+            cursor_at := covered.covered_until;
+        END LOOP;
     END IF;
-    cursor_at := coalesce(range_start, '-infinity');
-    FOREACH d IN ARRAY fresh LOOP
-        IF d::timestamp AT TIME ZONE 'UTC' > cursor_at THEN
-            raw_lo := raw_lo || cursor_at;
-            raw_hi := raw_hi || (d::timestamp AT TIME ZONE 'UTC');
-        END IF;
-        cursor_at := (d + 1)::timestamp AT TIME ZONE 'UTC';
-    END LOOP;
     IF coalesce(range_end, 'infinity') > cursor_at THEN
         raw_lo := raw_lo || cursor_at;
         raw_hi := raw_hi || coalesce(range_end, 'infinity');
@@ -996,7 +1025,11 @@ BEGIN
         users AS MATERIALIZED (
             SELECT user_id, sum(requests) AS requests, sum(tokens) AS tokens, sum(cost) AS cost
               FROM (SELECT d.user_id, d.requests, d.input_tokens + d.output_tokens, d.cost_usd
-                      FROM usage_analytics.usage_daily_user d WHERE d.day = ANY ($2)
+                      FROM usage_analytics.usage_daily_user d WHERE d.day = ANY ($2) AND NOT d.day = ANY ($5)
+                    UNION ALL
+                    -- A partial day's user table already counts its tail: use its rollup.
+                    SELECT m.user_id, m.total_requests, m.total_tokens, m.total_cost_usd
+                      FROM usage_analytics.agent_performance_metrics m WHERE m.date = ANY ($5)
                     UNION ALL
                     SELECT user_id, requests, input_tokens + output_tokens, cost FROM raw)
                    AS x (user_id, requests, tokens, cost)
@@ -1058,7 +1091,7 @@ BEGIN
                                ORDER BY cost DESC, user_id LIMIT 10) x)
     )
     FROM totals t
-    $q$ INTO result USING filters, plan.fresh, plan.raw_lo, plan.raw_hi;
+    $q$ INTO result USING filters, plan.fresh, plan.raw_lo, plan.raw_hi, plan.partial;
     RETURN result;
 END;
 $$;
@@ -1455,6 +1488,7 @@ GRANT EXECUTE ON FUNCTION
     usage_analytics._filter_rollup_compatible(jsonb),
     usage_analytics._usage_matches(usage_analytics.agent_usage_detailed, jsonb),
     usage_analytics._rollup_matches(usage_analytics.agent_performance_metrics, jsonb),
+    usage_analytics._rollup_coverage(date, date),
     usage_analytics._fresh_rollup_days(date, date),
     usage_analytics._usage_fact_plan(jsonb),
     usage_analytics._usage_facts(jsonb, date[], timestamptz[], timestamptz[]),

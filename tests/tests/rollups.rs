@@ -239,6 +239,25 @@ fn summary_and_trend_equal_raw_in_every_rollup_state() {
         "all five days should be readable from the rollups"
     );
     check_all(&mut client, "rolled up");
+    // New rows after the last rollup's latest timestamp: today is read as its
+    // rollup plus only those rows (partially fresh), and stays exact.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO usage_analytics.agent_usage_detailed (user_id, agent_id, framework, provider, \"timestamp\",
+                    input_tokens, response_time_ms, success, model)
+             SELECT ('{}'::uuid), 'tail-agent', 'langchain', 'openai',
+                    date_trunc('day', now()) + interval '23:59:59.999', g, 100 * g, g % 2 = 0, 'gpt-4o'
+               FROM generate_series(1, 5) g",
+            USERS[6]
+        ))
+        .unwrap();
+    let partial = scalar(
+        &mut client,
+        "SELECT array_to_string(partial, ',') FROM usage_analytics._usage_fact_plan('{}')",
+    );
+    let today = scalar(&mut client, "SELECT ((now() AT TIME ZONE 'UTC')::date)::text");
+    assert_eq!(partial, today, "today should be read as rollup + tail");
+    check_all(&mut client, "partially fresh today");
     // Late rows make their day stale: it is read from raw rows until re-rolled.
     load_sample(&mut client, 300, 3);
     check_all(&mut client, "stale rollups");
