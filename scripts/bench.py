@@ -582,49 +582,6 @@ def check_exporter_counts(urls: dict[str, str]) -> None:
 
 # -- rollup of a big day ------------------------------------------------------
 
-DAY_INSERT = """
-SELECT setseed(0.25);
-INSERT INTO usage_analytics.agent_usage_detailed
-    (user_id, agent_id, agent_name, framework, provider, message_type, input_tokens, output_tokens,
-     response_time_ms, success, error_message, request_metadata, model, "timestamp")
-SELECT u.user_id,
-       'agent-' || lpad(a.agent::text, 2, '0'),
-       (ARRAY['Research', 'Writer', 'Coder', 'Support', 'Analyst', 'Planner', 'Navigator', 'Quartermaster'])
-           [1 + a.agent % 8] || ' ' || a.agent,
-       (ARRAY['langchain', 'autogen', 'perplexity', 'hybrid'])[1 + a.agent % 4],
-       p.provider,
-       (ARRAY['chat', 'chat', 'chat', 'preset_action', 'tool_execution'])[1 + (r.r3 * 5)::int % 5],
-       (50 + r.r1 * r.r1 * 6000)::int,
-       (20 + r.r2 * 1500)::int,
-       (120 + r.r2 * r.r2 * 20000 + CASE WHEN p.provider = 'perplexity' THEN 800 ELSE 0 END)::int,
-       r.r4 >= 0.05,
-       CASE WHEN r.r4 < 0.05 THEN (ARRAY['rate limit exceeded', 'upstream timeout', 'context length exceeded',
-                                          'invalid tool call'])[1 + (r.r4 * 80)::int % 4] END,
-       jsonb_build_object('action', (ARRAY['summarize', 'search', 'draft', 'review', 'plan', 'translate'])
-                                      [1 + (r.r3 * 6)::int % 6], 'session', (r.r1 * 1000)::int),
-       p.models[1 + (r.r2 * array_length(p.models, 1))::int % array_length(p.models, 1)],
-       {lo} + (g::float8 / {n}::float8) * interval '1 day'
-  FROM generate_series(0, {n} - 1) AS g
- -- WHERE g IS NOT NULL: a lateral reference, so random() runs once per row (without
- -- it the planner evaluates the one-row subquery once for the whole statement).
- CROSS JOIN LATERAL (SELECT random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5
-                      WHERE g IS NOT NULL) r
- CROSS JOIN LATERAL (SELECT ('a0000000-0000-4000-8000-' || lpad(((r.r5 * r.r5 * {users})::int % {users})::text, 12, '0'))::uuid
-                            AS user_id, (r.r5 * r.r5 * {users})::int % {users} AS user_no) u
- CROSS JOIN LATERAL (SELECT (u.user_no * 7 + (r.r3 * 3)::int) % {agents} AS agent) a
- CROSS JOIN LATERAL (
-     SELECT (ARRAY['openai', 'openai', 'anthropic', 'perplexity', 'google'])[1 + a.agent % 5] AS provider) pp
- CROSS JOIN LATERAL (
-     SELECT pp.provider,
-            CASE pp.provider
-              WHEN 'openai' THEN ARRAY['gpt-4o-2024-08-06', 'gpt-4o-mini', 'gpt-4o-mini-2024-07-18', 'gpt-4-turbo', 'gpt-3.5-turbo-0125', NULL]
-              WHEN 'anthropic' THEN ARRAY['claude-3-5-sonnet-20241022', 'claude-3-haiku-20240307', 'claude-3-opus-latest', NULL]
-              WHEN 'perplexity' THEN ARRAY['llama-3.1-sonar-small-128k-online', 'llama-3.1-sonar-large-128k-online', 'llama-3.1-sonar-huge-128k-online']
-              ELSE ARRAY['gemini-1.5-flash-002', 'gemini-1.5-pro-002', 'gemini-2.0-flash-exp']
-            END AS models) p;
-"""
-
-
 def bench_rollup_day(db: str, today: dt.date) -> None:
     day = today - dt.timedelta(days=90)
     section(f"rollup_daily of one {DAY_ROWS:,}-row day ({day})")
@@ -633,8 +590,12 @@ def bench_rollup_day(db: str, today: dt.date) -> None:
     have = int(scalar(db, f"SELECT count(*) FROM usage_analytics.agent_usage_detailed WHERE {where}"))
     if have == 0:
         t0 = time.monotonic()
-        psql(db, DAY_INSERT.format(lo=lo, n=DAY_ROWS, users=USERS, agents=AGENTS))
-        add_context(f"loading {DAY_ROWS:,} rows into {day} (INSERT … SELECT, priced and counted)",
+        load = subprocess.run(
+            ["bash", str(ROOT / "scripts/generate.sh"), str(DAY_ROWS), "1", str(USERS), str(AGENTS)],
+            env=dict(ENV, PGDATABASE=db, GENERATE_LAST_DAY=str(day)), capture_output=True, text=True)
+        if load.returncode != 0:
+            raise Broken(f"generate.sh for {day} failed: {load.stderr.strip()}")
+        add_context(f"loading {DAY_ROWS:,} rows into {day} (scripts/generate.sh, priced and counted)",
                     f"{time.monotonic() - t0:.1f} s")
         psql(db, f"""INSERT INTO bench.usage_clone
                          (id, user_id, agent_id, agent_name, framework, provider, message_type, input_tokens,

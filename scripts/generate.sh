@@ -5,12 +5,18 @@
 #
 #   scripts/generate.sh [ROWS] [DAYS] [USERS] [AGENTS]
 #   defaults: 10000000 rows over 60 days, 5000 users, 40 agents
+#   GENERATE_LAST_DAY=YYYY-MM-DD: the last UTC day loaded (default: today)
 #
 # Connection from the usual PG* environment variables (PGHOST, PGPORT,
 # PGDATABASE, PGUSER). Deterministic for given arguments (setseed).
 set -euo pipefail
 rows=${1:-10000000} days=${2:-60} users=${3:-5000} agents=${4:-40}
 chunk=${CHUNK:-200000}
+if [[ -n ${GENERATE_LAST_DAY:-} ]]; then
+    last_day="'${GENERATE_LAST_DAY}'::date::timestamp AT TIME ZONE 'UTC'"
+else
+    last_day="date_trunc('day', now())"
+fi
 psql=(psql -X -q -v ON_ERROR_STOP=1)
 
 "${psql[@]}" -c "SELECT usage_analytics.ensure_partitions(3, $(( days / 28 + 2 )))" >/dev/null
@@ -40,8 +46,8 @@ SELECT u.user_id,
        jsonb_build_object('action', (ARRAY['summarize', 'search', 'draft', 'review', 'plan', 'translate'])
                                       [1 + (r.r3 * 6)::int % 6], 'session', (r.r1 * 1000)::int),
        p.models[1 + (r.r2 * array_length(p.models, 1))::int % array_length(p.models, 1)],
-       date_trunc('day', now()) - make_interval(days => ${days} - 1)
-         + (g::float8 / ${rows}::float8) * make_interval(days => ${days})
+       ${last_day} - make_interval(days => ${days} - 1)
+         + ((g - 1)::float8 / ${rows}::float8) * make_interval(days => ${days})
   FROM generate_series(${done_rows} + 1, ${done_rows} + ${n}) AS g
  -- "WHERE g IS NOT NULL" ties the subquery to each row; without it PostgreSQL
  -- evaluates random() once per statement and every row is the same request.
