@@ -48,8 +48,18 @@ impl PricePoint {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum CostError {
-    NegativeTokens { argument: &'static str, value: i64 },
-    Overflow,
+    NegativeTokens {
+        argument: &'static str,
+        value: i64,
+    },
+    /// The exact cost needs more than 28 decimal places or more than 96 bits
+    /// of mantissa: `rust_decimal` would round it, so no cost is returned.
+    NotExact {
+        input_tokens: i64,
+        input_usd_per_1k: Decimal,
+        output_tokens: i64,
+        output_usd_per_1k: Decimal,
+    },
 }
 
 impl fmt::Display for CostError {
@@ -58,7 +68,16 @@ impl fmt::Display for CostError {
             CostError::NegativeTokens { argument, value } => {
                 write!(f, "{argument} must be >= 0, got {value}")
             }
-            CostError::Overflow => write!(f, "cost exceeds the range of exact decimal arithmetic"),
+            CostError::NotExact {
+                input_tokens,
+                input_usd_per_1k,
+                output_tokens,
+                output_usd_per_1k,
+            } => write!(
+                f,
+                "cost of {input_tokens} input tokens at price {input_usd_per_1k} and {output_tokens} output \
+                 tokens at price {output_usd_per_1k} (USD per 1K tokens) does not fit an exact 28-digit decimal"
+            ),
         }
     }
 }
@@ -170,25 +189,182 @@ pub fn check_tokens(input_tokens: i64, output_tokens: i64) -> Result<(), CostErr
     Ok(())
 }
 
-/// Exact cost: (input × input price + output × output price) / 1000, with
-/// trailing zeros removed. Never rounds: anything that would need rounding is
-/// an overflow error instead.
-pub fn cost_of(price: &PricePoint, input_tokens: i64, output_tokens: i64) -> Result<Decimal, CostError> {
-    let input = Decimal::from(input_tokens)
-        .checked_mul(price.input_usd_per_1k)
-        .ok_or(CostError::Overflow)?;
-    let output = Decimal::from(output_tokens)
-        .checked_mul(price.output_usd_per_1k)
-        .ok_or(CostError::Overflow)?;
-    let per_thousand = input.checked_add(output).ok_or(CostError::Overflow)?;
-    // Dividing by 1000 adds three decimal places; beyond 28 rust_decimal
-    // would round, so refuse instead of returning an inexact cost.
-    if per_thousand.scale() + 3 > 28 {
-        return Err(CostError::Overflow);
+/// Largest accepted price, USD per 1,000 tokens.
+pub const MAX_PRICE_USD_PER_1K: u32 = 1_000_000;
+/// Most decimal places accepted in a price (USD per 1,000 tokens): 1e-12 USD
+/// per 1K tokens is 1e-15 USD per token, finer than any provider bills.
+pub const MAX_PRICE_DECIMALS: u32 = 12;
+
+/// Whether a price (USD per 1,000 tokens) is one the catalog accepts:
+/// non-negative, at most `MAX_PRICE_DECIMALS` decimal places (trailing zeros
+/// do not count) and at most `MAX_PRICE_USD_PER_1K`. Within these bounds every
+/// cost of up to `i32::MAX` input and `i32::MAX` output tokens is exact.
+pub fn validate_price(value: &Decimal) -> Result<(), String> {
+    if value.is_sign_negative() && !value.is_zero() {
+        return Err(format!("price {value} is negative"));
     }
-    let mut cost = Decimal::from_i128_with_scale(per_thousand.mantissa(), per_thousand.scale() + 3);
-    cost = cost.normalize();
-    Ok(cost)
+    let scale = value.normalize().scale();
+    if scale > MAX_PRICE_DECIMALS {
+        return Err(format!(
+            "price {value} has {scale} decimal places, the limit is {MAX_PRICE_DECIMALS}"
+        ));
+    }
+    if *value > Decimal::from(MAX_PRICE_USD_PER_1K) {
+        return Err(format!(
+            "price {value} exceeds the limit of {MAX_PRICE_USD_PER_1K} USD per 1K tokens"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a price as Postgres prints a `numeric` (`0.0025`, `10`, `-1.5`)
+/// and checks it with `validate_price`. Unlike `Decimal::from_str`, which
+/// silently rounds text beyond 28 significant digits, this refuses any text
+/// it cannot hold exactly.
+pub fn parse_price(text: &str) -> Result<Decimal, String> {
+    let trimmed = text.trim();
+    let digits = trimmed.strip_prefix(['-', '+']).unwrap_or(trimmed);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let well_formed = !(whole.is_empty() && fraction.is_empty())
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !well_formed {
+        return Err(format!("price {trimmed:?} is not a decimal number"));
+    }
+    let decimals = fraction.trim_end_matches('0').len();
+    if decimals > MAX_PRICE_DECIMALS as usize {
+        return Err(format!(
+            "price {trimmed} has {decimals} decimal places, the limit is {MAX_PRICE_DECIMALS}"
+        ));
+    }
+    if whole.trim_start_matches('0').len() > 7 {
+        return Err(format!(
+            "price {trimmed} exceeds the limit of {MAX_PRICE_USD_PER_1K} USD per 1K tokens"
+        ));
+    }
+    // At most 7 + 12 significant digits (leading and trailing zeros aside):
+    // the parse below is exact.
+    let value = Decimal::from_str_exact(trimmed).map_err(|e| format!("price {trimmed}: {e}"))?;
+    validate_price(&value)?;
+    Ok(value)
+}
+
+/// An exact non-negative or negative decimal as `mantissa × 10^-scale`, in
+/// i128 so that intermediate results are not limited to rust_decimal's 96 bits.
+#[derive(Clone, Copy, Debug)]
+struct Scaled {
+    mantissa: i128,
+    scale: u32,
+}
+
+impl Scaled {
+    fn of(value: Decimal) -> Scaled {
+        Scaled {
+            mantissa: value.mantissa(),
+            scale: value.scale(),
+        }
+        .stripped()
+    }
+
+    /// Removes trailing decimal zeros (scale never goes below 0).
+    fn stripped(mut self) -> Scaled {
+        while self.scale > 0 && self.mantissa != 0 && self.mantissa % 10 == 0 {
+            self.mantissa /= 10;
+            self.scale -= 1;
+        }
+        if self.mantissa == 0 {
+            self.scale = 0;
+        }
+        self
+    }
+
+    /// `tokens × self / 1000`, exactly. The factors of ten the product will
+    /// have are divided out of the operands first, so the product overflows
+    /// i128 only when the exact result is too large for any Decimal anyway.
+    fn per_thousand_times(self, tokens: i64) -> Option<Scaled> {
+        if tokens == 0 || self.mantissa == 0 {
+            return Some(Scaled {
+                mantissa: 0,
+                scale: 0,
+            });
+        }
+        let mut tokens = i128::from(tokens);
+        let mut price = self.mantissa;
+        let mut scale = self.scale + 3;
+        // Divide out 2s and 5s pairwise (each pair is a 10) while the result
+        // still has decimal places to give up.
+        let (t2, t5) = (twos(tokens), fives(tokens));
+        let (p2, p5) = (twos(price), fives(price));
+        let tens = (t2 + p2).min(t5 + p5).min(scale);
+        let from_tokens2 = tens.min(t2);
+        let from_tokens5 = tens.min(t5);
+        tokens /= 2i128.pow(from_tokens2) * 5i128.pow(from_tokens5);
+        price /= 2i128.pow(tens - from_tokens2) * 5i128.pow(tens - from_tokens5);
+        scale -= tens;
+        Some(Scaled {
+            mantissa: tokens.checked_mul(price)?,
+            scale,
+        })
+    }
+
+    fn checked_add(self, other: Scaled) -> Option<Scaled> {
+        let scale = self.scale.max(other.scale);
+        let align = |s: Scaled| s.mantissa.checked_mul(10i128.checked_pow(scale - s.scale)?);
+        Some(
+            Scaled {
+                mantissa: align(self)?.checked_add(align(other)?)?,
+                scale,
+            }
+            .stripped(),
+        )
+    }
+
+    /// The Decimal holding exactly this value, if one does.
+    fn to_decimal(self) -> Option<Decimal> {
+        let s = self.stripped();
+        // try_from_i128_with_scale refuses a scale above 28 or a mantissa
+        // beyond 96 bits instead of rounding.
+        Decimal::try_from_i128_with_scale(s.mantissa, s.scale).ok()
+    }
+}
+
+fn twos(mut n: i128) -> u32 {
+    let mut count = 0;
+    while n != 0 && n % 2 == 0 {
+        n /= 2;
+        count += 1;
+    }
+    count
+}
+
+fn fives(mut n: i128) -> u32 {
+    let mut count = 0;
+    while n != 0 && n % 5 == 0 {
+        n /= 5;
+        count += 1;
+    }
+    count
+}
+
+/// Exact cost: (input × input price + output × output price) / 1000, with
+/// trailing zeros removed. Never rounds: `rust_decimal`'s own `checked_mul`
+/// and `checked_add` round results that need more than 28 decimal places
+/// (they return `Some(rounded)`), so the arithmetic here is done on exact
+/// scaled integers and a result no Decimal holds exactly is `NotExact`.
+pub fn cost_of(price: &PricePoint, input_tokens: i64, output_tokens: i64) -> Result<Decimal, CostError> {
+    let not_exact = || CostError::NotExact {
+        input_tokens,
+        input_usd_per_1k: price.input_usd_per_1k,
+        output_tokens,
+        output_usd_per_1k: price.output_usd_per_1k,
+    };
+    let input = Scaled::of(price.input_usd_per_1k).per_thousand_times(input_tokens);
+    let output = Scaled::of(price.output_usd_per_1k).per_thousand_times(output_tokens);
+    input
+        .zip(output)
+        .and_then(|(input, output)| input.checked_add(output))
+        .and_then(Scaled::to_decimal)
+        .ok_or_else(not_exact)
 }
 
 /// Drops what wraps a model id: paths (`openai/gpt-4o`, `models/gemini-…`),
@@ -535,5 +711,143 @@ pub(crate) mod tests {
     fn normalize_folds_separators() {
         assert_eq!(normalize("Claude 3.5__Sonnet@2024"), "claude-3-5-sonnet-2024");
         assert_eq!(normalize("--x--"), "x");
+    }
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn point(input: Decimal, output: Decimal) -> PricePoint {
+        PricePoint {
+            effective_from: i64::MIN,
+            effective_to: None,
+            input_usd_per_1k: input,
+            output_usd_per_1k: output,
+        }
+    }
+
+    #[test]
+    fn rust_decimal_rounds_silently() {
+        // The premise of cost_of's own arithmetic: checked_mul and
+        // checked_add return Some(rounded) rather than None.
+        let x = dec("0.123456789012345");
+        assert_eq!(x.checked_mul(x), Some(dec("0.0152415787532386691205623990")));
+        let tiny = Decimal::from_i128_with_scale(1, 28);
+        assert_eq!(
+            tiny.checked_add(Decimal::from(1_000_000_000_000i64)),
+            Some(Decimal::from(1_000_000_000_000i64))
+        );
+        // So does parsing text with too many digits.
+        assert_eq!(dec("1.00000000000000000000000000001"), Decimal::ONE);
+    }
+
+    #[test]
+    fn cost_that_needs_rounding_is_an_error() {
+        let err = cost_of(&point(Decimal::from_i128_with_scale(1, 28), Decimal::ZERO), 1, 0).unwrap_err();
+        assert!(matches!(err, CostError::NotExact { input_tokens: 1, .. }));
+        let message = err.to_string();
+        assert!(
+            message.contains("does not fit an exact 28-digit decimal"),
+            "{message}"
+        );
+        assert!(
+            message.contains("1 input tokens at price 0.0000000000000000000000000001"),
+            "{message}"
+        );
+        // The same price is fine where the tokens bring the scale back.
+        assert_eq!(
+            cost_of(
+                &point(Decimal::from_i128_with_scale(1, 28), Decimal::ZERO),
+                1000,
+                0
+            ),
+            Ok(Decimal::from_i128_with_scale(1, 28))
+        );
+        // Each product fits, their sum would need 41 significant digits.
+        let sum = cost_of(
+            &point(Decimal::from_i128_with_scale(1, 25), dec("1000000")),
+            1,
+            i32::MAX.into(),
+        );
+        assert!(matches!(sum, Err(CostError::NotExact { .. })), "{sum:?}");
+        // A product beyond 96 bits.
+        assert!(matches!(
+            cost_of(&point(Decimal::MAX, Decimal::ZERO), 2000, 0),
+            Err(CostError::NotExact { .. })
+        ));
+        assert!(matches!(
+            cost_of(&point(Decimal::MAX, Decimal::MAX), i64::MAX, i64::MAX),
+            Err(CostError::NotExact { .. })
+        ));
+    }
+
+    #[test]
+    fn exact_costs_at_the_edges_of_the_range() {
+        assert_eq!(
+            cost_of(&point(Decimal::MAX, Decimal::ZERO), 1, 0)
+                .unwrap()
+                .to_string(),
+            "79228162514264337593543950.335"
+        );
+        assert_eq!(
+            cost_of(&point(Decimal::MAX, Decimal::ZERO), 1000, 0),
+            Ok(Decimal::MAX)
+        );
+        // 2^62 tokens at 5^28 × 10^-28 USD per 1K: the raw product of the
+        // mantissas overflows i128, yet the cost is exactly 2^34 / 1000.
+        let price = Decimal::from_i128_with_scale(5i128.pow(28), 28);
+        assert_eq!(
+            cost_of(&point(price, price), 1 << 62, 0).unwrap().to_string(),
+            "17179869.184"
+        );
+        assert_eq!(cost_of(&point(dec("-0.5"), dec("0.25")), 2, 4), Ok(Decimal::ZERO));
+        assert_eq!(
+            cost_of(&point(dec("1.000000"), dec("0")), 10, 7)
+                .unwrap()
+                .to_string(),
+            "0.01"
+        );
+    }
+
+    #[test]
+    fn prices_are_validated() {
+        for ok in [
+            "0",
+            "0.0025",
+            "0.000000000001",
+            "1000000",
+            "1000000.000000000000",
+            "-0",
+        ] {
+            assert_eq!(validate_price(&dec(ok)), Ok(()), "{ok}");
+            assert_eq!(parse_price(ok), Ok(dec(ok)), "{ok}");
+        }
+        let refused = [
+            ("-0.001", "negative"),
+            ("0.0000000000001", "13 decimal places, the limit is 12"),
+            ("1000000.000000000001", "exceeds the limit of 1000000 USD"),
+            ("2000000", "exceeds the limit"),
+        ];
+        for (text, problem) in refused {
+            let by_value = validate_price(&dec(text)).unwrap_err();
+            assert!(by_value.contains(problem), "{text}: {by_value}");
+            let by_text = parse_price(text).unwrap_err();
+            assert!(by_text.contains(problem), "{text}: {by_text}");
+        }
+        // Text that Decimal::from_str would round to an acceptable value.
+        assert!(parse_price("0.00000000000000000000000000001")
+            .unwrap_err()
+            .contains("29 decimal places"));
+        assert!(parse_price("123456789012345678901234567890123")
+            .unwrap_err()
+            .contains("exceeds the limit"));
+        assert_eq!(parse_price(" 0.50 "), Ok(dec("0.5")));
+        assert_eq!(parse_price("00012.5"), Ok(dec("12.5")));
+        for bad in ["", "abc", "NaN", "Infinity", "1e-5", "1.2.3", "--1", ".", "0x10"] {
+            assert!(
+                parse_price(bad).unwrap_err().contains("not a decimal number"),
+                "{bad}"
+            );
+        }
     }
 }

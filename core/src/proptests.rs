@@ -4,6 +4,7 @@
 use crate::csv::{push_record, Cell};
 use crate::filters::{Filters, KNOWN_KEYS};
 use crate::pricing::tests::{seed_book, SEED_PRICES};
+use crate::pricing::{cost_of, validate_price, PricePoint};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use std::str::FromStr;
@@ -19,7 +20,76 @@ fn nano(price: &str) -> i128 {
         .unwrap()
 }
 
+/// A price the catalog accepts: at most 12 decimal places and 1e6 USD per 1K.
+fn valid_price() -> impl Strategy<Value = Decimal> {
+    (0u32..=12)
+        .prop_flat_map(|scale| (0i128..=1_000_000 * 10i128.pow(scale), Just(scale)))
+        .prop_map(|(mantissa, scale)| Decimal::from_i128_with_scale(mantissa, scale))
+}
+
+/// `price` in units of 1e-12 USD per 1K tokens, as an integer.
+fn pico(price: Decimal) -> i128 {
+    price.mantissa() * 10i128.pow(12 - price.scale())
+}
+
 proptest! {
+    #[test]
+    fn valid_prices_cost_exactly(
+        input_price in valid_price(),
+        output_price in valid_price(),
+        input in 0..=i64::from(i32::MAX),
+        output in 0..=i64::from(i32::MAX),
+    ) {
+        prop_assert_eq!(validate_price(&input_price), Ok(()));
+        let price = PricePoint {
+            effective_from: 0,
+            effective_to: None,
+            input_usd_per_1k: input_price,
+            output_usd_per_1k: output_price,
+        };
+        let cost = cost_of(&price, input, output);
+        prop_assert!(cost.is_ok(), "{:?}", cost);
+        let cost = cost.unwrap();
+        // Independent reference: integers in units of 1e-15 USD.
+        let femto = i128::from(input) * pico(input_price) + i128::from(output) * pico(output_price);
+        let mut mantissa = femto;
+        let mut scale = 15;
+        while scale > 0 && mantissa % 10 == 0 {
+            mantissa /= 10;
+            scale -= 1;
+        }
+        prop_assert_eq!(cost.mantissa(), mantissa);
+        prop_assert_eq!(cost.scale(), if mantissa == 0 { 0 } else { scale });
+    }
+
+    #[test]
+    fn cost_is_exact_or_refused(
+        input_price in (any::<u64>(), 0u32..=28).prop_map(|(m, s)| Decimal::from_i128_with_scale(m.into(), s)),
+        output_price in (any::<u64>(), 0u32..=28).prop_map(|(m, s)| Decimal::from_i128_with_scale(m.into(), s)),
+        input in 0..=i64::MAX,
+        output in 0..=i64::MAX,
+    ) {
+        let price = PricePoint {
+            effective_from: 0,
+            effective_to: None,
+            input_usd_per_1k: input_price,
+            output_usd_per_1k: output_price,
+        };
+        if let Ok(cost) = cost_of(&price, input, output) {
+            // Exact: cost × 1000 × 10^s equals the integer sum of the products.
+            let scale = input_price.scale().max(output_price.scale()).max(cost.scale());
+            let at = |d: Decimal, extra: u32| -> Option<i128> {
+                d.mantissa().checked_mul(10i128.checked_pow(scale + extra - d.scale())?)
+            };
+            let lhs = at(cost, 3);
+            let rhs = i128::from(input).checked_mul(at(input_price, 0).unwrap())
+                .zip(i128::from(output).checked_mul(at(output_price, 0).unwrap()))
+                .and_then(|(a, b)| a.checked_add(b));
+            if let (Some(lhs), Some(rhs)) = (lhs, rhs) {
+                prop_assert_eq!(lhs, rhs);
+            }
+        }
+    }
     #[test]
     fn resolution_never_panics_and_is_case_insensitive(provider in ".{0,20}", model in ".{0,60}") {
         let book = seed_book();
