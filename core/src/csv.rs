@@ -1,8 +1,31 @@
 //! RFC 4180 CSV writing with spreadsheet formula neutralisation.
 
 /// Characters that make a spreadsheet evaluate a cell as a formula (OWASP
-/// "CSV injection"): such text cells get a leading `'`.
-const FORMULA_TRIGGERS: &[char] = &['=', '+', '-', '@', '\t', '\r'];
+/// "CSV injection"), including the full-width forms `＝＋－＠` (U+FF1D,
+/// U+FF0B, U+FF0D, U+FF20) that East Asian spreadsheets also accept: a text
+/// cell starting with one gets a leading `'`.
+pub const FORMULA_TRIGGERS: &[char] = &[
+    '=', '+', '-', '@', '\t', '\r', '\u{FF1D}', '\u{FF0B}', '\u{FF0D}', '\u{FF20}',
+];
+
+/// Whether a spreadsheet would read a cell starting with `text` as a formula.
+pub fn is_formula_start(text: &str) -> bool {
+    text.starts_with(FORMULA_TRIGGERS)
+}
+
+/// Whether what follows a `;` would start a formula in a cell of its own:
+/// Excel in locales whose list separator is `;` splits a line at every `;`
+/// (ignoring the quotes of a field that does not start the line), so
+/// `a;=HYPERLINK(…)` would be a formula there. Quotes right after the `;`
+/// (doubled in the output) could open a quoted cell, so they are skipped.
+pub fn is_formula_after_semicolon(rest: &str) -> bool {
+    is_formula_start(rest.trim_start_matches('"'))
+}
+
+fn has_formula_after_semicolon(text: &str) -> bool {
+    text.match_indices(';')
+        .any(|(i, _)| is_formula_after_semicolon(&text[i + 1..]))
+}
 
 /// Whether a cell holds free text (neutralised) or a value Postgres
 /// formatted itself (numbers, booleans, uuids, timestamps: written as is).
@@ -14,11 +37,17 @@ pub enum Cell {
 
 /// Appends one field, quoted when it holds a comma, quote, CR or LF or is empty.
 /// `None` (SQL NULL) is an empty field.
+///
+/// A text cell that would start a formula gets a leading `'`; so does every
+/// `;`-separated part of it that would (the `'` goes right after the `;`,
+/// and the field is quoted). Spreadsheets show such a cell as text, and the
+/// `'` is the only change made to it.
 pub fn push_field(out: &mut String, value: Option<&str>, kind: Cell) {
     let Some(value) = value else {
         return;
     };
-    let neutralise = kind == Cell::Text && value.starts_with(FORMULA_TRIGGERS);
+    let neutralise = kind == Cell::Text && is_formula_start(value);
+    let neutralise_parts = kind == Cell::Text && has_formula_after_semicolon(value);
     // An empty string is quoted so that it stays distinct from NULL, as in
     // Postgres' own CSV output.
     // A leading byte-order mark is quoted too: readers drop an unquoted one at
@@ -26,6 +55,7 @@ pub fn push_field(out: &mut String, value: Option<&str>, kind: Cell) {
     let needs_quotes = value.is_empty()
         || value.starts_with('\u{feff}')
         || neutralise && value.starts_with(['\t', '\r'])
+        || neutralise_parts
         || value.contains([',', '"', '\r', '\n']);
     if needs_quotes {
         out.push('"');
@@ -33,7 +63,18 @@ pub fn push_field(out: &mut String, value: Option<&str>, kind: Cell) {
     if neutralise {
         out.push('\'');
     }
-    if needs_quotes && value.contains('"') {
+    if neutralise_parts {
+        for (i, ch) in value.char_indices() {
+            if ch == '"' {
+                out.push_str("\"\"");
+            } else {
+                out.push(ch);
+            }
+            if ch == ';' && is_formula_after_semicolon(&value[i + 1..]) {
+                out.push('\'');
+            }
+        }
+    } else if needs_quotes && value.contains('"') {
         out.push_str(&value.replace('"', "\"\""));
     } else {
         // Without quotes the value holds no '"' (it would need quoting).
@@ -83,6 +124,41 @@ mod tests {
         assert_eq!(field("\tx", Cell::Text), "\"'\tx\"");
         assert_eq!(field("=1,2", Cell::Text), "\"'=1,2\"");
         assert_eq!(field("-0.5", Cell::Value), "-0.5");
+        assert_eq!(field("\r=1", Cell::Text), "\"'\r=1\"");
+        assert_eq!(field("'=already", Cell::Text), "'=already");
+        assert_eq!(field(" =spaced", Cell::Text), " =spaced");
+    }
+
+    #[test]
+    fn neutralises_full_width_formula_characters() {
+        for (text, expected) in [
+            ("\u{FF1D}SUM(A1)", "'\u{FF1D}SUM(A1)"),
+            ("\u{FF0B}1", "'\u{FF0B}1"),
+            ("\u{FF0D}1", "'\u{FF0D}1"),
+            ("\u{FF20}cmd", "'\u{FF20}cmd"),
+        ] {
+            assert_eq!(field(text, Cell::Text), expected);
+            assert_eq!(field(text, Cell::Value), text);
+        }
+        // Other full-width text is left alone.
+        assert_eq!(field("\u{FF21}bc", Cell::Text), "\u{FF21}bc");
+    }
+
+    #[test]
+    fn neutralises_formulas_after_semicolons() {
+        assert_eq!(
+            field("a;=HYPERLINK(\"http://x\",\"y\")", Cell::Text),
+            "\"a;'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
+        assert_eq!(field("a;+1;b;-2", Cell::Text), "\"a;'+1;b;'-2\"");
+        assert_eq!(field("=a;@b", Cell::Text), "\"'=a;'@b\"");
+        assert_eq!(field("x;\u{FF1D}1", Cell::Text), "\"x;'\u{FF1D}1\"");
+        assert_eq!(field("x;\t=1", Cell::Text), "\"x;'\t=1\"");
+        assert_eq!(field("x;;=1", Cell::Text), "\"x;;'=1\"");
+        assert_eq!(field("x;\"=1", Cell::Text), "\"x;'\"\"=1\"");
+        // A trailing `;`, or one followed by anything else, is harmless.
+        assert_eq!(field("a;b; c;", Cell::Text), "a;b; c;");
+        assert_eq!(field("a;=b", Cell::Value), "a;=b");
     }
 
     #[test]
