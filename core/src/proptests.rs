@@ -34,6 +34,23 @@ fn pico(price: Decimal) -> i128 {
 
 proptest! {
     #[test]
+    fn identifiers_never_hold_control_characters(value in "(?s).{0,40}", lowercase in any::<bool>()) {
+        let has_control = value.chars().any(char::is_control);
+        match crate::validate::identifier("agent_id", Some(&value), lowercase) {
+            Ok(accepted) => {
+                prop_assert!(!has_control);
+                prop_assert!(!accepted.chars().any(char::is_control));
+                prop_assert!(!accepted.is_empty());
+            }
+            Err(e) => prop_assert!(has_control || value.trim().is_empty(), "{}", e),
+        }
+        prop_assert_eq!(
+            crate::validate::usage_row_text("agent_id", Some(&value), 100).is_err(),
+            has_control
+        );
+    }
+
+    #[test]
     fn valid_prices_cost_exactly(
         input_price in valid_price(),
         output_price in valid_price(),

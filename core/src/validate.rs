@@ -29,19 +29,39 @@ fn invalid(argument: &'static str, problem: impl Into<String>) -> InvalidArgumen
     }
 }
 
-/// A required identifier: trimmed, non-empty, bounded, free of control
-/// characters. `lowercase` normalises enumerations such as provider.
+/// A required identifier: trimmed, non-empty, bounded to
+/// `MAX_IDENTIFIER_CHARS`, free of every control character (tab, CR and LF
+/// included, wherever they are: they are not trimmed away). `lowercase`
+/// normalises enumerations such as provider.
 pub fn identifier(
     argument: &'static str,
     value: Option<&str>,
     lowercase: bool,
 ) -> Result<String, InvalidArgument> {
+    if let Some(raw) = value {
+        check_text(argument, raw, usize::MAX, Controls::None)?;
+    }
     let value = value.map(str::trim).unwrap_or("");
     if value.is_empty() {
         return Err(invalid(argument, "must not be NULL or empty"));
     }
-    let value = optional_text(argument, Some(value), MAX_IDENTIFIER_CHARS)?.unwrap_or_default();
-    Ok(if lowercase { value.to_lowercase() } else { value })
+    check_text(argument, value, MAX_IDENTIFIER_CHARS, Controls::None)?;
+    Ok(if lowercase {
+        value.to_lowercase()
+    } else {
+        value.to_string()
+    })
+}
+
+/// An identifier that may be NULL (the `model` argument): bounded to
+/// `MAX_IDENTIFIER_CHARS` and free of every control character, returned as
+/// given.
+pub fn optional_identifier(
+    argument: &'static str,
+    value: Option<&str>,
+) -> Result<Option<String>, InvalidArgument> {
+    usage_row_text(argument, value, MAX_IDENTIFIER_CHARS)?;
+    Ok(value.map(str::to_string))
 }
 
 /// Free text that may be NULL: bounded, and without control characters other
@@ -51,26 +71,71 @@ pub fn optional_text(
     value: Option<&str>,
     max_chars: usize,
 ) -> Result<Option<String>, InvalidArgument> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    let chars = value.chars().count();
-    if chars > max_chars {
-        return Err(invalid(
-            argument,
-            format!("is {chars} characters long, the limit is {max_chars}"),
-        ));
+    usage_row_free_text(argument, value, max_chars)?;
+    Ok(value.map(str::to_string))
+}
+
+/// The identifier checks for a column of a row written by plain `INSERT` or
+/// `COPY` (the insert trigger): NULL passes (the table's constraints decide),
+/// otherwise at most `max_chars` characters and no control character at all.
+/// Nothing is trimmed or allocated.
+pub fn usage_row_text(
+    argument: &'static str,
+    value: Option<&str>,
+    max_chars: usize,
+) -> Result<(), InvalidArgument> {
+    match value {
+        Some(value) => check_text(argument, value, max_chars, Controls::None),
+        None => Ok(()),
     }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-    {
+}
+
+/// The free-text checks (`agent_name`, `error_message`) for a row written by
+/// plain `INSERT` or `COPY`: NULL passes, otherwise at most `max_chars`
+/// characters and no control character other than tab, CR and LF.
+pub fn usage_row_free_text(
+    argument: &'static str,
+    value: Option<&str>,
+    max_chars: usize,
+) -> Result<(), InvalidArgument> {
+    match value {
+        Some(value) => check_text(argument, value, max_chars, Controls::Layout),
+        None => Ok(()),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Controls {
+    /// No control character at all.
+    None,
+    /// Tab, CR and LF only.
+    Layout,
+}
+
+fn check_text(
+    argument: &'static str,
+    value: &str,
+    max_chars: usize,
+    allowed: Controls,
+) -> Result<(), InvalidArgument> {
+    // Bytes bound characters from above: count only when it may matter.
+    if value.len() > max_chars {
+        let chars = value.chars().count();
+        if chars > max_chars {
+            return Err(invalid(
+                argument,
+                format!("is {chars} characters long, the limit is {max_chars}"),
+            ));
+        }
+    }
+    let permitted = |c: char| allowed == Controls::Layout && matches!(c, '\t' | '\n' | '\r');
+    if let Some(bad) = value.chars().find(|&c| c.is_control() && !permitted(c)) {
         return Err(invalid(
             argument,
             format!("contains the control character U+{:04X}", bad as u32),
         ));
     }
-    Ok(Some(value.to_string()))
+    Ok(())
 }
 
 pub fn tokens(input_tokens: Option<i32>, output_tokens: Option<i32>) -> Result<(i32, i32), InvalidArgument> {
@@ -141,6 +206,81 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("U+0001"));
+    }
+
+    #[test]
+    fn identifiers_refuse_every_control_character() {
+        for bad in [
+            "a\nb",
+            "a\rb",
+            "a\tb",
+            "agent\n",
+            "\tagent",
+            " agent\r\n",
+            "a\u{0}b",
+            "a\u{7f}",
+            "a\u{85}b",
+            "a\u{9f}",
+        ] {
+            let err = identifier("agent_id", Some(bad), false).unwrap_err();
+            assert_eq!(err.argument, "agent_id", "{bad:?}");
+            assert!(err.problem.contains("control character U+"), "{bad:?}: {err}");
+            assert_eq!(
+                optional_identifier("model", Some(bad)).unwrap_err().argument,
+                "model"
+            );
+            assert_eq!(
+                usage_row_text("framework", Some(bad), 200).unwrap_err().argument,
+                "framework"
+            );
+        }
+        assert!(identifier("agent_id", Some("a\nb"), false)
+            .unwrap_err()
+            .to_string()
+            .contains("U+000A"));
+        // Other whitespace is still trimmed, and inner spaces and Unicode pass.
+        assert_eq!(
+            identifier("agent_id", Some(" research agent ✓ "), false).unwrap(),
+            "research agent ✓"
+        );
+        assert_eq!(optional_identifier("model", None), Ok(None));
+        assert_eq!(
+            optional_identifier("model", Some(" gpt-4o ")),
+            Ok(Some(" gpt-4o ".to_string()))
+        );
+        let long = "m".repeat(MAX_IDENTIFIER_CHARS + 1);
+        assert!(optional_identifier("model", Some(&long)).is_err());
+    }
+
+    #[test]
+    fn row_checks_for_insert_and_copy() {
+        assert_eq!(usage_row_text("agent_id", None, MAX_IDENTIFIER_CHARS), Ok(()));
+        assert_eq!(usage_row_text("agent_id", Some(""), MAX_IDENTIFIER_CHARS), Ok(()));
+        assert_eq!(
+            usage_row_text("agent_id", Some(&"é".repeat(200)), MAX_IDENTIFIER_CHARS),
+            Ok(())
+        );
+        assert!(
+            usage_row_text("agent_id", Some(&"é".repeat(201)), MAX_IDENTIFIER_CHARS)
+                .unwrap_err()
+                .to_string()
+                .contains("is 201 characters long, the limit is 200")
+        );
+        let message = "line 1\r\n\tline 2";
+        assert_eq!(
+            usage_row_free_text("error_message", Some(message), MAX_ERROR_MESSAGE_CHARS),
+            Ok(())
+        );
+        assert_eq!(
+            usage_row_free_text("agent_name", Some("a\u{1b}[31m"), MAX_AGENT_NAME_CHARS)
+                .unwrap_err()
+                .problem,
+            "contains the control character U+001B"
+        );
+        assert_eq!(
+            optional_text("error_message", Some(message), 100),
+            Ok(Some(message.to_string()))
+        );
     }
 
     #[test]
