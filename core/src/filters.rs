@@ -12,6 +12,13 @@ use std::fmt;
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 pub const MAX_SEARCH_CHARS: usize = 200;
 pub const MAX_TEXT_FILTER_CHARS: usize = 1000;
+/// Deepest nesting of arrays and objects accepted in a filter document (the
+/// document itself is level 1). Filters are flat, so anything nested under a
+/// key is a type error naming that key; documents nested deeper than this are
+/// refused as a whole (key `filters`), and the extension can refuse their text
+/// with `validate::json_text("filters", text, MAX_FILTERS_DEPTH)` before
+/// serde_json, which gives up at 128 levels, ever parses it.
+pub const MAX_FILTERS_DEPTH: usize = 32;
 
 /// Parameter positions in every query built from `Filters::where_sql`.
 pub mod param {
@@ -89,7 +96,11 @@ impl Filters {
     pub fn parse(value: Option<&Value>) -> Result<Filters, FilterError> {
         let object = match value {
             None | Some(Value::Null) => return Ok(Filters::default()),
-            Some(Value::Object(object)) => object,
+            Some(value @ Value::Object(object)) => {
+                crate::validate::json_depth("filters", value, MAX_FILTERS_DEPTH)
+                    .map_err(|e| error("filters", e.problem))?;
+                object
+            }
             Some(other) => {
                 return Err(error(
                     "filters",
@@ -403,6 +414,32 @@ mod tests {
                              "after_id": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}))
         .unwrap();
         assert_eq!(f.where_sql(), "(\"timestamp\", id) < ($11, $12)");
+    }
+
+    #[test]
+    fn nested_documents_are_refused_without_recursion() {
+        let mut deep = json!("openai");
+        for _ in 0..1000 {
+            deep = json!([deep]);
+        }
+        let doc = json!({ "provider": deep });
+        let err = parse(doc.clone()).unwrap_err();
+        assert_eq!(err.key, "filters");
+        assert!(err.problem.contains("the limit is 32"), "{err}");
+        // Shallow nesting is a type error naming the key.
+        assert_eq!(
+            parse(json!({"provider": [["openai"]]})).unwrap_err().key,
+            "provider"
+        );
+        assert_eq!(parse(json!({"nope": [["openai"]]})).unwrap_err().key, "nope");
+        let text = doc.to_string();
+        assert_eq!(crate::validate::json_text_depth(&text), 1001);
+        assert_eq!(
+            crate::validate::json_text("filters", &text, MAX_FILTERS_DEPTH)
+                .unwrap_err()
+                .argument,
+            "filters"
+        );
     }
 
     #[test]

@@ -32,7 +32,37 @@ fn pico(price: Decimal) -> i128 {
     price.mantissa() * 10i128.pow(12 - price.scale())
 }
 
+/// Arbitrary JSON, with strings full of brackets, quotes and backslashes.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::Bool),
+        any::<i64>().prop_map(|n| serde_json::json!(n)),
+        "[\\[\\]{}\"\\\\a-z\\n]{0,8}".prop_map(serde_json::Value::String),
+    ];
+    leaf.prop_recursive(8, 64, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+            prop::collection::btree_map("[\\[{\"\\\\a-z]{0,6}", inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
 proptest! {
+    #[test]
+    fn text_depth_matches_the_parsed_depth(value in json_value(), pretty in any::<bool>()) {
+        let text = if pretty {
+            serde_json::to_string_pretty(&value).unwrap()
+        } else {
+            serde_json::to_string(&value).unwrap()
+        };
+        let depth = crate::validate::nesting_depth(&value);
+        prop_assert_eq!(crate::validate::json_text_depth(&text), depth, "{}", text);
+        prop_assert_eq!(crate::validate::json_depth("x", &value, depth).is_ok(), true);
+        prop_assert_eq!(depth > 0 && crate::validate::json_depth("x", &value, depth - 1).is_ok(), false);
+    }
+
     #[test]
     fn identifiers_never_hold_control_characters(value in "(?s).{0,40}", lowercase in any::<bool>()) {
         let has_control = value.chars().any(char::is_control);

@@ -9,6 +9,10 @@ pub const MAX_AGENT_NAME_CHARS: usize = 500;
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 10_000;
 /// Largest `request_metadata` accepted, as JSON text.
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// Deepest nesting of arrays and objects accepted in `request_metadata`
+/// (the object itself is level 1). serde_json refuses to parse more than 128
+/// levels, so deeper documents must be refused before they reach it.
+pub const MAX_METADATA_DEPTH: usize = 32;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct InvalidArgument {
@@ -163,11 +167,13 @@ pub fn non_negative(argument: &'static str, value: Option<i32>) -> Result<Option
     }
 }
 
-/// `request_metadata` must be a JSON object of bounded size.
+/// `request_metadata` must be a JSON object of bounded size and nesting
+/// depth (`MAX_METADATA_DEPTH`).
 pub fn metadata(value: &serde_json::Value) -> Result<(), InvalidArgument> {
     if !value.is_object() {
         return Err(invalid("request_metadata", "must be a JSON object"));
     }
+    json_depth("request_metadata", value, MAX_METADATA_DEPTH)?;
     let size = serde_json::to_string(value)
         .map(|s| s.len())
         .unwrap_or(usize::MAX);
@@ -175,6 +181,105 @@ pub fn metadata(value: &serde_json::Value) -> Result<(), InvalidArgument> {
         return Err(invalid(
             "request_metadata",
             format!("is {size} bytes as JSON, the limit is {MAX_METADATA_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// How deeply arrays and objects nest in a value: 0 for a scalar, 1 for
+/// `{}` or `[1, 2]`, 2 for `{"a": []}`. Iterative, so any depth is safe.
+pub fn nesting_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    walk(value, |depth| {
+        deepest = deepest.max(depth);
+        true
+    });
+    deepest
+}
+
+/// Refuses a value whose arrays and objects nest more than `max_depth`
+/// levels (see `nesting_depth`), naming `argument`. Iterative, and it stops
+/// at the first level too deep.
+pub fn json_depth(
+    argument: &'static str,
+    value: &serde_json::Value,
+    max_depth: usize,
+) -> Result<(), InvalidArgument> {
+    if walk(value, |depth| depth <= max_depth) {
+        Ok(())
+    } else {
+        Err(invalid(
+            argument,
+            format!("nests arrays and objects more than {max_depth} levels deep, the limit is {max_depth}"),
+        ))
+    }
+}
+
+/// Calls `visit` with the depth of every array and object, depth first,
+/// without recursion; stops and returns false as soon as `visit` does.
+fn walk(value: &serde_json::Value, mut visit: impl FnMut(usize) -> bool) -> bool {
+    use serde_json::Value;
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((value, parent_depth)) = stack.pop() {
+        let depth = parent_depth + 1;
+        match value {
+            Value::Array(items) => {
+                if !visit(depth) {
+                    return false;
+                }
+                stack.extend(items.iter().map(|v| (v, depth)));
+            }
+            Value::Object(map) => {
+                if !visit(depth) {
+                    return false;
+                }
+                stack.extend(map.values().map(|v| (v, depth)));
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+/// The deepest nesting of `[` and `{` in JSON text, brackets inside strings
+/// not counted: what `nesting_depth` would give for the parsed value, found
+/// by one pass over the bytes without parsing (so without recursion) and
+/// meant to run before a parser that recurses. Text that is not JSON gets a
+/// number too; the parser refuses it afterwards.
+pub fn json_text_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Refuses JSON text nested more than `max_depth` levels (see
+/// `json_text_depth`), naming `argument`, before it is parsed.
+pub fn json_text(argument: &'static str, text: &str, max_depth: usize) -> Result<(), InvalidArgument> {
+    let depth = json_text_depth(text);
+    if depth > max_depth {
+        return Err(invalid(
+            argument,
+            format!("nests arrays and objects {depth} levels deep, the limit is {max_depth}"),
         ));
     }
     Ok(())
@@ -305,5 +410,89 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("limit is 65536 bytes"));
+    }
+
+    fn deep_text(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn text_depth_counts_brackets_outside_strings() {
+        assert_eq!(json_text_depth(""), 0);
+        assert_eq!(json_text_depth("42"), 0);
+        assert_eq!(json_text_depth("\"[{\""), 0);
+        assert_eq!(json_text_depth("{}"), 1);
+        assert_eq!(json_text_depth(r#"{"a": [1, {"b": "]]]"}], "c": {}}"#), 3);
+        assert_eq!(json_text_depth(r#"["\"[", ["\\"], [[]]]"#), 3);
+        assert_eq!(json_text_depth(r#"{"k\\\"{": [[["\u005b"]]]}"#), 4);
+        // Not JSON, still a number and no panic.
+        assert_eq!(json_text_depth("]]]["), 1);
+        assert_eq!(json_text_depth("\"unterminated [["), 0);
+    }
+
+    #[test]
+    fn text_depth_of_very_deep_documents() {
+        assert_eq!(json_text_depth(&deep_text(10_000)), 10_000);
+        assert_eq!(json_text_depth(&"{\"a\":".repeat(1_000_000)), 1_000_000);
+        let err = json_text("request_metadata", &deep_text(10_000), MAX_METADATA_DEPTH).unwrap_err();
+        assert_eq!(err.argument, "request_metadata");
+        assert!(
+            err.to_string().contains("10000 levels deep, the limit is 32"),
+            "{err}"
+        );
+        assert_eq!(json_text("filters", &deep_text(32), 32), Ok(()));
+        // What serde_json itself does with such text: an error, not a value.
+        assert!(serde_json::from_str::<serde_json::Value>(&deep_text(10_000)).is_err());
+    }
+
+    /// `[[[…]]]` built and taken apart without recursion.
+    fn deep_value(depth: usize) -> serde_json::Value {
+        let mut value = json!([]);
+        for _ in 1..depth {
+            value = serde_json::Value::Array(vec![value]);
+        }
+        value
+    }
+
+    fn dismantle(mut value: serde_json::Value) {
+        while let serde_json::Value::Array(mut items) = value {
+            value = items.pop().unwrap_or_default();
+        }
+    }
+
+    #[test]
+    fn value_depth_without_recursion() {
+        // A small stack: any recursion over 10,000 levels would overflow it.
+        std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(|| {
+                let value = deep_value(10_000);
+                assert_eq!(nesting_depth(&value), 10_000);
+                let err = json_depth("filters", &value, 32).unwrap_err();
+                assert_eq!(err.argument, "filters");
+                assert!(err.to_string().contains("more than 32 levels deep"), "{err}");
+                dismantle(value);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(nesting_depth(&json!(1)), 0);
+        assert_eq!(nesting_depth(&json!({"a": [1, {"b": {}}], "c": []})), 4);
+        assert_eq!(json_depth("x", &json!({"a": [[]]}), 3), Ok(()));
+        assert!(json_depth("x", &json!({"a": [[]]}), 2).is_err());
+    }
+
+    #[test]
+    fn metadata_depth_is_limited() {
+        let mut nested = json!({});
+        for _ in 1..MAX_METADATA_DEPTH {
+            nested = json!({ "n": nested });
+        }
+        assert_eq!(nesting_depth(&nested), MAX_METADATA_DEPTH);
+        assert_eq!(metadata(&nested), Ok(()));
+        let deeper = json!({ "n": nested });
+        let err = metadata(&deeper).unwrap_err();
+        assert_eq!(err.argument, "request_metadata");
+        assert!(err.problem.contains("the limit is 32"), "{err}");
     }
 }
