@@ -4,7 +4,7 @@
 //! the result is a WHERE clause made only of fixed fragments with `$n`
 //! placeholders. Values are bound as parameters, never spliced into SQL.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{NaiveDate, NaiveTime};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -294,28 +294,165 @@ fn date_bound(object: &Map<String, Value>, key: &str, edge: DayEdge) -> Result<O
     })
 }
 
+/// A plain date, or a timestamp in the forms Postgres prints and
+/// `timestamptz` input accepts in practice: `2024-12-01`,
+/// `2024-12-01T00:37:00Z`, `2024-12-01 00:37:00+00`,
+/// `2024-12-01 00:37:00.123456+01`, offsets `+01`, `+0100`, `+01:00`,
+/// `-05`, `+05:30:15`, `Z`, `UTC` or `GMT` (optionally after a space), `T` or
+/// a space between date and time, seconds and fractional seconds optional
+/// (rounded to microseconds half to even, as Postgres does), `24:00:00` as
+/// the next midnight. A timestamp without an offset is taken as UTC (as the
+/// rollup days are), not in the session's time zone.
 fn parse_date_or_timestamp(s: &str, edge: DayEdge) -> Option<i64> {
-    let utc_micros = if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+    let mut cursor = Cursor(s.as_bytes());
+    let year = cursor.digits(4, 4)?;
+    cursor.expect(b'-')?;
+    let month = cursor.digits(1, 2)?;
+    cursor.expect(b'-')?;
+    let day = cursor.digits(1, 2)?;
+    let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month as u32, day as u32)?;
+    if cursor.is_empty() {
         let day = match edge {
             DayEdge::Start => date,
             DayEdge::EndInclusive => date.succ_opt()?,
         };
-        day.and_time(NaiveTime::MIN).and_utc().timestamp_micros()
-    } else if let Ok(ts) = DateTime::parse_from_rfc3339(&s.replacen(' ', "T", 1)) {
-        ts.with_timezone(&Utc).timestamp_micros()
-    } else {
-        // No offset given: the timestamp is read as UTC, like the rollup days.
-        let naive = [
-            "%Y-%m-%dT%H:%M:%S%.f",
-            "%Y-%m-%d %H:%M:%S%.f",
-            "%Y-%m-%dT%H:%M",
-            "%Y-%m-%d %H:%M",
-        ]
-        .iter()
-        .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())?;
-        naive.and_utc().timestamp_micros()
-    };
-    utc_micros.checked_sub(PG_EPOCH_OFFSET_MICROS)
+        return day_start_micros_checked(day);
+    }
+    if !(cursor.eat(b'T') || cursor.eat(b't') || cursor.eat(b' ')) {
+        return None;
+    }
+    while cursor.eat(b' ') {}
+    let hour = cursor.digits(1, 2)?;
+    cursor.expect(b':')?;
+    let minute = cursor.digits(2, 2)?;
+    let mut second = 0;
+    let mut micros = 0;
+    if cursor.eat(b':') {
+        second = cursor.digits(2, 2)?;
+        if cursor.eat(b'.') {
+            micros = cursor.fraction_micros()?;
+        }
+    }
+    let valid = (hour < 24 && minute < 60 && second <= 60)
+        || (hour == 24 && minute == 0 && second == 0 && micros == 0);
+    if !valid {
+        return None;
+    }
+    let offset_seconds = cursor.offset_seconds()?;
+    if !cursor.is_empty() {
+        return None;
+    }
+    let local = ((hour * 60 + minute) * 60 + second) as i64 * 1_000_000 + micros;
+    day_start_micros_checked(date)?
+        .checked_add(local)?
+        .checked_sub(offset_seconds * 1_000_000)
+}
+
+fn day_start_micros_checked(date: NaiveDate) -> Option<i64> {
+    date.and_time(NaiveTime::MIN)
+        .and_utc()
+        .timestamp_micros()
+        .checked_sub(PG_EPOCH_OFFSET_MICROS)
+}
+
+/// A tiny scanner over the bytes of a timestamp.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        match self.0.split_first() {
+            Some((&first, rest)) if first == byte => {
+                self.0 = rest;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.eat(byte).then_some(())
+    }
+
+    fn take_digits(&mut self) -> &[u8] {
+        let n = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (digits, rest) = self.0.split_at(n);
+        self.0 = rest;
+        digits
+    }
+
+    /// Between `min` and `max` ASCII digits (no more follow), as a number.
+    fn digits(&mut self, min: usize, max: usize) -> Option<u64> {
+        let digits = self.take_digits();
+        if digits.len() < min || digits.len() > max {
+            return None;
+        }
+        Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+    }
+
+    /// The digits after a decimal point as microseconds, rounded half to even.
+    fn fraction_micros(&mut self) -> Option<i64> {
+        let digits = self.take_digits();
+        if digits.is_empty() {
+            return None;
+        }
+        let mut micros = 0i64;
+        for i in 0..6 {
+            micros = micros * 10 + digits.get(i).map_or(0, |d| i64::from(d - b'0'));
+        }
+        let rest = digits.get(6..).unwrap_or_default();
+        let round_up = match rest.split_first() {
+            Some((&first, tail)) => {
+                first > b'5' || first == b'5' && (tail.iter().any(|&d| d != b'0') || micros % 2 == 1)
+            }
+            None => false,
+        };
+        Some(micros + i64::from(round_up))
+    }
+
+    /// An optional zone: nothing (UTC), `Z`, `UTC`, `GMT` or a numeric
+    /// offset `±H`, `±HH`, `±HHMM`, `±HH:MM`, `±HH:MM:SS`, `±HHMMSS`, in
+    /// seconds east of UTC. One space may come before it.
+    fn offset_seconds(&mut self) -> Option<i64> {
+        if self.is_empty() {
+            return Some(0);
+        }
+        self.eat(b' ');
+        for name in [&b"Z"[..], b"UTC", b"GMT"] {
+            if self.0.eq_ignore_ascii_case(name) {
+                self.0 = &[];
+                return Some(0);
+            }
+        }
+        let sign = if self.eat(b'+') {
+            1
+        } else if self.eat(b'-') {
+            -1
+        } else {
+            return None;
+        };
+        let digits = self.take_digits();
+        let number = |d: &[u8]| d.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+        let (hours, mut minutes, mut seconds) = match digits.len() {
+            1 | 2 => (number(digits), 0, 0),
+            4 => (number(&digits[..2]), number(&digits[2..]), 0),
+            6 => (number(&digits[..2]), number(&digits[2..4]), number(&digits[4..])),
+            _ => return None,
+        };
+        if digits.len() <= 2 && self.eat(b':') {
+            minutes = self.digits(2, 2)? as i64;
+            if self.eat(b':') {
+                seconds = self.digits(2, 2)? as i64;
+            }
+        }
+        if hours > 15 || minutes > 59 || seconds > 59 {
+            return None;
+        }
+        Some(sign * (hours * 3600 + minutes * 60 + seconds))
+    }
 }
 
 /// Postgres microseconds for a UTC calendar day's midnight.
@@ -362,6 +499,112 @@ mod tests {
         assert_eq!(f.start, Some(micros("2024-03-01")));
         let z = parse(json!({"end_date": "2024-03-31T00:00:00.5Z"})).unwrap();
         assert_eq!(z.end, Some(micros("2024-03-31") + 500_000));
+    }
+
+    fn at(key: &str, value: &str) -> Option<i64> {
+        let f = parse(json!({ key: value })).unwrap_or_else(|e| panic!("{value:?}: {e}"));
+        match key {
+            "start_date" => f.start,
+            "end_date" => f.end,
+            _ => f.after_timestamp,
+        }
+    }
+
+    const HOUR: i64 = 3_600_000_000;
+    const MINUTE: i64 = 60_000_000;
+
+    #[test]
+    fn timestamps_in_the_forms_postgres_prints() {
+        let day = micros("2024-12-01");
+        let t = day + 37 * MINUTE;
+        for key in ["start_date", "end_date", "after_timestamp"] {
+            let cases: &[(&str, i64)] = &[
+                ("2024-12-01T00:37:00Z", t),
+                ("2024-12-01T00:37:00z", t),
+                ("2024-12-01t00:37:00Z", t),
+                ("2024-12-01 00:37:00+00", t),
+                ("2024-12-01 00:37:00-00", t),
+                ("2024-12-01 00:37:00+00:00", t),
+                ("2024-12-01 00:37:00 UTC", t),
+                ("2024-12-01 00:37:00 +00", t),
+                ("2024-12-01T00:37:00", t),
+                ("2024-12-01 00:37:00", t),
+                ("2024-12-01 00:37", t),
+                ("2024-12-01T00:37Z", t),
+                ("2024-12-01 0:37:00", t),
+                ("2024-12-01 00:37:00.123456+01", t + 123_456 - HOUR),
+                ("2024-12-01 00:37:00.5+0100", t + 500_000 - HOUR),
+                ("2024-12-01T00:37:00.000001+01:00", t + 1 - HOUR),
+                ("2024-12-01 00:37:00-05", t + 5 * HOUR),
+                ("2024-12-01 00:37:00-0530", t + 5 * HOUR + 30 * MINUTE),
+                ("2024-12-01 00:37:00+05:30", t - 5 * HOUR - 30 * MINUTE),
+                ("2024-12-01 00:37:00+1", t - HOUR),
+                ("2024-12-01 00:37:00+00:53:28", t - 53 * MINUTE - 28_000_000),
+                ("2024-12-01 00:37:00.1234564Z", t + 123_456),
+                ("2024-12-01 00:37:00.1234565Z", t + 123_456),
+                ("2024-12-01 00:37:00.1234575Z", t + 123_458),
+                ("2024-12-01 00:37:00.12345651Z", t + 123_457),
+                ("2024-12-01 00:37:00.9999995Z", t + 1_000_000),
+                ("2024-11-30 24:00:00", day),
+                ("2024-12-01 00:36:60", t),
+                ("2024-12-1 00:37:00", t),
+            ];
+            for (text, expected) in cases {
+                assert_eq!(at(key, text), Some(*expected), "{key}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn plain_dates_keep_their_meaning() {
+        assert_eq!(at("start_date", "2024-12-01"), Some(micros("2024-12-01")));
+        assert_eq!(at("after_timestamp", "2024-12-01"), Some(micros("2024-12-01")));
+        assert_eq!(at("end_date", "2024-12-01"), Some(micros("2024-12-02")));
+        assert_eq!(at("end_date", "2024-12-31"), Some(micros("2025-01-01")));
+        // A timestamp end at midnight is exclusive: it does not add a day.
+        assert_eq!(
+            at("end_date", "2024-12-01 00:00:00+00"),
+            Some(micros("2024-12-01"))
+        );
+        assert_eq!(at("end_date", " 2024-12-01 "), Some(micros("2024-12-02")));
+    }
+
+    #[test]
+    fn malformed_timestamps_name_the_key() {
+        for bad in [
+            "2024-12-01T",
+            "2024-12-01 T00:37",
+            "2024-12-01X00:37:00",
+            "2024-12-01T00",
+            "2024-12-01T00:37:00.",
+            "2024-12-01T00:37:00.5.5",
+            "2024-12-01T25:00:00",
+            "2024-12-01T24:00:01",
+            "2024-12-01T00:60:00",
+            "2024-12-01T00:37:61",
+            "2024-12-01T00:37:00+",
+            "2024-12-01T00:37:00+16",
+            "2024-12-01T00:37:00+01:60",
+            "2024-12-01T00:37:00+123",
+            "2024-12-01T00:37:00+01:0",
+            "2024-12-01T00:37:00ZZ",
+            "2024-12-01T00:37:00 PST",
+            "2024-12-01T00:37:00Z junk",
+            "2024-13-01",
+            "2024-02-30T00:00:00Z",
+            "24-12-01",
+            "20241201",
+            "2024/12/01",
+            "+2024-12-01",
+            "yesterday",
+            "１２０２４-12-01",
+        ] {
+            for key in ["start_date", "end_date", "after_timestamp"] {
+                let err = parse(json!({ key: bad })).unwrap_err();
+                assert_eq!(err.key, key, "{bad:?}");
+                assert!(err.problem.contains("must be an ISO date"), "{bad:?}: {err}");
+            }
+        }
     }
 
     #[test]

@@ -50,6 +50,38 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 }
 
 proptest! {
+    /// Any instant printed as Postgres or an SDK would print it, in any
+    /// offset, parses back to that instant.
+    #[test]
+    fn filter_timestamps_round_trip(
+        unix_micros in -30_000_000_000_000_000i64..250_000_000_000_000_000,
+        offset_minutes in -959i32..=959,
+        separator in prop::sample::select(vec!["T", " "]),
+        zone_style in 0..5usize,
+        key in prop::sample::select(vec!["start_date", "end_date", "after_timestamp"]),
+    ) {
+        use chrono::{DateTime, FixedOffset};
+        let offset = FixedOffset::east_opt(offset_minutes * 60).unwrap();
+        let instant = DateTime::from_timestamp_micros(unix_micros).unwrap().with_timezone(&offset);
+        let zone = match zone_style {
+            0 => instant.format("%:z").to_string(),
+            1 => instant.format("%z").to_string(),
+            2 if offset_minutes % 60 == 0 => format!("{:+03}", offset_minutes / 60),
+            3 if offset_minutes == 0 => "Z".to_string(),
+            _ => format!(" {}", instant.format("%:z")),
+        };
+        let text = format!("{}{separator}{}{zone}", instant.format("%Y-%m-%d"), instant.format("%H:%M:%S%.6f"));
+        let filters = Filters::parse(Some(&serde_json::json!({ key: text })));
+        prop_assert!(filters.is_ok(), "{}: {:?}", text, filters);
+        let filters = filters.unwrap();
+        let parsed = match key {
+            "start_date" => filters.start,
+            "end_date" => filters.end,
+            _ => filters.after_timestamp,
+        };
+        prop_assert_eq!(parsed, Some(unix_micros - 946_684_800_000_000), "{}", text);
+    }
+
     #[test]
     fn text_depth_matches_the_parsed_depth(value in json_value(), pretty in any::<bool>()) {
         let text = if pretty {
