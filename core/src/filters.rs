@@ -1,8 +1,10 @@
 //! The one filter parser shared by records, summary, trend and export.
 //!
-//! Filters arrive as a JSON object; every key is typed and checked here, and
-//! the result is a WHERE clause made only of fixed fragments with `$n`
-//! placeholders. Values are bound as parameters, never spliced into SQL.
+//! Filters arrive as a JSON object; every key is typed and checked here. The
+//! extension reads the parsed values through IMMUTABLE accessor functions
+//! (`_filter_timestamp`, `_filter_text`, `_filter_uuid`, `_filter_success`,
+//! `_filter_rollup_compatible`) that one static SQL predicate compares with
+//! the columns: values never become SQL text.
 
 use chrono::{NaiveDate, NaiveTime};
 use serde_json::{Map, Value};
@@ -20,22 +22,6 @@ pub const MAX_TEXT_FILTER_CHARS: usize = 1000;
 /// serde_json, which gives up at 128 levels, ever parses it.
 pub const MAX_FILTERS_DEPTH: usize = 32;
 
-/// Parameter positions in every query built from `Filters::where_sql`.
-pub mod param {
-    pub const START: usize = 1;
-    pub const END: usize = 2;
-    pub const USER_ID: usize = 3;
-    pub const AGENT_ID: usize = 4;
-    pub const FRAMEWORK: usize = 5;
-    pub const PROVIDER: usize = 6;
-    pub const MODEL: usize = 7;
-    pub const MESSAGE_TYPE: usize = 8;
-    pub const SUCCESS: usize = 9;
-    pub const SEARCH: usize = 10;
-    pub const AFTER_TIMESTAMP: usize = 11;
-    pub const AFTER_ID: usize = 12;
-}
-
 pub const KNOWN_KEYS: &[&str] = &[
     "start_date",
     "end_date",
@@ -49,6 +35,19 @@ pub const KNOWN_KEYS: &[&str] = &[
     "search",
     "after_timestamp",
     "after_id",
+];
+
+/// The filter keys the daily rollups can serve: `agent_performance_metrics`
+/// keeps one row per (user_id, agent_id, framework, provider, date), so only
+/// these keys (and date bounds) may be answered from it. The one list of
+/// them; `Filters::rollup_compatible` reads it.
+pub const ROLLUP_KEYS: &[&str] = &[
+    "start_date",
+    "end_date",
+    "user_id",
+    "agent_id",
+    "framework",
+    "provider",
 ];
 
 #[derive(Debug, PartialEq, Eq)]
@@ -134,70 +133,33 @@ impl Filters {
         Ok(filters)
     }
 
-    /// Whether only the columns kept by the daily rollups are filtered on, so
-    /// whole days may be read from `agent_performance_metrics`.
-    pub fn rollup_compatible(&self) -> bool {
-        self.model.is_none()
-            && self.message_type.is_none()
-            && self.success.is_none()
-            && self.search.is_none()
-            && self.after_timestamp.is_none()
+    /// The keys that filter something (a `null` or `""` value filters
+    /// nothing), in `KNOWN_KEYS` order.
+    pub fn keys(&self) -> Vec<&'static str> {
+        let present = [
+            ("start_date", self.start.is_some()),
+            ("end_date", self.end.is_some()),
+            ("user_id", self.user_id.is_some()),
+            ("agent_id", self.agent_id.is_some()),
+            ("framework", self.framework.is_some()),
+            ("provider", self.provider.is_some()),
+            ("model", self.model.is_some()),
+            ("message_type", self.message_type.is_some()),
+            ("success", self.success.is_some()),
+            ("search", self.search.is_some()),
+            ("after_timestamp", self.after_timestamp.is_some()),
+            ("after_id", self.after_id.is_some()),
+        ];
+        present
+            .into_iter()
+            .filter_map(|(key, set)| set.then_some(key))
+            .collect()
     }
 
-    /// The WHERE clause over `agent_usage_detailed` (alias-free column
-    /// names), `TRUE` when nothing is filtered.
-    pub fn where_sql(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        let mut add = |present: bool, fragment: String| {
-            if present {
-                parts.push(fragment);
-            }
-        };
-        add(
-            self.start.is_some(),
-            format!("\"timestamp\" >= ${}", param::START),
-        );
-        add(self.end.is_some(), format!("\"timestamp\" < ${}", param::END));
-        add(self.user_id.is_some(), format!("user_id = ${}", param::USER_ID));
-        add(
-            self.agent_id.is_some(),
-            format!("agent_id = ${}", param::AGENT_ID),
-        );
-        add(
-            self.framework.is_some(),
-            format!("framework = ${}", param::FRAMEWORK),
-        );
-        add(
-            self.provider.is_some(),
-            format!("provider = ${}", param::PROVIDER),
-        );
-        add(self.model.is_some(), format!("model = ${}", param::MODEL));
-        add(
-            self.message_type.is_some(),
-            format!("message_type = ${}", param::MESSAGE_TYPE),
-        );
-        add(self.success.is_some(), format!("success = ${}", param::SUCCESS));
-        add(
-            self.search.is_some(),
-            format!(
-                "(agent_id ILIKE ${p} OR agent_name ILIKE ${p} OR model ILIKE ${p} OR error_message ILIKE ${p})",
-                p = param::SEARCH
-            ),
-        );
-        match (self.after_timestamp.is_some(), self.after_id.is_some()) {
-            (true, true) => parts.push(format!(
-                "(\"timestamp\", id) < (${}, ${})",
-                param::AFTER_TIMESTAMP,
-                param::AFTER_ID
-            )),
-            (true, false) => parts.push(format!("\"timestamp\" < ${}", param::AFTER_TIMESTAMP)),
-            _ => {}
-        }
-        if parts.is_empty() {
-            "TRUE".to_string()
-        } else {
-            parts.join(" AND ")
-        }
+    /// Whether only keys in `ROLLUP_KEYS` filter anything, so whole days may
+    /// be read from `agent_performance_metrics`.
+    pub fn rollup_compatible(&self) -> bool {
+        self.keys().iter().all(|key| ROLLUP_KEYS.contains(key))
     }
 }
 
@@ -481,7 +443,8 @@ mod tests {
             parse(json!({"provider": null, "agent_id": ""})).unwrap(),
             Filters::default()
         );
-        assert_eq!(Filters::default().where_sql(), "TRUE");
+        assert!(Filters::default().keys().is_empty());
+        assert!(Filters::default().rollup_compatible());
     }
 
     #[test]
@@ -632,22 +595,21 @@ mod tests {
     }
 
     #[test]
-    fn values_stay_out_of_the_sql_text() {
+    fn values_are_normalised() {
         let f = parse(json!({
-            "agent_id": "x'; DROP TABLE t; --",
+            "agent_id": " x'; DROP TABLE t; -- ",
             "provider": "OpenAI",
             "success": false,
             "search": "50%_off\\",
             "user_id": "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"
         }))
         .unwrap();
-        let sql = f.where_sql();
-        assert!(!sql.contains("DROP"));
-        assert!(!sql.contains("openai"));
+        assert_eq!(f.agent_id.as_deref(), Some("x'; DROP TABLE t; --"));
         assert_eq!(f.provider.as_deref(), Some("openai"));
         assert_eq!(f.search.as_deref(), Some("%50\\%\\_off\\\\%"));
         assert_eq!(f.user_id.as_deref(), Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"));
-        assert!(sql.contains("agent_id = $4") && sql.contains("success = $9") && sql.contains("ILIKE $10"));
+        assert_eq!(f.success, Some(false));
+        assert_eq!(f.keys(), ["user_id", "agent_id", "provider", "success", "search"]);
         assert!(!f.rollup_compatible());
     }
 
@@ -656,7 +618,36 @@ mod tests {
         let f = parse(json!({"after_timestamp": "2024-01-01T00:00:00Z",
                              "after_id": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}))
         .unwrap();
-        assert_eq!(f.where_sql(), "(\"timestamp\", id) < ($11, $12)");
+        assert_eq!(f.after_timestamp, Some(micros("2024-01-01")));
+        assert_eq!(
+            f.after_id.as_deref(),
+            Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+        );
+        assert_eq!(f.keys(), ["after_timestamp", "after_id"]);
+        assert!(!f.rollup_compatible());
+    }
+
+    #[test]
+    fn rollups_serve_their_keys_only() {
+        let all = parse(json!({
+            "start_date": "2024-01-01", "end_date": "2024-01-31T12:00:00Z",
+            "user_id": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "agent_id": "a",
+            "framework": "langchain", "provider": "openai", "model": null, "search": ""
+        }))
+        .unwrap();
+        assert_eq!(all.keys(), ROLLUP_KEYS);
+        assert!(all.rollup_compatible());
+        for (key, value) in [
+            ("model", json!("gpt-4o")),
+            ("message_type", json!("chat")),
+            ("success", json!(true)),
+            ("search", json!("x")),
+            ("after_timestamp", json!("2024-01-01")),
+        ] {
+            let f = parse(json!({ "provider": "openai", key: value })).unwrap();
+            assert!(!f.rollup_compatible(), "{key}");
+        }
+        assert!(ROLLUP_KEYS.iter().all(|k| KNOWN_KEYS.contains(k)));
     }
 
     #[test]

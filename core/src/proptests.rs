@@ -2,7 +2,7 @@
 //! the filter parser and the CSV writer.
 
 use crate::csv::{push_record, Cell};
-use crate::filters::{Filters, KNOWN_KEYS};
+use crate::filters::{Filters, KNOWN_KEYS, ROLLUP_KEYS};
 use crate::pricing::tests::{seed_book, SEED_PRICES};
 use crate::pricing::{cost_of, validate_price, PricePoint};
 use proptest::prelude::*;
@@ -219,9 +219,37 @@ proptest! {
         if !KNOWN_KEYS.contains(&key.as_str()) {
             prop_assert_eq!(parsed.unwrap_err().key, key);
         } else if let Ok(filters) = parsed {
-            // Whatever was accepted is bound as a parameter, never spliced in.
-            let sql = filters.where_sql();
-            prop_assert!(sql.chars().all(|c| c.is_ascii_alphanumeric() || " _$\"(),<>=%'".contains(c)), "{}", sql);
+            // At most the one key given filters anything.
+            let keys = filters.keys();
+            prop_assert!(keys.is_empty() || keys == [key.as_str()], "{:?}", keys);
+        } else {
+            prop_assert_eq!(parsed.unwrap_err().key, key);
+        }
+    }
+
+    /// Whatever combination of keys is given, the rollups are used exactly
+    /// when every key that filters something is one they keep.
+    #[test]
+    fn rollup_compatible_iff_every_key_is_a_rollup_key(
+        chosen in prop::sample::subsequence(KNOWN_KEYS.to_vec(), 0..=KNOWN_KEYS.len()),
+    ) {
+        let mut document = serde_json::Map::new();
+        for key in &chosen {
+            let value = match *key {
+                "start_date" | "end_date" | "after_timestamp" => serde_json::json!("2024-12-01 00:37:00+01"),
+                "user_id" | "after_id" => serde_json::json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+                "success" => serde_json::json!(true),
+                _ => serde_json::json!("x"),
+            };
+            document.insert(key.to_string(), value);
+        }
+        let parsed = Filters::parse(Some(&serde_json::Value::Object(document)));
+        if chosen.contains(&"after_id") && !chosen.contains(&"after_timestamp") {
+            prop_assert_eq!(parsed.unwrap_err().key, "after_id");
+        } else {
+            let filters = parsed.unwrap();
+            prop_assert_eq!(filters.keys(), chosen.clone());
+            prop_assert_eq!(filters.rollup_compatible(), chosen.iter().all(|k| ROLLUP_KEYS.contains(k)));
         }
     }
 

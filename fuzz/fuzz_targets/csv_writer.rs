@@ -26,7 +26,9 @@ fuzz_target!(|cells: Vec<String>| {
     }
     let mut out = String::new();
     push_record(&mut out, cells.iter().map(|c| (Some(c.as_str()), Cell::Text)));
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(out.as_bytes());
     let record = reader.records().next().expect("one record").expect("valid CSV");
     assert_eq!(record.len(), cells.len());
     for (read, written) in record.iter().zip(&cells) {
@@ -42,7 +44,10 @@ fuzz_target!(|cells: Vec<String>| {
             .from_reader(out.as_bytes());
         for record in split.records() {
             for cell in record.expect("readable").iter() {
-                assert!(!is_formula_start(cell.trim_start_matches('"')), "{cells:?} gave the cell {cell:?} split at ';'");
+                assert!(
+                    !is_formula_start(cell.trim_start_matches('"')),
+                    "{cells:?} gave the cell {cell:?} split at ';'"
+                );
             }
         }
     }
