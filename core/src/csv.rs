@@ -96,6 +96,49 @@ pub fn push_record<'a>(out: &mut String, fields: impl IntoIterator<Item = (Optio
     out.push_str("\r\n");
 }
 
+/// `2024-12-01T10:15:00.123456Z` for a Postgres `timestamptz` (microseconds
+/// since 2000-01-01 00:00:00 UTC): ISO 8601 in UTC with all six fractional
+/// digits, `infinity` / `-infinity` as Postgres spells them, and
+/// `out-of-range` for values chrono cannot represent (beyond year 262143;
+/// Postgres itself stops at 294276 AD). Years before 1 AD are astronomical
+/// (`-4713` is 4714 BC). The format of the CSV export's timestamp column.
+pub fn format_timestamp_micros(micros: i64) -> String {
+    let mut out = String::with_capacity(27);
+    push_timestamp_micros(&mut out, micros);
+    out
+}
+
+/// Appends `format_timestamp_micros(micros)` to `out` without allocating.
+pub fn push_timestamp_micros(out: &mut String, micros: i64) {
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    const PG_EPOCH_UNIX_SECONDS: i64 = 946_684_800;
+    match micros {
+        i64::MIN => out.push_str("-infinity"),
+        i64::MAX => out.push_str("infinity"),
+        _ => {
+            let seconds = micros.div_euclid(1_000_000) + PG_EPOCH_UNIX_SECONDS;
+            let fraction = micros.rem_euclid(1_000_000);
+            // Field by field: chrono's format strings are parsed on every call.
+            match chrono::DateTime::from_timestamp(seconds, 0) {
+                Some(t) => {
+                    let _ = write!(
+                        out,
+                        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{fraction:06}Z",
+                        t.year(),
+                        t.month(),
+                        t.day(),
+                        t.hour(),
+                        t.minute(),
+                        t.second()
+                    );
+                }
+                None => out.push_str("out-of-range"),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +229,32 @@ mod tests {
         let record = reader.records().next().unwrap().unwrap();
         let read: Vec<&str> = record.iter().collect();
         assert_eq!(read, values);
+    }
+
+    #[test]
+    fn formats_postgres_timestamps_as_iso_8601_utc() {
+        let cases: &[(i64, &str)] = &[
+            (0, "2000-01-01T00:00:00.000000Z"),
+            (1, "2000-01-01T00:00:00.000001Z"),
+            (-1, "1999-12-31T23:59:59.999999Z"),
+            (-946_684_800_000_000, "1970-01-01T00:00:00.000000Z"),
+            (786_536_100_123_456, "2024-12-03T10:15:00.123456Z"),
+            (789_004_799_999_999, "2024-12-31T23:59:59.999999Z"),
+            // Postgres' lowest timestamptz, 4714-11-24 00:00:00+00 BC.
+            (-211_813_488_000_000_000, "-4713-11-24T00:00:00.000000Z"),
+            (-63_113_904_000_000_000, "0000-01-01T00:00:00.000000Z"),
+            (252_455_615_999_999_999, "9999-12-31T23:59:59.999999Z"),
+            (252_455_616_000_000_000, "10000-01-01T00:00:00.000000Z"),
+            (i64::MIN, "-infinity"),
+            (i64::MAX, "infinity"),
+            (i64::MAX - 1, "out-of-range"),
+            (i64::MIN + 1, "out-of-range"),
+        ];
+        for (micros, expected) in cases {
+            assert_eq!(format_timestamp_micros(*micros), *expected, "{micros}");
+        }
+        let mut out = String::from("x,");
+        push_timestamp_micros(&mut out, 0);
+        assert_eq!(out, "x,2000-01-01T00:00:00.000000Z");
     }
 }

@@ -50,6 +50,16 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 }
 
 proptest! {
+    /// The CSV timestamp is chrono's own ISO 8601 rendering in UTC.
+    #[test]
+    fn csv_timestamps_match_chrono(micros in -63_113_904_000_000_000i64..252_455_616_000_000_000) {
+        let unix = chrono::DateTime::from_timestamp_micros(micros + 946_684_800_000_000).unwrap();
+        prop_assert_eq!(
+            crate::csv::format_timestamp_micros(micros),
+            unix.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+        );
+    }
+
     /// Any instant printed as Postgres or an SDK would print it, in any
     /// offset, parses back to that instant.
     #[test]
