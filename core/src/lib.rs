@@ -4,6 +4,7 @@
 
 pub mod csv;
 pub mod filters;
+pub mod hll;
 pub mod pricing;
 #[cfg(test)]
 mod proptests;
