@@ -37,6 +37,39 @@ pub struct Config {
     )]
     pub listen: String,
 
+    /// Time a client has to send a complete HTTP request header, counted from
+    /// the moment the connection is accepted (and, on a kept-alive connection,
+    /// from the end of the previous response). A connection that has not
+    /// delivered a whole header by then, because it sends nothing or trickles
+    /// bytes, is closed without an answer; this also closes keep-alive
+    /// connections left idle for that long. Must be greater than 0. Humantime
+    /// or milliseconds.
+    #[arg(
+        long,
+        env = "USAGE_EXPORTER_HTTP_HEADER_TIMEOUT",
+        hide_env_values = true,
+        default_value = "5s",
+        value_parser = parse_positive_duration,
+        value_name = "DURATION"
+    )]
+    pub http_header_timeout: Duration,
+
+    /// Maximum number of HTTP connections open at once. When that many are
+    /// open the exporter stops accepting: further connections are not refused
+    /// but wait in the kernel's listen backlog and are accepted in arrival
+    /// order as open ones close. Because --http-header-timeout closes
+    /// connections that do not send a request, a scraper is served at most
+    /// about that long later even when idle clients hold every slot.
+    #[arg(
+        long,
+        env = "USAGE_EXPORTER_MAX_CONNECTIONS",
+        hide_env_values = true,
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(1..=10_000),
+        value_name = "N"
+    )]
+    pub max_connections: u32,
+
     /// N for ai_usage_top_user_cost_usd: how many of today's (UTC) top users
     /// by cost are exported (0 exports none).
     #[arg(
@@ -126,7 +159,8 @@ The database role needs EXECUTE on the usage_analytics.metrics_* functions only.
 Connections are opened lazily and re-opened after errors, so the exporter may start before
 the database. Logs go to stderr; set RUST_LOG (e.g. debug, or
 usage_analytics_exporter=debug) to change the level (default info). SIGINT and SIGTERM
-stop it gracefully.";
+stop it gracefully: it stops accepting connections, closes idle ones, lets requests in
+progress finish (waiting at most 10 s) and exits.";
 
 /// Parses "800ms", "1s", "1m 30s" (humantime) or a bare integer of milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -139,6 +173,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 800ms, 2s or a number of milliseconds"))
+}
+
+/// [`parse_duration`], refusing zero.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be greater than 0".to_string());
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -171,6 +214,8 @@ mod tests {
         assert_eq!(c.query_timeout, Duration::from_millis(800));
         assert_eq!(c.gauge_refresh_interval, Duration::from_secs(30));
         assert_eq!(c.pool_size, 2);
+        assert_eq!(c.http_header_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_connections, 64);
         assert!(!c.ssl_accept_invalid_certs);
     }
 
@@ -184,13 +229,19 @@ mod tests {
             "--query-timeout=250",
             "--gauge-refresh-interval=1m",
             "--pool-size=4",
+            "--http-header-timeout=750ms",
+            "--max-connections=3",
         ])
         .unwrap();
+        assert_eq!(c.http_header_timeout, Duration::from_millis(750));
+        assert_eq!(c.max_connections, 3);
         assert_eq!(c.listen, "0.0.0.0:1");
         assert_eq!(c.top_users, 3);
         assert_eq!(c.query_timeout, Duration::from_millis(250));
         assert_eq!(c.gauge_refresh_interval, Duration::from_secs(60));
         assert_eq!(c.pool_size, 4);
         assert!(Config::try_parse_from(["x", "--database-url=x", "--pool-size=0"]).is_err());
+        assert!(Config::try_parse_from(["x", "--database-url=x", "--http-header-timeout=0"]).is_err());
+        assert!(Config::try_parse_from(["x", "--database-url=x", "--max-connections=0"]).is_err());
     }
 }

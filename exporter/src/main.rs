@@ -3,7 +3,8 @@
 //! Modules: `config` (flags), `db` (connection string, pool, queries), `tls`
 //! (rustls setup), `scrape` (serialized, coalesced scrapes and the gauge
 //! cache), `exposition` (metric families and the text format), `http`
-//! (endpoints), `model` (plain data).
+//! (endpoints), `server` (connections: header timeout, connection cap,
+//! graceful shutdown), `model` (plain data).
 
 mod config;
 mod db;
@@ -11,6 +12,7 @@ mod exposition;
 mod http;
 mod model;
 mod scrape;
+mod server;
 mod tls;
 
 use std::io::IsTerminal;
@@ -21,6 +23,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 use crate::scrape::{Scraper, Settings};
+
+/// How long shutdown waits for requests in progress (see the --help epilogue).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cfg = Config::parse();
@@ -74,6 +79,8 @@ async fn run(cfg: Config) -> Result<(), String> {
         gauge_refresh_interval = ?cfg.gauge_refresh_interval,
         top_users = cfg.top_users,
         pool_size = cfg.pool_size,
+        http_header_timeout = ?cfg.http_header_timeout,
+        max_connections = cfg.max_connections,
         version = env!("CARGO_PKG_VERSION"),
         "usage-analytics-exporter started"
     );
@@ -83,10 +90,12 @@ async fn run(cfg: Config) -> Result<(), String> {
         Err(e) => tracing::warn!(error = %e, "database not reachable yet; will retry on each scrape"),
     }
 
-    axum::serve(listener, http::router(scraper.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("HTTP server failed: {e}"))?;
+    let limits = server::Limits {
+        header_read_timeout: cfg.http_header_timeout,
+        max_connections: cfg.max_connections,
+        shutdown_grace: SHUTDOWN_GRACE,
+    };
+    server::serve(listener, http::router(scraper.clone()), limits, shutdown_signal()).await;
     scraper.pool().close();
     tracing::info!("stopped");
     Ok(())
