@@ -1,14 +1,16 @@
 //! usage-analytics-exporter: Prometheus exporter for the pg_usage_analytics extension.
 //!
 //! Modules: `config` (flags), `db` (connection string, pool, queries), `tls`
-//! (rustls setup), `scrape` (serialized, coalesced scrapes and the gauge
-//! cache), `exposition` (metric families and the text format), `http`
-//! (endpoints), `server` (connections: header timeout, connection cap,
-//! graceful shutdown), `model` (plain data).
+//! (rustls setup), `scrape` (serialized, coalesced scrapes), `gauge_cache`
+//! (the expensive gauges, kept through failed refreshes), `exposition`
+//! (metric families and the text format), `http` (endpoints), `server`
+//! (connections: header timeout, connection cap, graceful shutdown), `model`
+//! (plain data).
 
 mod config;
 mod db;
 mod exposition;
+mod gauge_cache;
 mod http;
 mod model;
 mod scrape;
