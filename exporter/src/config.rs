@@ -18,10 +18,12 @@ pub struct Config {
     /// (postgres://user:pass@host:5432/db?sslmode=require) or as libpq-style
     /// key=value pairs. sslmode absent or `disable`: plain TCP. `prefer`: TLS
     /// when the server offers it. `require`, `verify-ca`, `verify-full`: TLS
-    /// is mandatory and the server certificate is verified against the
-    /// Mozilla roots, the system's trust store and --ssl-root-cert (stricter
-    /// than libpq's `require`; see --ssl-accept-invalid-certs). In URL form
-    /// `sslrootcert=FILE` is honoured as well. Prefer the environment variable
+    /// is mandatory and the server certificate is verified, host name
+    /// included, like libpq's `verify-full` (stricter than libpq's `require`;
+    /// see --ssl-accept-invalid-certs): against the Mozilla roots and the
+    /// system's trust store, or, when a CA file is given, against that file
+    /// only (see --ssl-root-cert). In URL form `sslrootcert=FILE` is honoured
+    /// as well (--ssl-root-cert wins over it). Prefer the environment variable
     /// over the flag so the password does not show up in `ps`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub database_url: String,
@@ -127,9 +129,14 @@ pub struct Config {
     )]
     pub pool_size: u16,
 
-    /// Extra PEM file of CA certificates trusted for the database's TLS
-    /// certificate (e.g. a cloud provider's RDS/Supabase CA bundle), in
-    /// addition to the Mozilla roots and the system trust store.
+    /// PEM file of the CA certificates to trust for the database's TLS
+    /// certificate (e.g. a private CA, or a cloud provider's RDS/Supabase CA
+    /// bundle). As with libpq's sslrootcert, these certificates are then the
+    /// ONLY ones trusted: the Mozilla roots and the system trust store are not
+    /// consulted. Without it (or with the value "system", as in libpq 16) the
+    /// Mozilla roots and the system trust store are used. Overrides
+    /// `sslrootcert=` in --database-url. Only used when the connection string
+    /// asks for TLS.
     #[arg(
         long,
         env = "USAGE_EXPORTER_SSL_ROOT_CERT",

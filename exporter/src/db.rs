@@ -81,7 +81,7 @@ pub struct Target {
     pub pg: tokio_postgres::Config,
     /// Whether to use the rustls connector (false: plain TCP / unix socket).
     pub use_tls: bool,
-    /// `sslrootcert=` from the URL.
+    /// `sslrootcert=` from the URL: the only CA file to trust (see `tls`).
     pub root_cert: Option<PathBuf>,
 }
 
