@@ -73,13 +73,14 @@ pub struct Config {
     pub max_connections: u32,
 
     /// N for ai_usage_top_user_cost_usd: how many of today's (UTC) top users
-    /// by cost are exported (0 exports none).
+    /// by cost are exported, one series each (0 exports none). At most 100,
+    /// to bound the series count: a larger N is lowered to 100, with a
+    /// warning at start-up.
     #[arg(
         long,
         env = "USAGE_EXPORTER_TOP_USERS",
         hide_env_values = true,
         default_value_t = 10,
-        value_parser = clap::value_parser!(u32).range(0..=1000),
         value_name = "N"
     )]
     pub top_users: u32,
@@ -150,6 +151,16 @@ pub struct Config {
     /// an active man in the middle. Prefer --ssl-root-cert.
     #[arg(long, env = "USAGE_EXPORTER_SSL_ACCEPT_INVALID_CERTS", hide_env_values = true)]
     pub ssl_accept_invalid_certs: bool,
+}
+
+/// The most top users --top-users exports.
+pub const MAX_TOP_USERS: u32 = 100;
+
+impl Config {
+    /// --top-users, lowered to [`MAX_TOP_USERS`].
+    pub fn top_users_clamped(&self) -> u32 {
+        self.top_users.min(MAX_TOP_USERS)
+    }
 }
 
 const AFTER_HELP: &str = "\
@@ -225,13 +236,27 @@ mod tests {
     fn defaults() {
         let c = Config::try_parse_from(["x", "--database-url", "postgres://u@h/db"]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:9464");
-        assert_eq!(c.top_users, 10);
+        assert_eq!(c.top_users_clamped(), 10);
         assert_eq!(c.query_timeout, Duration::from_millis(800));
         assert_eq!(c.gauge_refresh_interval, Duration::from_secs(30));
         assert_eq!(c.pool_size, 2);
         assert_eq!(c.http_header_timeout, Duration::from_secs(5));
         assert_eq!(c.max_connections, 64);
         assert!(!c.ssl_accept_invalid_certs);
+    }
+
+    #[test]
+    fn top_users_is_clamped_to_100() {
+        let n = |v: &str| {
+            Config::try_parse_from(["x", "--database-url=x", &format!("--top-users={v}")])
+                .unwrap()
+                .top_users_clamped()
+        };
+        assert_eq!(n("0"), 0);
+        assert_eq!(n("100"), 100);
+        assert_eq!(n("101"), 100);
+        assert_eq!(n("1000000"), 100);
+        assert!(Config::try_parse_from(["x", "--database-url=x", "--top-users=-1"]).is_err());
     }
 
     #[test]
@@ -251,7 +276,7 @@ mod tests {
         assert_eq!(c.http_header_timeout, Duration::from_millis(750));
         assert_eq!(c.max_connections, 3);
         assert_eq!(c.listen, "0.0.0.0:1");
-        assert_eq!(c.top_users, 3);
+        assert_eq!(c.top_users_clamped(), 3);
         assert_eq!(c.query_timeout, Duration::from_millis(250));
         assert_eq!(c.gauge_refresh_interval, Duration::from_secs(60));
         assert_eq!(c.pool_size, 4);

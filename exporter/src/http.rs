@@ -82,7 +82,7 @@ mod tests {
             Settings {
                 query_timeout: cfg.query_timeout,
                 gauge_refresh_interval: cfg.gauge_refresh_interval,
-                top_users: cfg.top_users,
+                top_users: cfg.top_users_clamped(),
             },
         )
     }

@@ -66,7 +66,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         Settings {
             query_timeout: cfg.query_timeout,
             gauge_refresh_interval: cfg.gauge_refresh_interval,
-            top_users: cfg.top_users,
+            top_users: cfg.top_users_clamped(),
         },
     );
 
@@ -79,13 +79,21 @@ async fn run(cfg: Config) -> Result<(), String> {
         database = %described,
         query_timeout = ?cfg.query_timeout,
         gauge_refresh_interval = ?cfg.gauge_refresh_interval,
-        top_users = cfg.top_users,
+        top_users = cfg.top_users_clamped(),
         pool_size = cfg.pool_size,
         http_header_timeout = ?cfg.http_header_timeout,
         max_connections = cfg.max_connections,
         version = env!("CARGO_PKG_VERSION"),
         "usage-analytics-exporter started"
     );
+    if cfg.top_users > config::MAX_TOP_USERS {
+        tracing::warn!(
+            requested = cfg.top_users,
+            used = config::MAX_TOP_USERS,
+            "--top-users is capped at {}",
+            config::MAX_TOP_USERS
+        );
+    }
     // Say early whether the database is reachable; the exporter serves either way.
     match scraper.health().await {
         Ok(()) => tracing::info!("database reachable"),
