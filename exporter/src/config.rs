@@ -10,26 +10,35 @@ use clap::Parser;
 /// Every scrape of /metrics reads the extension's small aggregate functions
 /// (schema usage_analytics, SECURITY DEFINER) and renders them in the
 /// Prometheus text format. Every flag can also be given as the environment
-/// variable shown next to it; a flag on the command line wins.
+/// variable shown next to it; a flag on the command line wins. Durations
+/// accept humantime ("800ms", "2s", "1m 30s") or a bare number of
+/// milliseconds.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "usage-analytics-exporter", version, about, long_about, after_long_help = AFTER_HELP)]
 pub struct Config {
-    /// PostgreSQL connection string, as a URL
-    /// (postgres://user:pass@host:5432/db?sslmode=require) or as libpq-style
-    /// key=value pairs. sslmode absent or `disable`: plain TCP. `prefer`: TLS
-    /// when the server offers it. `require`, `verify-ca`, `verify-full`: TLS
-    /// is mandatory and the server certificate is verified, host name
-    /// included, like libpq's `verify-full` (stricter than libpq's `require`;
-    /// see --ssl-accept-invalid-certs): against the Mozilla roots and the
-    /// system's trust store, or, when a CA file is given, against that file
-    /// only (see --ssl-root-cert). In URL form `sslrootcert=FILE` is honoured
-    /// as well (--ssl-root-cert wins over it). Prefer the environment variable
-    /// over the flag so the password does not show up in `ps`.
+    /// PostgreSQL connection string (URL or key=value).
+    ///
+    /// As a URL (postgres://user:pass@host:5432/db?sslmode=require) or as
+    /// libpq-style key=value pairs (host=db user=exporter dbname=app).
+    /// sslmode absent or `disable`: plain TCP. `prefer`: TLS when the server
+    /// offers it. `require`, `verify-ca`, `verify-full`: TLS is mandatory and
+    /// the server certificate is verified, host name included, like libpq's
+    /// `verify-full` (stricter than libpq's `require`; see
+    /// --ssl-accept-invalid-certs): against the Mozilla roots and the system's
+    /// trust store, or, when a CA file is given, against that file only (see
+    /// --ssl-root-cert). In URL form `sslrootcert=FILE` is honoured as well
+    /// (--ssl-root-cert wins over it); with key=value pairs use
+    /// --ssl-root-cert. Prefer the environment variable over the flag so the
+    /// password does not show up in `ps`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub database_url: String,
 
-    /// Address (host:port) the HTTP server listens on. Endpoints: /metrics,
-    /// /health and / (a landing page).
+    /// Address (host:port) the HTTP server listens on.
+    ///
+    /// Endpoints: /metrics, /health and / (a landing page). An IPv6 address
+    /// is written in brackets ([::1]:9464). The endpoints have no
+    /// authentication and no TLS: keep a loopback address, or restrict who
+    /// can reach the port, when the usage data is sensitive.
     #[arg(
         long,
         env = "USAGE_EXPORTER_LISTEN",
@@ -39,13 +48,14 @@ pub struct Config {
     )]
     pub listen: String,
 
-    /// Time a client has to send a complete HTTP request header, counted from
-    /// the moment the connection is accepted (and, on a kept-alive connection,
-    /// from the end of the previous response). A connection that has not
-    /// delivered a whole header by then, because it sends nothing or trickles
-    /// bytes, is closed without an answer; this also closes keep-alive
-    /// connections left idle for that long. Must be greater than 0. Humantime
-    /// or milliseconds.
+    /// Time a client has to send a complete HTTP request header.
+    ///
+    /// Counted from the moment the connection is accepted (and, on a
+    /// kept-alive connection, from the end of the previous response). A
+    /// connection that has not delivered a whole header by then, because it
+    /// sends nothing or trickles bytes, is closed without an answer; this
+    /// also closes keep-alive connections left idle for that long. Must be
+    /// greater than 0.
     #[arg(
         long,
         env = "USAGE_EXPORTER_HTTP_HEADER_TIMEOUT",
@@ -56,12 +66,14 @@ pub struct Config {
     )]
     pub http_header_timeout: Duration,
 
-    /// Maximum number of HTTP connections open at once. When that many are
-    /// open the exporter stops accepting: further connections are not refused
-    /// but wait in the kernel's listen backlog and are accepted in arrival
-    /// order as open ones close. Because --http-header-timeout closes
-    /// connections that do not send a request, a scraper is served at most
-    /// about that long later even when idle clients hold every slot.
+    /// Maximum number of HTTP connections open at once (1 to 10000).
+    ///
+    /// When that many are open the exporter stops accepting: further
+    /// connections are not refused but wait in the kernel's listen backlog
+    /// and are accepted in arrival order as open ones close. Because
+    /// --http-header-timeout closes connections that do not send a request, a
+    /// scraper is served at most about that long later even when idle clients
+    /// hold every slot.
     #[arg(
         long,
         env = "USAGE_EXPORTER_MAX_CONNECTIONS",
@@ -72,10 +84,12 @@ pub struct Config {
     )]
     pub max_connections: u32,
 
-    /// N for ai_usage_top_user_cost_usd: how many of today's (UTC) top users
-    /// by cost are exported, one series each (0 exports none). At most 100,
-    /// to bound the series count: a larger N is lowered to 100, with a
-    /// warning at start-up.
+    /// How many of today's top users by cost are exported (at most 100).
+    ///
+    /// N for ai_usage_top_user_cost_usd: today's (UTC) N most expensive
+    /// users, one series each (0 exports none). At most 100, to bound the
+    /// series count: a larger N is lowered to 100, with a warning at
+    /// start-up.
     #[arg(
         long,
         env = "USAGE_EXPORTER_TOP_USERS",
@@ -85,10 +99,14 @@ pub struct Config {
     )]
     pub top_users: u32,
 
-    /// Time budget for one scrape's (or one health check's) database work:
-    /// taking a pooled connection or connecting, and all queries. When it
-    /// runs out the scrape reports ai_usage_exporter_up 0 and no usage series.
-    /// Accepts humantime ("800ms", "2s") or a bare number of milliseconds.
+    /// Time budget for one scrape's (or one health check's) database work.
+    ///
+    /// Covers taking a pooled connection or connecting, and all queries (the
+    /// server also gets it as statement_timeout). When it runs out before the
+    /// counters are read, the scrape reports ai_usage_exporter_up 0 and no
+    /// usage series; when it runs out during a refresh of the cached gauges,
+    /// only that refresh fails (see --gauge-refresh-interval). /health
+    /// answers 503.
     #[arg(
         long,
         env = "USAGE_EXPORTER_QUERY_TIMEOUT",
@@ -99,14 +117,15 @@ pub struct Config {
     )]
     pub query_timeout: Duration,
 
-    /// How long the expensive gauges (ai_usage_active_users,
-    /// ai_usage_top_user_cost_usd) are cached: they are re-queried at most
-    /// this often and served from the cache by the scrapes in between. A
-    /// refresh that fails keeps the last good values, served with
+    /// How long the expensive gauges are cached.
+    ///
+    /// ai_usage_active_users and ai_usage_top_user_cost_usd are re-queried at
+    /// most this often and served from the cache by the scrapes in between.
+    /// A refresh that fails keeps the last good values, served with
     /// ai_usage_exporter_gauges_stale 1, and is retried one interval later
     /// (not on every scrape); it does not fail the scrape. The counters, the
     /// histogram and the rollup timestamp are read on every scrape. "0"
-    /// re-queries on every scrape. Humantime or milliseconds.
+    /// re-queries on every scrape.
     #[arg(
         long,
         env = "USAGE_EXPORTER_GAUGE_REFRESH_INTERVAL",
@@ -117,7 +136,8 @@ pub struct Config {
     )]
     pub gauge_refresh_interval: Duration,
 
-    /// Maximum number of database connections the exporter keeps open.
+    /// Maximum number of database connections kept open (1 to 64).
+    ///
     /// Scrapes are serialized (concurrent scrapes share one result), so one
     /// connection serves /metrics and a second one keeps /health responsive.
     #[arg(
@@ -130,14 +150,16 @@ pub struct Config {
     )]
     pub pool_size: u16,
 
-    /// PEM file of the CA certificates to trust for the database's TLS
-    /// certificate (e.g. a private CA, or a cloud provider's RDS/Supabase CA
-    /// bundle). As with libpq's sslrootcert, these certificates are then the
-    /// ONLY ones trusted: the Mozilla roots and the system trust store are not
+    /// PEM file of the only CA certificates trusted for the database's TLS.
+    ///
+    /// E.g. a private CA, or a cloud provider's RDS/Supabase CA bundle. As
+    /// with libpq's sslrootcert, these certificates are then the ONLY ones
+    /// trusted: the Mozilla roots and the system trust store are not
     /// consulted. Without it (or with the value "system", as in libpq 16) the
     /// Mozilla roots and the system trust store are used. Overrides
     /// `sslrootcert=` in --database-url. Only used when the connection string
-    /// asks for TLS.
+    /// asks for TLS. An unreadable file, or one without a PEM certificate,
+    /// stops the exporter at start-up.
     #[arg(
         long,
         env = "USAGE_EXPORTER_SSL_ROOT_CERT",
@@ -146,9 +168,12 @@ pub struct Config {
     )]
     pub ssl_root_cert: Option<PathBuf>,
 
-    /// INSECURE: use TLS but accept any server certificate (libpq's
-    /// `sslmode=require` behaviour). Encrypts, but does not protect against
-    /// an active man in the middle. Prefer --ssl-root-cert.
+    /// INSECURE: use TLS but accept any server certificate.
+    ///
+    /// libpq's `sslmode=require` behaviour: encrypts, but does not protect
+    /// against an active man in the middle. Prefer --ssl-root-cert. As an
+    /// environment variable, any value but 0, false, no, off or empty turns
+    /// it on.
     #[arg(long, env = "USAGE_EXPORTER_SSL_ACCEPT_INVALID_CERTS", hide_env_values = true)]
     pub ssl_accept_invalid_certs: bool,
 }
@@ -186,7 +211,11 @@ Connections are opened lazily and re-opened after errors, so the exporter may st
 the database. Logs go to stderr; set RUST_LOG (e.g. debug, or
 usage_analytics_exporter=debug) to change the level (default info). SIGINT and SIGTERM
 stop it gracefully: it stops accepting connections, closes idle ones, lets requests in
-progress finish (waiting at most 10 s) and exits.";
+progress finish (waiting at most 10 s) and exits.
+
+Exit status: 0 after a graceful stop; 1 when it cannot start (an invalid connection
+string, an unreadable CA file, a listen address it cannot bind); 2 for an unknown flag, a
+missing --database-url or a flag value out of range.";
 
 /// Parses "800ms", "1s", "1m 30s" (humantime) or a bare integer of milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -230,6 +259,32 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Config::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_a_summary_a_long_help_and_an_environment_variable() {
+        let cmd = Config::command();
+        let mut seen = 0;
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            seen += 1;
+            let short = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let long = arg.get_long_help().map(ToString::to_string).unwrap_or_default();
+            assert!(
+                !short.is_empty() && !short.contains('\n'),
+                "{id}: summary {short:?}"
+            );
+            assert!(long.len() > short.len() + 40, "{id}: long help {long:?}");
+            assert!(arg.get_env().is_some(), "{id}: no environment variable");
+        }
+        assert_eq!(seen, 10);
+        let help = Config::command().render_long_help().to_string();
+        for needle in ["Exit status:", "SIGTERM", "/metrics", "/health"] {
+            assert!(help.contains(needle), "{needle} missing from --help");
+        }
     }
 
     #[test]
