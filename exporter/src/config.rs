@@ -10,24 +10,35 @@ use clap::Parser;
 /// Every scrape of /metrics reads the extension's small aggregate functions
 /// (schema usage_analytics, SECURITY DEFINER) and renders them in the
 /// Prometheus text format. Every flag can also be given as the environment
-/// variable shown next to it; a flag on the command line wins.
+/// variable shown next to it; a flag on the command line wins. Durations
+/// accept humantime ("800ms", "2s", "1m 30s") or a bare number of
+/// milliseconds.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "usage-analytics-exporter", version, about, long_about, after_long_help = AFTER_HELP)]
 pub struct Config {
-    /// PostgreSQL connection string, as a URL
-    /// (postgres://user:pass@host:5432/db?sslmode=require) or as libpq-style
-    /// key=value pairs. sslmode absent or `disable`: plain TCP. `prefer`: TLS
-    /// when the server offers it. `require`, `verify-ca`, `verify-full`: TLS
-    /// is mandatory and the server certificate is verified against the
-    /// Mozilla roots, the system's trust store and --ssl-root-cert (stricter
-    /// than libpq's `require`; see --ssl-accept-invalid-certs). In URL form
-    /// `sslrootcert=FILE` is honoured as well. Prefer the environment variable
-    /// over the flag so the password does not show up in `ps`.
+    /// PostgreSQL connection string (URL or key=value).
+    ///
+    /// As a URL (postgres://user:pass@host:5432/db?sslmode=require) or as
+    /// libpq-style key=value pairs (host=db user=exporter dbname=app).
+    /// sslmode absent or `disable`: plain TCP. `prefer`: TLS when the server
+    /// offers it. `require`, `verify-ca`, `verify-full`: TLS is mandatory and
+    /// the server certificate is verified, host name included, like libpq's
+    /// `verify-full` (stricter than libpq's `require`; see
+    /// --ssl-accept-invalid-certs): against the Mozilla roots and the system's
+    /// trust store, or, when a CA file is given, against that file only (see
+    /// --ssl-root-cert). In URL form `sslrootcert=FILE` is honoured as well
+    /// (--ssl-root-cert wins over it); with key=value pairs use
+    /// --ssl-root-cert. Prefer the environment variable over the flag so the
+    /// password does not show up in `ps`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub database_url: String,
 
-    /// Address (host:port) the HTTP server listens on. Endpoints: /metrics,
-    /// /health and / (a landing page).
+    /// Address (host:port) the HTTP server listens on.
+    ///
+    /// Endpoints: /metrics, /health and / (a landing page). An IPv6 address
+    /// is written in brackets ([::1]:9464). The endpoints have no
+    /// authentication and no TLS: keep a loopback address, or restrict who
+    /// can reach the port, when the usage data is sensitive.
     #[arg(
         long,
         env = "USAGE_EXPORTER_LISTEN",
@@ -37,22 +48,65 @@ pub struct Config {
     )]
     pub listen: String,
 
-    /// N for ai_usage_top_user_cost_usd: how many of today's (UTC) top users
-    /// by cost are exported (0 exports none).
+    /// Time a client has to send a complete HTTP request header.
+    ///
+    /// Counted from the moment the connection is accepted (and, on a
+    /// kept-alive connection, from the end of the previous response). A
+    /// connection that has not delivered a whole header by then, because it
+    /// sends nothing or trickles bytes, is closed without an answer; this
+    /// also closes keep-alive connections left idle for that long. Must be
+    /// greater than 0.
+    #[arg(
+        long,
+        env = "USAGE_EXPORTER_HTTP_HEADER_TIMEOUT",
+        hide_env_values = true,
+        default_value = "5s",
+        value_parser = parse_positive_duration,
+        value_name = "DURATION"
+    )]
+    pub http_header_timeout: Duration,
+
+    /// Maximum number of HTTP connections open at once (1 to 10000).
+    ///
+    /// When that many are open the exporter stops accepting: further
+    /// connections are not refused but wait in the kernel's listen backlog
+    /// and are accepted in arrival order as open ones close. Because
+    /// --http-header-timeout closes connections that do not send a request, a
+    /// scraper is served at most about that long later even when idle clients
+    /// hold every slot.
+    #[arg(
+        long,
+        env = "USAGE_EXPORTER_MAX_CONNECTIONS",
+        hide_env_values = true,
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(1..=10_000),
+        value_name = "N"
+    )]
+    pub max_connections: u32,
+
+    /// How many of today's top users by cost are exported (at most 100).
+    ///
+    /// N for ai_usage_top_user_cost_usd: today's (UTC) N most expensive
+    /// users, one series each (0 exports none). At most 100, to bound the
+    /// series count: a larger N is lowered to 100, with a warning at
+    /// start-up.
     #[arg(
         long,
         env = "USAGE_EXPORTER_TOP_USERS",
         hide_env_values = true,
         default_value_t = 10,
-        value_parser = clap::value_parser!(u32).range(0..=1000),
         value_name = "N"
     )]
     pub top_users: u32,
 
-    /// Time budget for one scrape's (or one health check's) database work:
-    /// taking a pooled connection or connecting, and all queries. When it
-    /// runs out the scrape reports ai_usage_exporter_up 0 and no usage series.
-    /// Accepts humantime ("800ms", "2s") or a bare number of milliseconds.
+    /// Time budget for one scrape's (or one health check's) database work.
+    ///
+    /// Covers taking a pooled connection or connecting, and all queries (the
+    /// server also gets it as statement_timeout). When it runs out before the
+    /// counters are read, the scrape reports ai_usage_exporter_up 0 and no
+    /// usage series; when it runs out during a refresh of the cached gauges,
+    /// only that refresh fails (see --gauge-refresh-interval). /health
+    /// answers 503.
     #[arg(
         long,
         env = "USAGE_EXPORTER_QUERY_TIMEOUT",
@@ -63,11 +117,15 @@ pub struct Config {
     )]
     pub query_timeout: Duration,
 
-    /// How long the expensive gauges (ai_usage_active_users,
-    /// ai_usage_top_user_cost_usd) are cached: they are re-queried at most
-    /// this often and served from the cache by the scrapes in between. The
-    /// counters, the histogram and the rollup timestamp are read on every
-    /// scrape. "0" re-queries on every scrape. Humantime or milliseconds.
+    /// How long the expensive gauges are cached.
+    ///
+    /// ai_usage_active_users and ai_usage_top_user_cost_usd are re-queried at
+    /// most this often and served from the cache by the scrapes in between.
+    /// A refresh that fails keeps the last good values, served with
+    /// ai_usage_exporter_gauges_stale 1, and is retried one interval later
+    /// (not on every scrape); it does not fail the scrape. The counters, the
+    /// histogram and the rollup timestamp are read on every scrape. "0"
+    /// re-queries on every scrape.
     #[arg(
         long,
         env = "USAGE_EXPORTER_GAUGE_REFRESH_INTERVAL",
@@ -78,7 +136,8 @@ pub struct Config {
     )]
     pub gauge_refresh_interval: Duration,
 
-    /// Maximum number of database connections the exporter keeps open.
+    /// Maximum number of database connections kept open (1 to 64).
+    ///
     /// Scrapes are serialized (concurrent scrapes share one result), so one
     /// connection serves /metrics and a second one keeps /health responsive.
     #[arg(
@@ -91,9 +150,16 @@ pub struct Config {
     )]
     pub pool_size: u16,
 
-    /// Extra PEM file of CA certificates trusted for the database's TLS
-    /// certificate (e.g. a cloud provider's RDS/Supabase CA bundle), in
-    /// addition to the Mozilla roots and the system trust store.
+    /// PEM file of the only CA certificates trusted for the database's TLS.
+    ///
+    /// E.g. a private CA, or a cloud provider's RDS/Supabase CA bundle. As
+    /// with libpq's sslrootcert, these certificates are then the ONLY ones
+    /// trusted: the Mozilla roots and the system trust store are not
+    /// consulted. Without it (or with the value "system", as in libpq 16) the
+    /// Mozilla roots and the system trust store are used. Overrides
+    /// `sslrootcert=` in --database-url. Only used when the connection string
+    /// asks for TLS. An unreadable file, or one without a PEM certificate,
+    /// stops the exporter at start-up.
     #[arg(
         long,
         env = "USAGE_EXPORTER_SSL_ROOT_CERT",
@@ -102,11 +168,24 @@ pub struct Config {
     )]
     pub ssl_root_cert: Option<PathBuf>,
 
-    /// INSECURE: use TLS but accept any server certificate (libpq's
-    /// `sslmode=require` behaviour). Encrypts, but does not protect against
-    /// an active man in the middle. Prefer --ssl-root-cert.
+    /// INSECURE: use TLS but accept any server certificate.
+    ///
+    /// libpq's `sslmode=require` behaviour: encrypts, but does not protect
+    /// against an active man in the middle. Prefer --ssl-root-cert. As an
+    /// environment variable, any value but 0, false, no, off or empty turns
+    /// it on.
     #[arg(long, env = "USAGE_EXPORTER_SSL_ACCEPT_INVALID_CERTS", hide_env_values = true)]
     pub ssl_accept_invalid_certs: bool,
+}
+
+/// The most top users --top-users exports.
+pub const MAX_TOP_USERS: u32 = 100;
+
+impl Config {
+    /// --top-users, lowered to [`MAX_TOP_USERS`].
+    pub fn top_users_clamped(&self) -> u32 {
+        self.top_users.min(MAX_TOP_USERS)
+    }
 }
 
 const AFTER_HELP: &str = "\
@@ -115,7 +194,12 @@ Endpoints:
             while a scrape runs shares its result. When the database is down or slower than
             --query-timeout, the answer still comes within that time, with
             ai_usage_exporter_up 0, ai_usage_exporter_scrape_errors_total incremented, the
-            scrape duration, and no usage series at all (never stale values).
+            scrape duration, and no usage series at all (not even cached gauges). The
+            cached gauges are refreshed within the same time budget, after the counters;
+            when a refresh fails the scrape still succeeds (ai_usage_exporter_up 1) and serves
+            the last good gauges with ai_usage_exporter_gauges_stale 1,
+            ai_usage_exporter_gauges_age_seconds and
+            ai_usage_exporter_gauge_refresh_errors_total incremented.
   /health   200 \"ok\" when SELECT 1 succeeds within --query-timeout, 503 otherwise.
   /         A landing page linking both.
 
@@ -126,7 +210,12 @@ The database role needs EXECUTE on the usage_analytics.metrics_* functions only.
 Connections are opened lazily and re-opened after errors, so the exporter may start before
 the database. Logs go to stderr; set RUST_LOG (e.g. debug, or
 usage_analytics_exporter=debug) to change the level (default info). SIGINT and SIGTERM
-stop it gracefully.";
+stop it gracefully: it stops accepting connections, closes idle ones, lets requests in
+progress finish (waiting at most 10 s) and exits.
+
+Exit status: 0 after a graceful stop; 1 when it cannot start (an invalid connection
+string, an unreadable CA file, a listen address it cannot bind); 2 for an unknown flag, a
+missing --database-url or a flag value out of range.";
 
 /// Parses "800ms", "1s", "1m 30s" (humantime) or a bare integer of milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -139,6 +228,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 800ms, 2s or a number of milliseconds"))
+}
+
+/// [`parse_duration`], refusing zero.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be greater than 0".to_string());
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -164,14 +262,56 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_has_a_summary_a_long_help_and_an_environment_variable() {
+        let cmd = Config::command();
+        let mut seen = 0;
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            seen += 1;
+            let short = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let long = arg.get_long_help().map(ToString::to_string).unwrap_or_default();
+            assert!(
+                !short.is_empty() && !short.contains('\n'),
+                "{id}: summary {short:?}"
+            );
+            assert!(long.len() > short.len() + 40, "{id}: long help {long:?}");
+            assert!(arg.get_env().is_some(), "{id}: no environment variable");
+        }
+        assert_eq!(seen, 10);
+        let help = Config::command().render_long_help().to_string();
+        for needle in ["Exit status:", "SIGTERM", "/metrics", "/health"] {
+            assert!(help.contains(needle), "{needle} missing from --help");
+        }
+    }
+
+    #[test]
     fn defaults() {
         let c = Config::try_parse_from(["x", "--database-url", "postgres://u@h/db"]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:9464");
-        assert_eq!(c.top_users, 10);
+        assert_eq!(c.top_users_clamped(), 10);
         assert_eq!(c.query_timeout, Duration::from_millis(800));
         assert_eq!(c.gauge_refresh_interval, Duration::from_secs(30));
         assert_eq!(c.pool_size, 2);
+        assert_eq!(c.http_header_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_connections, 64);
         assert!(!c.ssl_accept_invalid_certs);
+    }
+
+    #[test]
+    fn top_users_is_clamped_to_100() {
+        let n = |v: &str| {
+            Config::try_parse_from(["x", "--database-url=x", &format!("--top-users={v}")])
+                .unwrap()
+                .top_users_clamped()
+        };
+        assert_eq!(n("0"), 0);
+        assert_eq!(n("100"), 100);
+        assert_eq!(n("101"), 100);
+        assert_eq!(n("1000000"), 100);
+        assert!(Config::try_parse_from(["x", "--database-url=x", "--top-users=-1"]).is_err());
     }
 
     #[test]
@@ -184,13 +324,19 @@ mod tests {
             "--query-timeout=250",
             "--gauge-refresh-interval=1m",
             "--pool-size=4",
+            "--http-header-timeout=750ms",
+            "--max-connections=3",
         ])
         .unwrap();
+        assert_eq!(c.http_header_timeout, Duration::from_millis(750));
+        assert_eq!(c.max_connections, 3);
         assert_eq!(c.listen, "0.0.0.0:1");
-        assert_eq!(c.top_users, 3);
+        assert_eq!(c.top_users_clamped(), 3);
         assert_eq!(c.query_timeout, Duration::from_millis(250));
         assert_eq!(c.gauge_refresh_interval, Duration::from_secs(60));
         assert_eq!(c.pool_size, 4);
         assert!(Config::try_parse_from(["x", "--database-url=x", "--pool-size=0"]).is_err());
+        assert!(Config::try_parse_from(["x", "--database-url=x", "--http-header-timeout=0"]).is_err());
+        assert!(Config::try_parse_from(["x", "--database-url=x", "--max-connections=0"]).is_err());
     }
 }

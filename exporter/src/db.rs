@@ -81,7 +81,7 @@ pub struct Target {
     pub pg: tokio_postgres::Config,
     /// Whether to use the rustls connector (false: plain TCP / unix socket).
     pub use_tls: bool,
-    /// `sslrootcert=` from the URL.
+    /// `sslrootcert=` from the URL: the only CA file to trust (see `tls`).
     pub root_cert: Option<PathBuf>,
 }
 
@@ -237,8 +237,13 @@ async fn acquire(pool: &Pool, deadline: Instant, budget: Duration) -> Result<Obj
 /// connection task and closes the socket.
 fn release<T>(client: Object, result: &Result<T, DbError>) {
     if result.is_err() {
-        drop(Object::take(client));
+        discard(client);
     }
+}
+
+/// Detaches a connection from the pool and closes it.
+fn discard(client: Object) {
+    drop(Object::take(client));
 }
 
 /// `SELECT 1` within the budget.
@@ -270,80 +275,104 @@ const Q_TOP: &str =
 #[derive(Debug)]
 pub struct Fetched {
     pub usage: Usage,
-    /// Present when the gauges were (re)fetched.
-    pub gauges: Option<Gauges>,
+    /// Present when a gauge refresh was asked for: the gauges, or why they could not be read.
+    /// A failed refresh does not fail the fetch.
+    pub gauges: Option<Result<Gauges, DbError>>,
 }
 
-/// Reads everything one scrape needs in one read-only transaction, with a server-side
-/// statement_timeout as well as the client-side deadline. `gauges_top_n`: fetch the
-/// expensive gauges too, with that N for the top users.
+/// Reads everything one scrape needs, all within `budget` (client-side deadline and a
+/// server-side statement_timeout). The counters, histogram and rollup timestamp are read in
+/// one read-only transaction; an error there fails the fetch. `gauges_top_n`: then also
+/// refresh the expensive gauges, with that N for the top users, in a second read-only
+/// transaction on the same connection, in the time left; an error there is returned in
+/// [`Fetched::gauges`] and the counters are kept.
 pub async fn fetch(pool: &Pool, budget: Duration, gauges_top_n: Option<u32>) -> Result<Fetched, DbError> {
     let deadline = Instant::now() + budget;
     let client = acquire(pool, deadline, budget).await?;
-    let result = match timeout_at(deadline, fetch_on(&client, budget, gauges_top_n)).await {
+    let usage = match timeout_at(deadline, usage_on(&client, deadline)).await {
         Ok(r) => r,
         Err(_) => Err(DbError::Timeout(budget)),
     };
-    release(client, &result);
-    result
+    let usage = match usage {
+        Ok(u) => u,
+        Err(e) => {
+            discard(client);
+            return Err(e);
+        }
+    };
+    let gauges = match gauges_top_n {
+        None => None,
+        Some(n) => Some(
+            match timeout_at(deadline, gauges_on(&client, deadline, n)).await {
+                Ok(r) => r,
+                Err(_) => Err(DbError::Timeout(budget)),
+            },
+        ),
+    };
+    if let Some(Err(_)) = gauges {
+        // A failed or interrupted refresh leaves the connection in an unknown state.
+        discard(client);
+    }
+    Ok(Fetched { usage, gauges })
 }
 
-async fn fetch_on(c: &Object, budget: Duration, gauges_top_n: Option<u32>) -> Result<Fetched, DbError> {
-    let statement_timeout_ms = budget.as_millis().max(1);
+/// Opens a read-only transaction whose statements may run until `deadline`.
+async fn begin_read_only(c: &Object, deadline: Instant) -> Result<(), DbError> {
+    let left_ms = deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis()
+        .max(1);
     c.batch_execute(&format!(
-        "BEGIN READ ONLY; SET LOCAL statement_timeout = {statement_timeout_ms}"
+        "BEGIN READ ONLY; SET LOCAL statement_timeout = {left_ms}"
     ))
     .await?;
+    Ok(())
+}
+
+async fn usage_on(c: &Object, deadline: Instant) -> Result<Usage, DbError> {
+    begin_read_only(c, deadline).await?;
     // The queries are pipelined on the one connection.
     let counters = c.query_typed(Q_COUNTERS, &[]);
     let bounds = c.query_typed(Q_BOUNDS, &[]);
     let rollup = c.query_typed(Q_ROLLUP, &[]);
-    let gauges = async {
-        match gauges_top_n {
-            None => Ok(None),
-            Some(n) => {
-                let n = i32::try_from(n).unwrap_or(i32::MAX);
-                let active = c.query_typed(Q_ACTIVE, &[]);
-                let top = async {
-                    if n == 0 {
-                        Ok(Vec::new())
-                    } else {
-                        c.query_typed(Q_TOP, &[(&n, Type::INT4)]).await
-                    }
-                };
-                let (active, top) = tokio::try_join!(active, top)?;
-                Ok::<_, tokio_postgres::Error>(Some((active, top)))
-            }
-        }
-    };
-    let (counters, bounds, rollup, gauges) = tokio::try_join!(counters, bounds, rollup, gauges)?;
+    let (counters, bounds, rollup) = tokio::try_join!(counters, bounds, rollup)?;
     c.batch_execute("COMMIT").await?;
-
-    let usage = Usage {
+    Ok(Usage {
         rows: counters.iter().map(usage_row).collect::<Result<_, _>>()?,
         bucket_bounds: bounds_from(&bounds)?,
         rollup_last_success: single_opt_f64(&rollup, "metrics_rollup_last_success")?,
+    })
+}
+
+async fn gauges_on(c: &Object, deadline: Instant, top_n: u32) -> Result<Gauges, DbError> {
+    begin_read_only(c, deadline).await?;
+    let n = i32::try_from(top_n).unwrap_or(i32::MAX);
+    let active = c.query_typed(Q_ACTIVE, &[]);
+    let top = async {
+        if n == 0 {
+            Ok(Vec::new())
+        } else {
+            c.query_typed(Q_TOP, &[(&n, Type::INT4)]).await
+        }
     };
-    let gauges = match gauges {
-        None => None,
-        Some((active, top)) => Some(Gauges {
-            active_users: active
-                .iter()
-                .map(|r| Ok((get::<Option<String>>(r, 0)?.unwrap_or_default(), get_i64(r, 1)?)))
-                .collect::<Result<_, DbError>>()?,
-            top_users: top
-                .iter()
-                .map(|r| {
-                    Ok(TopUser {
-                        rank: get::<Option<i32>>(r, 0)?.unwrap_or_default(),
-                        user_id: get::<Option<String>>(r, 1)?.unwrap_or_default(),
-                        cost_usd: get_f64(r, 2)?,
-                    })
+    let (active, top) = tokio::try_join!(active, top)?;
+    c.batch_execute("COMMIT").await?;
+    Ok(Gauges {
+        active_users: active
+            .iter()
+            .map(|r| Ok((get::<Option<String>>(r, 0)?.unwrap_or_default(), get_i64(r, 1)?)))
+            .collect::<Result<_, DbError>>()?,
+        top_users: top
+            .iter()
+            .map(|r| {
+                Ok(TopUser {
+                    rank: get::<Option<i32>>(r, 0)?.unwrap_or_default(),
+                    user_id: get::<Option<String>>(r, 1)?.unwrap_or_default(),
+                    cost_usd: get_f64(r, 2)?,
                 })
-                .collect::<Result<_, DbError>>()?,
-        }),
-    };
-    Ok(Fetched { usage, gauges })
+            })
+            .collect::<Result<_, DbError>>()?,
+    })
 }
 
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T, DbError> {

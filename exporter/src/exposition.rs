@@ -2,7 +2,8 @@
 //! renders them in the text format 0.0.4.
 //!
 //! Every scrape builds fresh families from the database's absolute values;
-//! nothing is accumulated in the process except the scrape error counter.
+//! nothing is accumulated in the process except the exporter's own error
+//! counters and the gauge cache.
 //! Rendering (including label-value escaping of `\`, `"` and newlines) is
 //! done by the `prometheus` crate's `TextEncoder`.
 
@@ -137,6 +138,9 @@ const ROLLUP_LAST_SUCCESS: &str = "ai_usage_rollup_last_success_timestamp_second
 const UP: &str = "ai_usage_exporter_up";
 const SCRAPE_DURATION: &str = "ai_usage_exporter_scrape_duration_seconds";
 const SCRAPE_ERRORS: &str = "ai_usage_exporter_scrape_errors_total";
+const GAUGE_REFRESH_ERRORS: &str = "ai_usage_exporter_gauge_refresh_errors_total";
+const GAUGES_STALE: &str = "ai_usage_exporter_gauges_stale";
+const GAUGES_AGE: &str = "ai_usage_exporter_gauges_age_seconds";
 
 /// Builds the metric families. `usage`/`gauges` are `None` when they could not be read (then
 /// only the exporter's own metrics are produced). Returns problems that left a family out.
@@ -207,6 +211,26 @@ pub fn build_families(
         MetricType::COUNTER,
         vec![counter(&[], status_.scrape_errors_total as f64)],
     ));
+    families.extend(family(
+        GAUGE_REFRESH_ERRORS,
+        "Refreshes of the cached gauges (ai_usage_active_users, ai_usage_top_user_cost_usd) that failed or timed out, since the exporter started. A failed refresh keeps the last good values and is retried one --gauge-refresh-interval later.",
+        MetricType::COUNTER,
+        vec![counter(&[], status_.gauge_refresh_errors_total as f64)],
+    ));
+    families.extend(family(
+        GAUGES_STALE,
+        "1 when the last refresh of the cached gauges failed, so the ones served (if any) are the last good values; 0 otherwise.",
+        MetricType::GAUGE,
+        vec![gauge(&[], if status_.gauges_stale { 1.0 } else { 0.0 })],
+    ));
+    if let Some(age) = status_.gauges_age_seconds {
+        families.extend(family(
+            GAUGES_AGE,
+            "Seconds since the served cached gauges were read (at the start of this scrape). Absent when none are served.",
+            MetricType::GAUGE,
+            vec![gauge(&[], age)],
+        ));
+    }
     (families, warnings)
 }
 
@@ -398,6 +422,9 @@ mod tests {
             up: true,
             scrape_duration_seconds: 0.012,
             scrape_errors_total: 2,
+            gauge_refresh_errors_total: 0,
+            gauges_stale: false,
+            gauges_age_seconds: None,
         }
     }
 
@@ -642,6 +669,9 @@ mod tests {
             up: false,
             scrape_duration_seconds: 0.8,
             scrape_errors_total: 5,
+            gauge_refresh_errors_total: 1,
+            gauges_stale: true,
+            gauges_age_seconds: None,
         };
         let (text, _) = render(None, None, &status);
         let names: Vec<String> = samples(&text).into_iter().map(|s| s.0).collect();
@@ -650,10 +680,14 @@ mod tests {
             vec![
                 "ai_usage_exporter_up",
                 "ai_usage_exporter_scrape_duration_seconds",
-                "ai_usage_exporter_scrape_errors_total"
+                "ai_usage_exporter_scrape_errors_total",
+                "ai_usage_exporter_gauge_refresh_errors_total",
+                "ai_usage_exporter_gauges_stale",
             ]
         );
         assert!(text.contains("ai_usage_exporter_up 0\n"));
+        assert!(text.contains("ai_usage_exporter_gauge_refresh_errors_total 1\n"));
+        assert!(text.contains("ai_usage_exporter_gauges_stale 1\n"));
         assert!(text.contains("ai_usage_exporter_scrape_errors_total 5\n"));
     }
 
@@ -686,6 +720,36 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn stale_gauges_are_served_with_their_age() {
+        let g = Gauges {
+            active_users: vec![("24h".into(), 4)],
+            top_users: vec![],
+        };
+        let status = ExporterStatus {
+            gauge_refresh_errors_total: 3,
+            gauges_stale: true,
+            gauges_age_seconds: Some(95.5),
+            ..up_status()
+        };
+        let (text, _) = render(Some(&usage(vec![])), Some(&g), &status);
+        for line in [
+            r#"ai_usage_active_users{window="24h"} 4"#,
+            "ai_usage_exporter_up 1",
+            "ai_usage_exporter_gauge_refresh_errors_total 3",
+            "ai_usage_exporter_gauges_stale 1",
+            "ai_usage_exporter_gauges_age_seconds 95.5",
+            "# TYPE ai_usage_exporter_gauge_refresh_errors_total counter",
+            "# TYPE ai_usage_exporter_gauges_stale gauge",
+            "# TYPE ai_usage_exporter_gauges_age_seconds gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        let (text, _) = render(Some(&usage(vec![])), None, &up_status());
+        assert!(text.contains("ai_usage_exporter_gauges_stale 0\n"), "{text}");
+        assert!(!text.contains("ai_usage_exporter_gauges_age_seconds"), "{text}");
     }
 
     #[test]

@@ -82,7 +82,7 @@ mod tests {
             Settings {
                 query_timeout: cfg.query_timeout,
                 gauge_refresh_interval: cfg.gauge_refresh_interval,
-                top_users: cfg.top_users,
+                top_users: cfg.top_users_clamped(),
             },
         )
     }
@@ -90,7 +90,17 @@ mod tests {
     async fn serve(scraper: Scraper) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(scraper)).await.unwrap() });
+        let limits = crate::server::Limits {
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 64,
+            shutdown_grace: Duration::from_secs(1),
+        };
+        tokio::spawn(crate::server::serve(
+            listener,
+            router(scraper),
+            limits,
+            std::future::pending(),
+        ));
         addr
     }
 

@@ -1,16 +1,20 @@
 //! usage-analytics-exporter: Prometheus exporter for the pg_usage_analytics extension.
 //!
 //! Modules: `config` (flags), `db` (connection string, pool, queries), `tls`
-//! (rustls setup), `scrape` (serialized, coalesced scrapes and the gauge
-//! cache), `exposition` (metric families and the text format), `http`
-//! (endpoints), `model` (plain data).
+//! (rustls setup), `scrape` (serialized, coalesced scrapes), `gauge_cache`
+//! (the expensive gauges, kept through failed refreshes), `exposition`
+//! (metric families and the text format), `http` (endpoints), `server`
+//! (connections: header timeout, connection cap, graceful shutdown), `model`
+//! (plain data).
 
 mod config;
 mod db;
 mod exposition;
+mod gauge_cache;
 mod http;
 mod model;
 mod scrape;
+mod server;
 mod tls;
 
 use std::io::IsTerminal;
@@ -21,6 +25,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 use crate::scrape::{Scraper, Settings};
+
+/// How long shutdown waits for requests in progress (see the --help epilogue).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cfg = Config::parse();
@@ -59,7 +66,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         Settings {
             query_timeout: cfg.query_timeout,
             gauge_refresh_interval: cfg.gauge_refresh_interval,
-            top_users: cfg.top_users,
+            top_users: cfg.top_users_clamped(),
         },
     );
 
@@ -72,21 +79,33 @@ async fn run(cfg: Config) -> Result<(), String> {
         database = %described,
         query_timeout = ?cfg.query_timeout,
         gauge_refresh_interval = ?cfg.gauge_refresh_interval,
-        top_users = cfg.top_users,
+        top_users = cfg.top_users_clamped(),
         pool_size = cfg.pool_size,
+        http_header_timeout = ?cfg.http_header_timeout,
+        max_connections = cfg.max_connections,
         version = env!("CARGO_PKG_VERSION"),
         "usage-analytics-exporter started"
     );
+    if cfg.top_users > config::MAX_TOP_USERS {
+        tracing::warn!(
+            requested = cfg.top_users,
+            used = config::MAX_TOP_USERS,
+            "--top-users is capped at {}",
+            config::MAX_TOP_USERS
+        );
+    }
     // Say early whether the database is reachable; the exporter serves either way.
     match scraper.health().await {
         Ok(()) => tracing::info!("database reachable"),
         Err(e) => tracing::warn!(error = %e, "database not reachable yet; will retry on each scrape"),
     }
 
-    axum::serve(listener, http::router(scraper.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("HTTP server failed: {e}"))?;
+    let limits = server::Limits {
+        header_read_timeout: cfg.http_header_timeout,
+        max_connections: cfg.max_connections,
+        shutdown_grace: SHUTDOWN_GRACE,
+    };
+    server::serve(listener, http::router(scraper.clone()), limits, shutdown_signal()).await;
     scraper.pool().close();
     tracing::info!("stopped");
     Ok(())

@@ -54,4 +54,10 @@ pub struct ExporterStatus {
     pub up: bool,
     pub scrape_duration_seconds: f64,
     pub scrape_errors_total: u64,
+    /// Failed refreshes of the cached gauges since the start.
+    pub gauge_refresh_errors_total: u64,
+    /// The last gauge refresh failed: the cached gauges predate it.
+    pub gauges_stale: bool,
+    /// Age of the cached gauges served by this scrape; `None` when none are served.
+    pub gauges_age_seconds: Option<f64>,
 }

@@ -1,5 +1,5 @@
 //! Scrape coordination: one scrape at a time, concurrent requests share it,
-//! and the expensive gauges are cached between scrapes.
+//! and the expensive gauges are cached between scrapes (see `gauge_cache`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,8 @@ use tokio::time::Instant;
 
 use crate::db;
 use crate::exposition;
-use crate::model::{ExporterStatus, Gauges};
+use crate::gauge_cache::GaugeCache;
+use crate::model::ExporterStatus;
 
 /// Scrape settings.
 #[derive(Debug, Clone, Copy)]
@@ -21,20 +22,14 @@ pub struct Settings {
     pub top_users: u32,
 }
 
-struct Cached {
-    fetched_at: Instant,
-    gauges: Gauges,
-}
-
 struct Finished {
     at: Instant,
     body: Bytes,
 }
 
-#[derive(Default)]
 struct State {
     last: Option<Finished>,
-    gauges: Option<Cached>,
+    gauges: GaugeCache,
     errors_total: u64,
     /// Whether the previous scrape worked (to log state changes once, not every scrape).
     last_up: Option<bool>,
@@ -54,7 +49,13 @@ impl Scraper {
         Scraper {
             pool,
             settings,
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(Mutex::new(State {
+                last: None,
+                gauges: GaugeCache::new(settings.gauge_refresh_interval),
+                errors_total: 0,
+                last_up: None,
+                last_error: None,
+            })),
         }
     }
 
@@ -86,6 +87,9 @@ impl Scraper {
                     up: false,
                     scrape_duration_seconds: arrived.elapsed().as_secs_f64(),
                     scrape_errors_total: 0,
+                    gauge_refresh_errors_total: 0,
+                    gauges_stale: false,
+                    gauges_age_seconds: None,
                 };
                 Bytes::from(exposition::render(None, None, &status).0)
             }
@@ -94,21 +98,31 @@ impl Scraper {
 
     async fn run(&self, state: &mut State) -> Bytes {
         let started = Instant::now();
-        let refresh_gauges = state
+        let top_n = state
             .gauges
-            .as_ref()
-            .is_none_or(|c| started.duration_since(c.fetched_at) >= self.settings.gauge_refresh_interval);
-        let top_n = refresh_gauges.then_some(self.settings.top_users);
+            .refresh_due(started)
+            .then_some(self.settings.top_users);
         let result = db::fetch(&self.pool, self.settings.query_timeout, top_n).await;
         let duration = started.elapsed().as_secs_f64();
 
         let (usage, up) = match result {
             Ok(fetched) => {
-                if let Some(gauges) = fetched.gauges {
-                    state.gauges = Some(Cached {
-                        fetched_at: started,
-                        gauges,
-                    });
+                match fetched.gauges {
+                    None => {}
+                    Some(Ok(gauges)) => {
+                        if state.gauges.is_stale() {
+                            tracing::info!("gauge refresh succeeded again; cached gauges are current");
+                        }
+                        state.gauges.succeeded(started, gauges);
+                    }
+                    Some(Err(e)) => {
+                        state.gauges.failed(started);
+                        tracing::warn!(
+                            error = %e,
+                            retry_in = ?self.settings.gauge_refresh_interval,
+                            "gauge refresh failed; serving the last good gauges, marked stale"
+                        );
+                    }
                 }
                 if state.last_up != Some(true) {
                     tracing::info!(
@@ -122,8 +136,7 @@ impl Scraper {
             }
             Err(e) => {
                 state.errors_total += 1;
-                // Never serve gauges read before an outage as if they were current.
-                state.gauges = None;
+                // The gauge cache is kept, but not served while the counters cannot be read.
                 let msg = e.to_string();
                 if state.last_up != Some(false) || state.last_error.as_deref() != Some(msg.as_str()) {
                     tracing::warn!(error = %msg, seconds = duration, "scrape failed; exporting up=0 without usage series");
@@ -136,15 +149,15 @@ impl Scraper {
         };
         state.last_up = Some(up);
 
+        let served = state.gauges.served(started);
+        let gauges = if up { served.gauges } else { None };
         let status = ExporterStatus {
             up,
             scrape_duration_seconds: duration,
             scrape_errors_total: state.errors_total,
-        };
-        let gauges = if up {
-            state.gauges.as_ref().map(|c| &c.gauges)
-        } else {
-            None
+            gauge_refresh_errors_total: served.refresh_errors_total,
+            gauges_stale: served.stale,
+            gauges_age_seconds: gauges.and(served.age_seconds),
         };
         let (text, warnings) = exposition::render(usage.as_ref(), gauges, &status);
         for w in warnings {
