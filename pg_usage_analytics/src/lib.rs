@@ -6,8 +6,10 @@
 //! crate; the modules here connect it to Postgres.
 
 use pgrx::prelude::*;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 mod identity;
+mod json_args;
 mod price_cache;
 mod queries;
 mod usage;
@@ -47,6 +49,27 @@ extension_sql_file!(
     requires = ["schema", "counters"]
 );
 extension_sql_file!("../../sql/security.sql", name = "security", finalize);
+
+/// `usage_analytics.exporter_max_series`: how many label tuples get their own
+/// exporter series (see usage_series in sql/counters.sql). Superuser-only,
+/// so no writer can lift the bound; counters.sql reads it by name.
+static EXPORTER_MAX_SERIES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+/// Runs once per backend when the library loads.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    price_cache::register_invalidation_callback();
+    GucRegistry::define_int_guc(
+        c"usage_analytics.exporter_max_series",
+        c"Label tuples that get their own exporter series.",
+        c"Rows of later label tuples are counted under the tuple 'other'.",
+        &EXPORTER_MAX_SERIES,
+        1,
+        10_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
 
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;

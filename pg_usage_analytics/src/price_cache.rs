@@ -6,19 +6,32 @@
 //! backend runs our callback at its next transaction start, and the cache is
 //! reloaded on next use. A new price is therefore seen by every session at
 //! once, without polling and without reconnecting.
+//!
+//! The cache is always loaded under a fresh snapshot, never the
+//! transaction's: a REPEATABLE READ transaction that began before a price
+//! change (or a READ COMMITTED statement racing it) consumes the
+//! invalidation, and loading under its old snapshot would keep the old
+//! prices cached for every later transaction of the backend. A price change
+//! is visible to new snapshots before its invalidation is sent, so a cache
+//! loaded after the invalidation always holds it.
 
-use crate::pricing::{PriceBook, PricePoint};
+use crate::pricing::{parse_price, PriceBook, PricePoint};
 use pgrx::prelude::*;
 use rust_decimal::Decimal;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::str::FromStr;
 
 thread_local! {
     static BOOK: RefCell<Option<Rc<PriceBook>>> = const { RefCell::new(None) };
     /// OIDs of the pricing tables, to ignore invalidations of other relations.
     static WATCHED: Cell<[pg_sys::Oid; 2]> = const { Cell::new([pg_sys::InvalidOid; 2]) };
-    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Registers the invalidation callback; called once per backend from `_PG_init`.
+pub fn register_invalidation_callback() {
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+    }
 }
 
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
@@ -33,15 +46,20 @@ pub fn price_book() -> Rc<PriceBook> {
     if let Some(book) = BOOK.with(|b| b.borrow().clone()) {
         return book;
     }
-    if !CALLBACK_REGISTERED.with(Cell::get) {
-        unsafe {
-            pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
-        }
-        CALLBACK_REGISTERED.with(|c| c.set(true));
-    }
-    let book = Rc::new(load().unwrap_or_else(|e| error!("pg_usage_analytics: cannot load prices: {e}")));
+    let book = Rc::new(load_latest().unwrap_or_else(|e| error!("pg_usage_analytics: cannot load prices: {e}")));
     BOOK.with(|b| *b.borrow_mut() = Some(book.clone()));
     book
+}
+
+/// Loads the price book under the latest snapshot (see the module comment).
+fn load_latest() -> Result<PriceBook, pgrx::spi::Error> {
+    unsafe {
+        pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+    }
+    let loaded = PgTryBuilder::new(load)
+        .finally(|| unsafe { pg_sys::PopActiveSnapshot() })
+        .execute();
+    loaded
 }
 
 fn load() -> Result<PriceBook, pgrx::spi::Error> {
@@ -80,10 +98,15 @@ fn load() -> Result<PriceBook, pgrx::spi::Error> {
             let output: String = row.get(4)?.unwrap_or_default();
             let from: Option<TimestampWithTimeZone> = row.get(5)?;
             let to: Option<TimestampWithTimeZone> = row.get(6)?;
-            let (Ok(input_usd_per_1k), Ok(output_usd_per_1k)) =
-                (Decimal::from_str(&input), Decimal::from_str(&output))
-            else {
-                error!("model_pricing: price of {provider}/{model} ({input}, {output}) does not fit an exact decimal of 28 digits");
+            // model_pricing's CHECK keeps prices exact decimals; a row that
+            // still does not fit (written before the CHECK existed) leaves
+            // that one model unpriced instead of failing every insert.
+            let (input_usd_per_1k, output_usd_per_1k) = match (parse_price(&input), parse_price(&output)) {
+                (Ok(i), Ok(o)) => (i, o),
+                (Err(e), _) | (_, Err(e)) => {
+                    warning!("model_pricing: the price of {provider}/{model} is ignored: {e}");
+                    continue;
+                }
             };
             book.add_price(
                 &provider,
@@ -146,6 +169,6 @@ fn calculate_cost(
     let at = at.map(pg_sys::TimestampTz::from)?;
     match price_book().cost(provider, model, input_tokens, output_tokens, at) {
         Ok(cost) => cost.map(to_numeric),
-        Err(e) => error!("calculate_cost: {e}"),
+        Err(e) => crate::usage::raise_invalid(format!("calculate_cost: {e}")),
     }
 }

@@ -5,16 +5,30 @@
 //! static predicate (`_usage_matches`) that still prunes partitions and uses
 //! the indexes for whichever keys are present.
 
-use crate::csv::{push_record, Cell};
+use crate::csv::{push_record, push_timestamp_micros, Cell};
 use crate::filters::Filters;
 use crate::usage::raise_invalid;
 use pgrx::prelude::*;
+use crate::json_args::FiltersArg;
 use pgrx::{JsonB, Uuid};
 
 /// Rows above which `export_usage_csv` refuses and points to COPY.
 pub const MAX_CSV_EXPORT_ROWS: i64 = 1_000_000;
+/// Bytes of CSV above which `export_usage_csv` refuses and points to COPY;
+/// checked before each row is appended, so the backend never holds more.
+pub const MAX_CSV_EXPORT_BYTES: usize = 256 * 1024 * 1024;
+/// Rows fetched per cursor round trip: bounded, since a row may carry up to
+/// 64 KiB of metadata.
+const EXPORT_BATCH_ROWS: i64 = 1_000;
 
-fn parse(filters: Option<&JsonB>) -> Filters {
+fn refuse_large_export(limit: &str) -> ! {
+    raise_invalid(format!(
+        "export_usage_csv: the export would exceed {limit}; narrow the filters or stream the rows with \
+         COPY (SELECT * FROM usage_analytics.usage_export('<filters>')) TO STDOUT WITH (FORMAT csv, HEADER)"
+    ))
+}
+
+fn parse(filters: Option<&FiltersArg>) -> Filters {
     Filters::parse(filters.map(|j| &j.0)).unwrap_or_else(|e| raise_invalid(e))
 }
 
@@ -24,7 +38,7 @@ fn to_timestamp(micros: Option<i64>) -> Option<TimestampWithTimeZone> {
 
 /// Validates a filter document, raising an error that names the bad key.
 #[pg_extern(immutable, parallel_safe)]
-fn check_filters(filters: Option<JsonB>) -> bool {
+fn check_filters(filters: Option<FiltersArg>) -> bool {
     parse(filters.as_ref());
     true
 }
@@ -32,7 +46,7 @@ fn check_filters(filters: Option<JsonB>) -> bool {
 /// `start_date` (inclusive), `end_date` (exclusive; a plain date means the
 /// next midnight UTC) or `after_timestamp` of a filter document.
 #[pg_extern(immutable, parallel_safe)]
-fn _filter_timestamp(filters: Option<JsonB>, field: &str) -> Option<TimestampWithTimeZone> {
+fn _filter_timestamp(filters: Option<FiltersArg>, field: &str) -> Option<TimestampWithTimeZone> {
     let f = parse(filters.as_ref());
     match field {
         "start_date" => to_timestamp(f.start),
@@ -44,7 +58,7 @@ fn _filter_timestamp(filters: Option<JsonB>, field: &str) -> Option<TimestampWit
 
 /// A text filter, normalised as it is stored; `search` is the ILIKE pattern.
 #[pg_extern(immutable, parallel_safe)]
-fn _filter_text(filters: Option<JsonB>, field: &str) -> Option<String> {
+fn _filter_text(filters: Option<FiltersArg>, field: &str) -> Option<String> {
     let f = parse(filters.as_ref());
     match field {
         "agent_id" => f.agent_id,
@@ -58,7 +72,7 @@ fn _filter_text(filters: Option<JsonB>, field: &str) -> Option<String> {
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn _filter_uuid(filters: Option<JsonB>, field: &str) -> Option<Uuid> {
+fn _filter_uuid(filters: Option<FiltersArg>, field: &str) -> Option<Uuid> {
     let f = parse(filters.as_ref());
     let value = match field {
         "user_id" => f.user_id,
@@ -75,13 +89,13 @@ fn _filter_uuid(filters: Option<JsonB>, field: &str) -> Option<Uuid> {
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn _filter_success(filters: Option<JsonB>) -> Option<bool> {
+fn _filter_success(filters: Option<FiltersArg>) -> Option<bool> {
     parse(filters.as_ref()).success
 }
 
 /// Whether whole days may be read from the daily rollups for these filters.
 #[pg_extern(immutable, parallel_safe)]
-fn _filter_rollup_compatible(filters: Option<JsonB>) -> bool {
+fn _filter_rollup_compatible(filters: Option<FiltersArg>) -> bool {
     parse(filters.as_ref()).rollup_compatible()
 }
 
@@ -112,9 +126,10 @@ const EXPORT_COLUMNS: &[(&str, Cell)] = &[
 /// 8601 UTC) of the rows matching `filters`, oldest first. Bounded to
 /// `MAX_CSV_EXPORT_ROWS`; larger exports use COPY over `usage_export`.
 #[pg_extern(stable, parallel_safe)]
-fn export_usage_csv(filters: default!(Option<JsonB>, "'{}'")) -> String {
-    let filters = filters.unwrap_or(JsonB(serde_json::json!({})));
+fn export_usage_csv(filters: default!(Option<FiltersArg>, "'{}'")) -> String {
+    let filters = filters.unwrap_or(FiltersArg(serde_json::json!({})));
     parse(Some(&filters));
+    let filters = JsonB(filters.0);
     // The timestamp (formatted here) and every other column's text output
     // as one array: a row is then deconstructed once, not walked per column.
     let text_columns: Vec<String> = EXPORT_COLUMNS
@@ -141,24 +156,21 @@ fn export_usage_csv(filters: default!(Option<JsonB>, "'{}'")) -> String {
     Spi::connect(|client| -> Result<(), pgrx::spi::Error> {
         let mut cursor = client.try_open_cursor(query.as_str(), &[filters.into()])?;
         loop {
-            let batch = cursor.fetch(10_000)?;
+            let batch = cursor.fetch(EXPORT_BATCH_ROWS)?;
             if batch.is_empty() {
                 return Ok(());
             }
             if out.capacity() - out.len() < batch.len() * 400 {
-                out.reserve(batch.len() * 400);
+                out.reserve((batch.len() * 400).min(MAX_CSV_EXPORT_BYTES.saturating_sub(out.len())));
             }
             for row in batch {
                 rows += 1;
                 if rows > MAX_CSV_EXPORT_ROWS {
-                    raise_invalid(format!(
-                        "export_usage_csv: more than {MAX_CSV_EXPORT_ROWS} rows match; narrow the filters or stream them with \
-                         COPY (SELECT * FROM usage_analytics.usage_export('<filters>')) TO STDOUT WITH (FORMAT csv, HEADER)"
-                    ));
+                    refuse_large_export(&format!("{MAX_CSV_EXPORT_ROWS} rows"));
                 }
                 timestamp.clear();
                 if let Some(ts) = row.get::<TimestampWithTimeZone>(1)? {
-                    push_iso8601_utc(&mut timestamp, pg_sys::TimestampTz::from(ts));
+                    push_timestamp_micros(&mut timestamp, pg_sys::TimestampTz::from(ts));
                 }
                 let texts = row.get::<pgrx::Array<&str>>(2)?.expect("ARRAY[] is never NULL");
                 let mut texts = texts.iter();
@@ -171,42 +183,15 @@ fn export_usage_csv(filters: default!(Option<JsonB>, "'{}'")) -> String {
                     };
                     fields[i] = (value, *kind);
                 }
+                // Quoting at most doubles a field, plus separators and quotes.
+                let worst_case: usize = fields.iter().map(|(v, _)| 2 * v.map_or(0, str::len) + 4).sum();
+                if out.len() + worst_case > MAX_CSV_EXPORT_BYTES {
+                    refuse_large_export(&format!("{} MiB", MAX_CSV_EXPORT_BYTES / (1024 * 1024)));
+                }
                 push_record(&mut out, fields);
             }
         }
     })
     .unwrap_or_else(|e| error!("export_usage_csv: {e}"));
     out
-}
-
-/// `2024-12-01T10:15:00.123456Z` for a Postgres timestamp (microseconds
-/// since 2000-01-01 UTC); infinities as Postgres spells them.
-fn push_iso8601_utc(out: &mut String, micros: i64) {
-    use chrono::{Datelike, Timelike};
-    use std::fmt::Write;
-    const PG_EPOCH_UNIX_SECONDS: i64 = 946_684_800;
-    match micros {
-        i64::MIN => out.push_str("-infinity"),
-        i64::MAX => out.push_str("infinity"),
-        _ => {
-            let seconds = micros.div_euclid(1_000_000) + PG_EPOCH_UNIX_SECONDS;
-            let fraction = micros.rem_euclid(1_000_000);
-            // Field by field: chrono's format strings are parsed on every call.
-            match chrono::DateTime::from_timestamp(seconds, 0) {
-                Some(t) => {
-                    let _ = write!(
-                        out,
-                        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{fraction:06}Z",
-                        t.year(),
-                        t.month(),
-                        t.day(),
-                        t.hour(),
-                        t.minute(),
-                        t.second()
-                    );
-                }
-                None => out.push_str("out-of-range"),
-            }
-        }
-    }
 }

@@ -2,10 +2,11 @@
 //! `track_detailed_usage`, the checked entry point for applications.
 
 use crate::price_cache::{price_book, to_numeric};
-use crate::validate::{self, InvalidArgument, MAX_AGENT_NAME_CHARS, MAX_ERROR_MESSAGE_CHARS};
+use crate::validate::{self, InvalidArgument, MAX_AGENT_NAME_CHARS, MAX_ERROR_MESSAGE_CHARS, MAX_IDENTIFIER_CHARS};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
+use crate::json_args::MetadataArg;
 use pgrx::{JsonB, PgSqlErrorCode, PgTupleDesc, Uuid};
 use std::cell::RefCell;
 
@@ -25,6 +26,9 @@ fn checked<T>(result: Result<T, InvalidArgument>) -> T {
 /// (each partition has its own descriptor).
 #[derive(Default)]
 struct UsageColumns {
+    agent_id: Option<usize>,
+    agent_name: Option<usize>,
+    error_message: Option<usize>,
     provider: Option<usize>,
     framework: Option<usize>,
     message_type: Option<usize>,
@@ -41,6 +45,9 @@ impl UsageColumns {
         let mut columns = UsageColumns::default();
         for (i, att) in tupdesc.iter().enumerate().filter(|(_, a)| !a.is_dropped()) {
             let slot = match att.name() {
+                "agent_id" => &mut columns.agent_id,
+                "agent_name" => &mut columns.agent_name,
+                "error_message" => &mut columns.error_message,
                 "provider" => &mut columns.provider,
                 "framework" => &mut columns.framework,
                 "message_type" => &mut columns.message_type,
@@ -91,10 +98,70 @@ impl Row {
     }
 }
 
-/// BEFORE INSERT row trigger on `agent_usage_detailed`: normalises the
-/// enumerations, resolves the canonical model and, unless the caller supplied
-/// `cost_usd`, prices the row at its own timestamp. `INSERT`, `COPY` and
-/// `track_detailed_usage` all pass through here, so they price identically.
+/// Whether this session is loading a dump (pg_dump output and pg_restore
+/// both run with `row_security = off`); see `_restoring()` in counters.sql.
+pub fn restoring() -> bool {
+    let value = unsafe { pg_sys::GetConfigOption(c"row_security".as_ptr(), true, false) };
+    !value.is_null() && unsafe { std::ffi::CStr::from_ptr(value) }.to_bytes() == b"off"
+}
+
+/// The documented limits of the text columns, checked on every insert path
+/// (track_detailed_usage checks them again, with its argument names):
+/// (column, longest, whether tab and line breaks are allowed).
+const TEXT_LIMITS: &[(&str, usize, bool)] = &[
+    ("agent_id", MAX_IDENTIFIER_CHARS, false),
+    ("framework", MAX_IDENTIFIER_CHARS, false),
+    ("provider", MAX_IDENTIFIER_CHARS, false),
+    ("message_type", MAX_IDENTIFIER_CHARS, false),
+    ("model", MAX_IDENTIFIER_CHARS, false),
+    ("requested_model", MAX_IDENTIFIER_CHARS, false),
+    ("agent_name", MAX_AGENT_NAME_CHARS, true),
+    ("error_message", MAX_ERROR_MESSAGE_CHARS, true),
+];
+
+impl UsageColumns {
+    fn text_column(&self, name: &str) -> Option<usize> {
+        match name {
+            "agent_id" => self.agent_id,
+            "framework" => self.framework,
+            "provider" => self.provider,
+            "message_type" => self.message_type,
+            "model" => self.model,
+            "requested_model" => self.requested_model,
+            "agent_name" => self.agent_name,
+            "error_message" => self.error_message,
+            _ => None,
+        }
+    }
+}
+
+fn check_row(row: &Row, columns: &UsageColumns) {
+    for &(name, max_chars, free_text) in TEXT_LIMITS {
+        let value: Option<String> = row.get(columns.text_column(name));
+        let checked = if free_text {
+            validate::usage_row_free_text(name, value.as_deref(), max_chars)
+        } else {
+            validate::usage_row_text(name, value.as_deref(), max_chars)
+        };
+        if let Err(e) = checked {
+            raise_invalid(format!("agent_usage_detailed: {e}"));
+        }
+    }
+    if let Some(at) = row.get::<TimestampWithTimeZone>(columns.timestamp) {
+        if at.is_infinity() || at.is_neg_infinity() {
+            raise_invalid(format!(
+                "agent_usage_detailed: invalid timestamp: must be finite, got {at}"
+            ));
+        }
+    }
+}
+
+/// BEFORE INSERT row trigger on `agent_usage_detailed`: checks the documented
+/// limits, normalises the enumerations, resolves the canonical model from
+/// what the caller sent (`requested_model`, else `model`) and, unless the
+/// caller supplied `cost_usd`, prices the row at its own timestamp. `INSERT`,
+/// `COPY` and `track_detailed_usage` all pass through here, so they check and
+/// price identically. Rows loaded by a restore are left exactly as dumped.
 /// The row is deformed once and formed once (this runs for every row of a
 /// bulk load).
 #[pg_trigger]
@@ -104,6 +171,10 @@ fn price_usage_row<'a>(
     let data = trigger.trigger_data();
     if data.tg_trigtuple.is_null() {
         return Ok(None);
+    }
+    if restoring() {
+        let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked((*data.tg_relation).rd_att) };
+        return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(tupdesc, data.tg_trigtuple) }));
     }
     let raw_tupdesc = unsafe { (*data.tg_relation).rd_att };
     let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked(raw_tupdesc) };
@@ -123,10 +194,15 @@ fn price_usage_row<'a>(
         );
     }
 
+    check_row(&row, &columns);
     let provider = row.normalise(columns.provider);
     row.normalise(columns.framework);
     row.normalise(columns.message_type);
-    let model: Option<String> = row.get(columns.model);
+    // What the caller sent decides: a re-inserted row (INSERT … SELECT, ETL)
+    // whose model was unknown keeps model NULL in `model` but its name in
+    // `requested_model`, and must not be priced as the provider default.
+    let sent: Option<String> = row.get(columns.requested_model);
+    let model: Option<String> = sent.or_else(|| row.get(columns.model));
     let book = price_book();
     let canonical = book.resolve(provider.as_deref(), model.as_deref());
     if row.get::<pg_sys::Datum>(columns.cost_usd).is_none() {
@@ -147,7 +223,7 @@ fn price_usage_row<'a>(
             row.set(columns.requested_model, Some(sent.clone()));
         }
     }
-    if canonical != model {
+    if canonical != row.get::<String>(columns.model) {
         row.set(columns.model, canonical);
     }
     let tuple = if row.changed {
@@ -184,7 +260,7 @@ fn track_detailed_usage(
     response_time_ms: Option<i32>,
     success: Option<bool>,
     error_message: default!(Option<&str>, "NULL"),
-    request_metadata: default!(Option<JsonB>, "'{}'"),
+    request_metadata: default!(Option<MetadataArg>, "'{}'"),
     model: default!(Option<&str>, "NULL"),
 ) -> Uuid {
     let Some(user_id) = user_id else {
@@ -213,11 +289,7 @@ fn track_detailed_usage(
         .map(|j| j.0)
         .unwrap_or_else(|| serde_json::json!({}));
     checked(validate::metadata(&metadata));
-    let model = checked(validate::optional_text(
-        "model",
-        model,
-        validate::MAX_IDENTIFIER_CHARS,
-    ));
+    let model = checked(validate::optional_identifier("model", model));
 
     // The id is made here, not by RETURNING: a writer may record usage for a
     // user whose rows it cannot read (RETURNING would apply SELECT policies).
