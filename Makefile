@@ -12,7 +12,7 @@ PGRX_VERSION := 0.18.0
 APT_PACKAGES := postgresql-15 postgresql-server-dev-15 libclang-dev sudo \
                 postgresql-15-cron prometheus prometheus-postgres-exporter
 
-.PHONY: all deps build install install-release install-upgrade-scripts freeze-release test fmt-check clippy unit pgrx-test integration \
+.PHONY: all deps build install install-release upgrade-script install-upgrade-scripts freeze-release test fmt-check clippy unit pgrx-test integration \
         grafana-test demo bench bench-smoke fuzz clean
 
 all: build
@@ -36,9 +36,16 @@ install-release: deps
 	cd pg_usage_analytics && cargo pgrx install --release --pg-config "$(PG_CONFIG)"
 	$(MAKE) --no-print-directory install-upgrade-scripts
 
+## upgrade-script: replay every SQL function of sql/*.sql in the upgrade
+## script to the current version (scripts/upgrade_functions.py).
+SQL_SOURCES := sql/schema.sql sql/counters.sql sql/partitions.sql sql/queries.sql sql/rollups.sql sql/security.sql
+CURRENT_UPGRADE := sql/upgrades/pg_usage_analytics--0.1.0--$(VERSION).sql
+upgrade-script:
+	python3 scripts/upgrade_functions.py $(CURRENT_UPGRADE) $(SQL_SOURCES)
+
 ## Released versions' install scripts and the upgrade scripts between them,
 ## so ALTER EXTENSION pg_usage_analytics UPDATE works from any shipped version.
-install-upgrade-scripts:
+install-upgrade-scripts: upgrade-script
 	@for f in sql/released/*.sql sql/upgrades/*.sql; do \
 	    [ -e "$$f" ] || continue; \
 	    [ "$$(basename $$f)" = "pg_usage_analytics--$(VERSION).sql" ] && continue; \

@@ -3,16 +3,34 @@
 -- Pricing: a BEFORE INSERT row trigger (Rust) prices every row, whichever
 -- path inserted it (track_detailed_usage, INSERT, COPY).
 --
--- Counters: an AFTER INSERT statement trigger with a transition table folds
--- each statement's rows into two small tables in the same transaction:
---  * usage_counters: lifetime totals per label set, the exporter's counters;
+-- Counters: AFTER statement triggers with transition tables fold each
+-- statement's rows into two small tables in the same transaction:
+--  * usage_counters: lifetime totals per label set, the exporter's counters
+--    (inserts only: deletes never make a counter go down);
 --  * usage_daily_user: per (UTC day, user) totals, for active users, today's
---    top users and knowing which days the rollups still describe exactly.
+--    top users and knowing which days the rollups still describe exactly
+--    (inserts add, deletes subtract, updates do both and count as changes).
 -- Being transactional, a rolled-back insert never counts and transactions
--- that commit out of order are each counted once. Deletes do not touch the
--- counters, so retention never makes a counter go down. Concurrent writers
--- spread over shards (backend pid mod 8), and each statement upserts its
--- keys in sorted order, so two writers never deadlock on counter rows.
+-- that commit out of order are each counted once.
+--
+-- Every writer upserts only rows of its own shard, shard = its backend pid.
+-- No two live backends share a pid, so writers never wait for each other's
+-- bookkeeping rows: no deadlock whatever order they write users in, no
+-- serialization failure under REPEATABLE READ, and an open transaction never
+-- blocks another writer. The scheduled maintenance folds the shards of
+-- backends that have exited into shard 0 (_compact_bookkeeping), so the
+-- tables stay as small as (keys x live backends).
+--
+-- Restores: pg_dump and pg_restore run with row_security = off and load the
+-- dumped bookkeeping as it was, so these triggers (and the pricing and audit
+-- triggers) leave restored rows alone (_restoring()).
+
+-- Whether this session is loading a dump: pg_dump's output and pg_restore
+-- both SET row_security = off, which no ordinary session of the extension's
+-- roles can work with (row-level security would refuse its reads).
+CREATE FUNCTION usage_analytics._restoring() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT current_setting('row_security') = 'off' $$;
 
 CREATE TRIGGER price_usage_row
     BEFORE INSERT ON usage_analytics.agent_usage_detailed
@@ -27,7 +45,8 @@ CREATE TRIGGER invalidate_price_cache
     FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics.invalidate_price_cache();
 
 CREATE TABLE usage_analytics.usage_counters (
-    shard                smallint NOT NULL,
+    -- The writing backend's pid (0: folded shards of exited backends).
+    shard                integer  NOT NULL,
     provider             text     NOT NULL,
     framework            text     NOT NULL,
     agent_id             text     NOT NULL,
@@ -65,35 +84,120 @@ CREATE TABLE usage_analytics.usage_daily_user (
     cost_usd          numeric     NOT NULL,
     first_seen        timestamptz NOT NULL,
     last_seen         timestamptz NOT NULL,
-    PRIMARY KEY (day, user_id)
+    -- As in usage_counters: the writing backend's pid, 0 for folded shards.
+    shard             integer     NOT NULL DEFAULT 0,
+    -- Rows of the day updated or deleted (rollups of the day go stale).
+    changes           bigint      NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, user_id, shard)
 );
 CREATE INDEX usage_daily_user_user_idx ON usage_analytics.usage_daily_user (user_id, day);
+
+-- The upsert that adds the rows of a statement's transition table ($1 = 1:
+-- inserts, the new rows of updates) or subtracts them ($1 = -1: deletes, the
+-- old rows of updates) in usage_daily_user, in this backend's shard; $2 = 1
+-- counts the rows as changed. Trigger functions EXECUTE it themselves:
+-- transition tables are visible only inside the trigger function.
+CREATE FUNCTION usage_analytics._daily_usage_upsert(transition_table text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $f$
+    SELECT format($q$
+    INSERT INTO usage_analytics.usage_daily_user AS d
+        (day, user_id, shard, requests, input_tokens, output_tokens, cost_usd, first_seen, last_seen, changes)
+    SELECT ("timestamp" AT TIME ZONE 'UTC')::date, user_id, pg_backend_pid(),
+           $1 * count(*), $1 * coalesce(sum(input_tokens), 0), $1 * coalesce(sum(output_tokens), 0),
+           $1 * coalesce(sum(cost_usd), 0), min("timestamp"), max("timestamp"), $2 * count(*)
+      FROM %I
+     GROUP BY 1, 2
+    ON CONFLICT (day, user_id, shard) DO UPDATE SET
+        requests      = d.requests + excluded.requests,
+        input_tokens  = d.input_tokens + excluded.input_tokens,
+        output_tokens = d.output_tokens + excluded.output_tokens,
+        cost_usd      = d.cost_usd + excluded.cost_usd,
+        first_seen    = least(d.first_seen, excluded.first_seen),
+        last_seen     = greatest(d.last_seen, excluded.last_seen),
+        changes       = d.changes + excluded.changes
+    $q$, transition_table)
+$f$;
+
+-- Label tuples (provider, framework, agent_id, model, message_type) that
+-- have their own exporter series. Label values are free text, and each
+-- distinct tuple would be a permanent series: a flood of distinct agent ids
+-- or unknown model names would make every scrape slower until monitoring
+-- fails. The first usage_analytics.exporter_max_series tuples (a superuser
+-- setting, default 10000) are admitted; rows of any later tuple are counted
+-- under the tuple ('other', 'other', 'other', 'other', 'other'). Admission is
+-- permanent, so every series stays monotonic. Sharded by backend like the
+-- counters: admitting never waits for another writer.
+CREATE TABLE usage_analytics.usage_series (
+    provider     text    NOT NULL,
+    framework    text    NOT NULL,
+    agent_id     text    NOT NULL,
+    model        text    NOT NULL,
+    message_type text    NOT NULL,
+    shard        integer NOT NULL,
+    PRIMARY KEY (provider, framework, agent_id, model, message_type, shard)
+);
 
 CREATE FUNCTION usage_analytics._count_inserted_usage() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
+DECLARE
+    max_series bigint := coalesce(nullif(current_setting('usage_analytics.exporter_max_series', true), '')::bigint,
+                                  10000);
 BEGIN
+    IF usage_analytics._restoring() THEN
+        RETURN NULL;
+    END IF;
+    WITH g AS MATERIALIZED (
+        SELECT coalesce(provider, '') AS provider, coalesce(framework, '') AS framework, agent_id,
+               coalesce(model, lower(requested_model), '') AS model, coalesce(message_type, '') AS message_type,
+               success,
+               count(*) AS requests, coalesce(sum(input_tokens), 0) AS input_tokens,
+               coalesce(sum(output_tokens), 0) AS output_tokens,
+               coalesce(sum(cost_usd), 0) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
+               count(response_time_ms) AS rt_count, coalesce(sum(response_time_ms), 0) AS rt_sum,
+               count(*) FILTER (WHERE response_time_ms <= 100) AS le_100ms,
+               count(*) FILTER (WHERE response_time_ms <= 250) AS le_250ms,
+               count(*) FILTER (WHERE response_time_ms <= 500) AS le_500ms,
+               count(*) FILTER (WHERE response_time_ms <= 1000) AS le_1s,
+               count(*) FILTER (WHERE response_time_ms <= 2500) AS le_2500ms,
+               count(*) FILTER (WHERE response_time_ms <= 5000) AS le_5s,
+               count(*) FILTER (WHERE response_time_ms <= 10000) AS le_10s,
+               count(*) FILTER (WHERE response_time_ms <= 20000) AS le_20s,
+               count(*) FILTER (WHERE response_time_ms <= 30000) AS le_30s,
+               count(*) FILTER (WHERE response_time_ms <= 60000) AS le_60s
+          FROM new_usage
+         GROUP BY 1, 2, 3, 4, 5, 6
+    ), k AS MATERIALIZED (
+        SELECT g.*, EXISTS (SELECT 1 FROM usage_analytics.usage_series s
+                             WHERE (s.provider, s.framework, s.agent_id, s.model, s.message_type)
+                                 = (g.provider, g.framework, g.agent_id, g.model, g.message_type)) AS known
+          FROM g
+    ), admitted AS (
+        INSERT INTO usage_analytics.usage_series (provider, framework, agent_id, model, message_type, shard)
+        SELECT DISTINCT provider, framework, agent_id, model, message_type, pg_backend_pid()
+          FROM k
+         WHERE NOT known AND (SELECT count(*) FROM usage_analytics.usage_series) < max_series
+        ON CONFLICT DO NOTHING
+        RETURNING provider, framework, agent_id, model, message_type
+    ), labelled AS (
+        SELECT CASE WHEN k.known OR a.agent_id IS NOT NULL
+                    THEN ARRAY[k.provider, k.framework, k.agent_id, k.model, k.message_type]
+                    ELSE ARRAY['other', 'other', 'other', 'other', 'other'] END AS l,
+               k.*
+          FROM k
+          LEFT JOIN admitted a
+            ON (a.provider, a.framework, a.agent_id, a.model, a.message_type)
+             = (k.provider, k.framework, k.agent_id, k.model, k.message_type)
+    )
     INSERT INTO usage_analytics.usage_counters AS c
-    SELECT (pg_backend_pid() % 8)::smallint,
-           coalesce(provider, ''), coalesce(framework, ''), agent_id,
-           coalesce(model, lower(requested_model), ''), coalesce(message_type, ''), success,
-           count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
-           coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE cost_usd IS NULL),
-           count(response_time_ms), coalesce(sum(response_time_ms), 0),
-           count(*) FILTER (WHERE response_time_ms <= 100),
-           count(*) FILTER (WHERE response_time_ms <= 250),
-           count(*) FILTER (WHERE response_time_ms <= 500),
-           count(*) FILTER (WHERE response_time_ms <= 1000),
-           count(*) FILTER (WHERE response_time_ms <= 2500),
-           count(*) FILTER (WHERE response_time_ms <= 5000),
-           count(*) FILTER (WHERE response_time_ms <= 10000),
-           count(*) FILTER (WHERE response_time_ms <= 20000),
-           count(*) FILTER (WHERE response_time_ms <= 30000),
-           count(*) FILTER (WHERE response_time_ms <= 60000)
-      FROM new_usage
-     GROUP BY 2, 3, 4, 5, 6, 7
-     ORDER BY 2, 3, 4, 5, 6, 7
+    SELECT pg_backend_pid(), l[1], l[2], l[3], l[4], l[5], success,
+           sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced),
+           sum(rt_count), sum(rt_sum), sum(le_100ms), sum(le_250ms), sum(le_500ms), sum(le_1s),
+           sum(le_2500ms), sum(le_5s), sum(le_10s), sum(le_20s), sum(le_30s), sum(le_60s)
+      FROM labelled
+     GROUP BY l, success
     ON CONFLICT (provider, framework, agent_id, model, message_type, success, shard) DO UPDATE SET
         requests             = c.requests + excluded.requests,
         input_tokens         = c.input_tokens + excluded.input_tokens,
@@ -113,20 +217,7 @@ BEGIN
         rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
         rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s;
 
-    INSERT INTO usage_analytics.usage_daily_user AS d
-    SELECT ("timestamp" AT TIME ZONE 'UTC')::date, user_id,
-           count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
-           coalesce(sum(cost_usd), 0), min("timestamp"), max("timestamp")
-      FROM new_usage
-     GROUP BY 1, 2
-     ORDER BY 1, 2
-    ON CONFLICT (day, user_id) DO UPDATE SET
-        requests      = d.requests + excluded.requests,
-        input_tokens  = d.input_tokens + excluded.input_tokens,
-        output_tokens = d.output_tokens + excluded.output_tokens,
-        cost_usd      = d.cost_usd + excluded.cost_usd,
-        first_seen    = least(d.first_seen, excluded.first_seen),
-        last_seen     = greatest(d.last_seen, excluded.last_seen);
+    EXECUTE usage_analytics._daily_usage_upsert('new_usage') USING 1, 0;
     RETURN NULL;
 END;
 $$;
@@ -135,6 +226,143 @@ CREATE TRIGGER count_inserted_usage
     AFTER INSERT ON usage_analytics.agent_usage_detailed
     REFERENCING NEW TABLE AS new_usage
     FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_inserted_usage();
+
+-- Deletes and updates keep usage_daily_user equal to the table (the
+-- exporter's lifetime counters are left alone: they never go down).
+CREATE FUNCTION usage_analytics._count_changed_usage() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+BEGIN
+    IF usage_analytics._restoring() THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE usage_analytics._daily_usage_upsert('old_usage') USING -1, 1;
+    IF TG_OP = 'UPDATE' THEN
+        EXECUTE usage_analytics._daily_usage_upsert('new_usage') USING 1, 0;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER count_deleted_usage
+    AFTER DELETE ON usage_analytics.agent_usage_detailed
+    REFERENCING OLD TABLE AS old_usage
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_changed_usage();
+CREATE TRIGGER count_updated_usage
+    AFTER UPDATE ON usage_analytics.agent_usage_detailed
+    REFERENCING OLD TABLE AS old_usage NEW TABLE AS new_usage
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_changed_usage();
+
+-- TRUNCATE empties the table: the per-day bookkeeping follows (rollups stay,
+-- and read as stale until rolled up again).
+CREATE FUNCTION usage_analytics._count_truncated_usage() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+BEGIN
+    IF NOT usage_analytics._restoring() THEN
+        DELETE FROM usage_analytics.usage_daily_user;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER count_truncated_usage
+    AFTER TRUNCATE ON usage_analytics.agent_usage_detailed
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_truncated_usage();
+
+-- Folds the bookkeeping shards of backends that have exited into shard 0.
+-- Rows of live backends are never touched, so no writer ever waits for this.
+-- Returns the number of shard rows folded.
+CREATE FUNCTION usage_analytics._compact_bookkeeping() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    folded_counters bigint;
+    folded_days     bigint;
+    live            integer[];
+BEGIN
+    PERFORM 1 FROM usage_analytics.maintenance_lock WHERE name = 'compact_bookkeeping' FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;  -- another run is compacting
+    END IF;
+    live := ARRAY(SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL);
+    WITH gone AS (
+        DELETE FROM usage_analytics.usage_counters c
+         WHERE c.shard <> 0 AND NOT c.shard = ANY (live)
+        RETURNING c.*
+    ), folded AS (
+        INSERT INTO usage_analytics.usage_counters AS c
+        SELECT 0, provider, framework, agent_id, model, message_type, success,
+               sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced_requests),
+               sum(response_time_count), sum(response_time_sum_ms),
+               sum(rt_le_100ms), sum(rt_le_250ms), sum(rt_le_500ms), sum(rt_le_1s), sum(rt_le_2500ms),
+               sum(rt_le_5s), sum(rt_le_10s), sum(rt_le_20s), sum(rt_le_30s), sum(rt_le_60s)
+          FROM gone
+         GROUP BY provider, framework, agent_id, model, message_type, success
+         ORDER BY provider, framework, agent_id, model, message_type, success
+        ON CONFLICT (provider, framework, agent_id, model, message_type, success, shard) DO UPDATE SET
+            requests             = c.requests + excluded.requests,
+            input_tokens         = c.input_tokens + excluded.input_tokens,
+            output_tokens        = c.output_tokens + excluded.output_tokens,
+            cost_usd             = c.cost_usd + excluded.cost_usd,
+            unpriced_requests    = c.unpriced_requests + excluded.unpriced_requests,
+            response_time_count  = c.response_time_count + excluded.response_time_count,
+            response_time_sum_ms = c.response_time_sum_ms + excluded.response_time_sum_ms,
+            rt_le_100ms          = c.rt_le_100ms + excluded.rt_le_100ms,
+            rt_le_250ms          = c.rt_le_250ms + excluded.rt_le_250ms,
+            rt_le_500ms          = c.rt_le_500ms + excluded.rt_le_500ms,
+            rt_le_1s             = c.rt_le_1s + excluded.rt_le_1s,
+            rt_le_2500ms         = c.rt_le_2500ms + excluded.rt_le_2500ms,
+            rt_le_5s             = c.rt_le_5s + excluded.rt_le_5s,
+            rt_le_10s            = c.rt_le_10s + excluded.rt_le_10s,
+            rt_le_20s            = c.rt_le_20s + excluded.rt_le_20s,
+            rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
+            rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s
+        RETURNING 1
+    )
+    SELECT count(*) INTO folded_counters FROM gone;
+
+    WITH gone AS (
+        DELETE FROM usage_analytics.usage_daily_user d
+         WHERE d.shard <> 0 AND NOT d.shard = ANY (live)
+        RETURNING d.*
+    ), folded AS (
+        INSERT INTO usage_analytics.usage_daily_user AS d
+            (day, user_id, shard, requests, input_tokens, output_tokens, cost_usd, first_seen, last_seen, changes)
+        SELECT day, user_id, 0, sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd),
+               min(first_seen), max(last_seen), sum(changes)
+          FROM gone
+         GROUP BY day, user_id
+         ORDER BY day, user_id
+        ON CONFLICT (day, user_id, shard) DO UPDATE SET
+            requests      = d.requests + excluded.requests,
+            input_tokens  = d.input_tokens + excluded.input_tokens,
+            output_tokens = d.output_tokens + excluded.output_tokens,
+            cost_usd      = d.cost_usd + excluded.cost_usd,
+            first_seen    = least(d.first_seen, excluded.first_seen),
+            last_seen     = greatest(d.last_seen, excluded.last_seen),
+            changes       = d.changes + excluded.changes
+        RETURNING 1
+    )
+    SELECT count(*) INTO folded_days FROM gone;
+
+    WITH gone AS (
+        DELETE FROM usage_analytics.usage_series s
+         WHERE s.shard <> 0 AND NOT s.shard = ANY (live)
+        RETURNING s.*
+    ), folded AS (
+        INSERT INTO usage_analytics.usage_series (provider, framework, agent_id, model, message_type, shard)
+        SELECT DISTINCT provider, framework, agent_id, model, message_type, 0 FROM gone
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT folded_days + count(*) INTO folded_days FROM gone;
+    RETURN folded_counters + folded_days;
+END;
+$$;
 
 -- ---------------------------------------------------------------------------
 -- What the exporter reads. Each function scans only the small tables above
@@ -185,7 +413,7 @@ AS $$
      ORDER BY w.span
 $$;
 
--- Today's (UTC) top users by cost.
+-- Today's (UTC) top users by cost; at most 100 (a bounded label set).
 CREATE FUNCTION usage_analytics.metrics_top_users(n integer DEFAULT 10)
 RETURNS TABLE (rank integer, user_id uuid, cost_usd numeric, requests bigint)
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -193,10 +421,13 @@ SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
     SELECT (row_number() OVER (ORDER BY d.cost_usd DESC, d.user_id))::integer,
            d.user_id, d.cost_usd, d.requests
-      FROM usage_analytics.usage_daily_user d
-     WHERE d.day = (now() AT TIME ZONE 'UTC')::date
+      FROM (SELECT user_id, sum(cost_usd) AS cost_usd, sum(requests)::bigint AS requests
+              FROM usage_analytics.usage_daily_user
+             WHERE day = (now() AT TIME ZONE 'UTC')::date
+             GROUP BY user_id
+            HAVING sum(requests) > 0) d
      ORDER BY d.cost_usd DESC, d.user_id
-     LIMIT greatest(n, 0)
+     LIMIT least(greatest(n, 0), 100)
 $$;
 
 -- When the last rollup run finished (NULL when none ran yet).

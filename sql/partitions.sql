@@ -3,12 +3,27 @@
 -- Creates the monthly partitions from months_back before the current month to
 -- months_ahead after it; returns how many it created. Rows that had landed
 -- in the default partition for a month being created are moved into it.
+--
+-- Locking, so that readers and writers never queue behind it:
+--  * a new month is created as a plain table and then ATTACHed, which takes
+--    SHARE UPDATE EXCLUSIVE on the parent (compatible with reads and
+--    writes), not the ACCESS EXCLUSIVE of CREATE TABLE … PARTITION OF;
+--  * ATTACH still needs ACCESS EXCLUSIVE on the default partition, and
+--    moving rows out of it blocks writes into it: lock_timeout bounds every
+--    wait, and a month whose locks are not granted in time is skipped with
+--    a WARNING and created by the next run;
+--  * concurrent runs serialise on a row of maintenance_lock, which no role
+--    outside the extension can lock (an advisory lock key can be taken by
+--    anyone who can connect).
+-- Partitions are created outside the extension (not members): pg_dump then
+-- dumps each with its rows, and a restore in another month recreates them.
 -- New partitions get no grants: nobody but the owner reads a partition
 -- directly (row-level security is enforced on the parent only).
 CREATE FUNCTION usage_analytics.ensure_partitions(months_ahead integer DEFAULT 3, months_back integer DEFAULT 1)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
+SET lock_timeout = '1s'
 AS $$
 DECLARE
     month_start date;
@@ -26,8 +41,11 @@ BEGIN
         RAISE EXCEPTION 'ensure_partitions: months_back must be between 0 and 600, got %',
             coalesce(months_back::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- One creator at a time (pg_cron and an admin may run it together).
-    PERFORM pg_advisory_xact_lock(hashtext('usage_analytics.ensure_partitions'));
+    PERFORM 1 FROM usage_analytics.maintenance_lock WHERE name = 'ensure_partitions' FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'ensure_partitions: another run is creating partitions; skipped';
+        RETURN 0;
+    END IF;
 
     SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
       FROM pg_attribute
@@ -40,23 +58,35 @@ BEGIN
         CONTINUE WHEN to_regclass(format('usage_analytics.%I', part)) IS NOT NULL;
         lo := month_start::timestamp AT TIME ZONE 'UTC';
         hi := (month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC';
-        IF EXISTS (SELECT 1 FROM usage_analytics.agent_usage_detailed_default
-                    WHERE "timestamp" >= lo AND "timestamp" < hi) THEN
-            -- Move the month's rows out of the default partition, then attach.
+        BEGIN
             EXECUTE format('CREATE TABLE usage_analytics.%I (LIKE usage_analytics.agent_usage_detailed '
                            'INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)', part);
-            EXECUTE format('INSERT INTO usage_analytics.%I (%s) SELECT %s FROM usage_analytics.agent_usage_detailed_default '
-                           'WHERE "timestamp" >= $1 AND "timestamp" < $2', part, columns, columns)
-                USING lo, hi;
-            DELETE FROM usage_analytics.agent_usage_detailed_default WHERE "timestamp" >= lo AND "timestamp" < hi;
+            IF EXISTS (SELECT 1 FROM usage_analytics.agent_usage_detailed_default
+                        WHERE "timestamp" >= lo AND "timestamp" < hi) THEN
+                -- Writers of that month wait (at most lock_timeout) while its
+                -- rows move in one statement; none can slip in between.
+                LOCK TABLE usage_analytics.agent_usage_detailed_default IN EXCLUSIVE MODE;
+                EXECUTE format('WITH moved AS (DELETE FROM usage_analytics.agent_usage_detailed_default '
+                               'WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING %s) '
+                               'INSERT INTO usage_analytics.%I (%s) SELECT %s FROM moved',
+                               columns, part, columns, columns)
+                    USING lo, hi;
+            END IF;
             EXECUTE format('ALTER TABLE usage_analytics.agent_usage_detailed ATTACH PARTITION usage_analytics.%I '
                            'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
-        ELSE
-            EXECUTE format('CREATE TABLE usage_analytics.%I PARTITION OF usage_analytics.agent_usage_detailed '
-                           'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
-        END IF;
-        EXECUTE format('REVOKE ALL ON usage_analytics.%I FROM PUBLIC', part);
-        created := created + 1;
+            PERFORM usage_analytics._hide_statistics(format('usage_analytics.%I', part)::regclass);
+            EXECUTE format('REVOKE ALL ON usage_analytics.%I FROM PUBLIC', part);
+            IF EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = 'pg_class'::regclass
+                          AND d.objid = format('usage_analytics.%I', part)::regclass
+                          AND d.deptype = 'e') THEN
+                EXECUTE format('ALTER EXTENSION pg_usage_analytics DROP TABLE usage_analytics.%I', part);
+            END IF;
+            created := created + 1;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE WARNING 'ensure_partitions: % not created: its locks were not granted within lock_timeout '
+                          '(a long transaction holds the default partition); the next run retries', part;
+        END;
     END LOOP;
     RETURN created;
 END;

@@ -103,13 +103,17 @@ AS $$
 $$;
 
 -- Days in [from_day, to_day] readable from the rollups, and up to when.
---  * fresh (covered_until = the day's end): the day's request count is what
---    the rollup run saw;
---  * partial (covered_until = just after the run's max_timestamp): the count
---    grew by exactly the rows after max_timestamp (the usual state of today
---    between scheduled runs), so rollup + those raw rows = the day. Late rows
---    inside the covered part break the equation and the day is read raw.
--- Reads only bookkeeping and counts (no usage rows), hence SECURITY DEFINER.
+--  * fresh (covered_until = the day's end): the day's request count and
+--    count of changed (updated or deleted) rows are what the rollup run saw;
+--  * partial (covered_until = just after the run's max_timestamp): no row
+--    changed since, and the count grew by exactly the rows after
+--    max_timestamp (the usual state of today between scheduled runs), so
+--    rollup + those raw rows = the day. Late rows inside the covered part
+--    break the equation and the day is read raw.
+-- Reads only bookkeeping and counts across all users, hence SECURITY
+-- DEFINER; callers other than admins get fresh days only, so it reveals no
+-- other user's timestamps (a day reads as stale when anyone's rows changed
+-- since its rollup: the one bit a reader can learn).
 CREATE FUNCTION usage_analytics._rollup_coverage(from_day date, to_day date)
 RETURNS TABLE (day date, covered_until timestamptz, partial boolean)
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -120,11 +124,13 @@ AS $$
                 ELSE s.max_timestamp + interval '1 microsecond' END,
            s.source_requests <> c.recorded
       FROM usage_analytics.rollup_state s
-     CROSS JOIN LATERAL (SELECT coalesce(sum(d.requests), 0) AS recorded
+     CROSS JOIN LATERAL (SELECT coalesce(sum(d.requests), 0) AS recorded, coalesce(sum(d.changes), 0) AS changes
                            FROM usage_analytics.usage_daily_user d WHERE d.day = s.day) c
      WHERE s.day BETWEEN from_day AND to_day
+       AND s.source_changes = c.changes
        AND (s.source_requests = c.recorded
-            OR s.max_timestamp IS NOT NULL
+            OR usage_analytics.is_admin()
+               AND s.max_timestamp IS NOT NULL
                AND s.source_requests + (SELECT count(*) FROM usage_analytics.agent_usage_detailed u
                                          WHERE u."timestamp" > s.max_timestamp
                                            AND u."timestamp" < (s.day + 1)::timestamp AT TIME ZONE 'UTC')
@@ -288,6 +294,8 @@ BEGIN
                     SELECT user_id, requests, input_tokens + output_tokens, cost FROM raw)
                    AS x (user_id, requests, tokens, cost)
              GROUP BY 1
+            -- Users whose rows were all deleted count no more.
+            HAVING sum(requests) > 0
         )$q$;
     ELSE
         sources := $q$

@@ -3,8 +3,9 @@
 -- (Re)builds agent_performance_metrics and system_analytics for one day in
 -- one transaction and returns the rows written. Idempotent: a re-run
 -- replaces the day with the same numbers, or with late rows included.
--- Reads the usage table without blocking writers; an advisory lock makes
--- concurrent runs for the same day queue instead of interleaving.
+-- Reads the usage table without blocking writers. Concurrent runs for the
+-- same day queue on the day's rollup_state row, which only the extension's
+-- functions can lock (no other role can stall the job by holding it).
 CREATE FUNCTION usage_analytics.rollup_daily(day date DEFAULT ((now() AT TIME ZONE 'UTC')::date - 1))
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
@@ -15,6 +16,7 @@ DECLARE
     lo      timestamptz;
     hi      timestamptz;
     source  bigint;
+    changed bigint;
     written integer;
     last_seen timestamptz;
 BEGIN
@@ -27,11 +29,14 @@ BEGIN
     END IF;
     lo := target::timestamp AT TIME ZONE 'UTC';
     hi := (target + 1)::timestamp AT TIME ZONE 'UTC';
-    PERFORM pg_advisory_xact_lock(hashtext('usage_analytics.rollup_daily'), target - date '2000-01-01');
+    INSERT INTO usage_analytics.rollup_state (day, rolled_at, source_requests, rows_written)
+    VALUES (target, '-infinity', -1, 0)
+    ON CONFLICT ON CONSTRAINT rollup_state_pkey DO NOTHING;
+    PERFORM 1 FROM usage_analytics.rollup_state s WHERE s.day = target FOR UPDATE;
 
     -- Counted before the aggregate: a row committed in between makes the day
     -- look stale (read from raw rows), never fresh while incomplete.
-    SELECT coalesce(sum(d.requests), 0) INTO source
+    SELECT coalesce(sum(d.requests), 0), coalesce(sum(d.changes), 0) INTO source, changed
       FROM usage_analytics.usage_daily_user d WHERE d.day = target;
 
     DELETE FROM usage_analytics.agent_performance_metrics WHERE date = target;
@@ -144,11 +149,10 @@ BEGIN
            t.unpriced
       FROM t;
 
-    INSERT INTO usage_analytics.rollup_state AS s (day, rolled_at, source_requests, rows_written, max_timestamp)
-    VALUES (target, clock_timestamp(), source, written + 1, last_seen)
-    ON CONFLICT ON CONSTRAINT rollup_state_pkey DO UPDATE
-        SET rolled_at = excluded.rolled_at, source_requests = excluded.source_requests,
-            rows_written = excluded.rows_written, max_timestamp = excluded.max_timestamp;
+    UPDATE usage_analytics.rollup_state s
+       SET rolled_at = clock_timestamp(), source_requests = source, rows_written = written + 1,
+           max_timestamp = last_seen, source_changes = changed
+     WHERE s.day = target;
     RETURN written + 1;
 END;
 $$;
@@ -180,20 +184,47 @@ BEGIN
 END;
 $$;
 
--- What the scheduled job runs: partitions ahead, then today and yesterday.
+-- What the scheduled job runs (CALL usage_analytics.run_maintenance()):
+-- partitions ahead, yesterday's and today's rollups, then folding the
+-- bookkeeping of exited backends. Each step commits on its own, so the
+-- short locks of partition creation are never held through a rollup, and a
+-- failing step does not undo the others. A procedure (transaction control),
+-- so it runs as its caller; every step it calls checks its own rights.
+CREATE PROCEDURE usage_analytics.run_maintenance()
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM usage_analytics.ensure_partitions();
+    COMMIT;
+    PERFORM usage_analytics.rollup_daily((now() AT TIME ZONE 'UTC')::date - 1);
+    COMMIT;
+    PERFORM usage_analytics.rollup_daily((now() AT TIME ZONE 'UTC')::date);
+    COMMIT;
+    PERFORM usage_analytics._compact_bookkeeping();
+    COMMIT;
+END;
+$$;
+
+-- The same steps in one transaction, for schedulers that can only run a
+-- SELECT. Prefer CALL usage_analytics.run_maintenance(): here a partition
+-- created in this run keeps its locks until the rollups finish.
 CREATE FUNCTION usage_analytics.run_scheduled_maintenance()
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
+DECLARE
+    written integer;
 BEGIN
     PERFORM usage_analytics.ensure_partitions();
-    RETURN usage_analytics.rollup_range((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date);
+    written := usage_analytics.rollup_range((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date);
+    PERFORM usage_analytics._compact_bookkeeping();
+    RETURN written;
 END;
 $$;
 
 -- Registers (or re-registers, by name) the pg_cron job running
--- run_scheduled_maintenance(); returns the job id.
+-- CALL usage_analytics.run_maintenance(); returns the job id.
 CREATE FUNCTION usage_analytics.schedule_rollups(schedule text DEFAULT '*/15 * * * *')
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
@@ -207,7 +238,7 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name = '''
                          || current_database() || ''', restart, then CREATE EXTENSION pg_cron. '
-                         || 'Or schedule SELECT usage_analytics.run_scheduled_maintenance() with any scheduler.';
+                         || 'Or schedule CALL usage_analytics.run_maintenance() with any scheduler.';
     END IF;
     IF schedule IS NULL OR btrim(schedule) = '' THEN
         RAISE EXCEPTION 'schedule_rollups: schedule must be a cron expression such as ''*/15 * * * *'''
@@ -215,7 +246,7 @@ BEGIN
     END IF;
     EXECUTE 'SELECT cron.schedule($1, $2, $3)'
         INTO job
-        USING 'usage_analytics_rollups', schedule, 'SELECT usage_analytics.run_scheduled_maintenance()';
+        USING 'usage_analytics_rollups', schedule, 'CALL usage_analytics.run_maintenance()';
     INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
     VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'schedule_rollups',
             'usage_analytics_rollups', jsonb_build_object('schedule', schedule, 'job_id', job));

@@ -17,7 +17,8 @@ CREATE TABLE usage_analytics.agent_usage_detailed (
     output_tokens    integer     NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),
     total_tokens     integer     GENERATED ALWAYS AS (input_tokens + output_tokens) STORED,
     -- Exact: no typmod, so nothing is rounded. NULL means "no price known".
-    cost_usd         numeric     CHECK (cost_usd >= 0),
+    -- Finite and non-negative: NaN and Infinity would poison every sum.
+    cost_usd         numeric     CHECK (cost_usd >= 0 AND cost_usd < 'Infinity'),
     response_time_ms integer     CHECK (response_time_ms >= 0),
     success          boolean     NOT NULL DEFAULT true,
     error_message    text,
@@ -49,6 +50,33 @@ CREATE INDEX agent_usage_detailed_user_timestamp_idx
 CREATE INDEX agent_usage_detailed_agent_timestamp_idx
     ON usage_analytics.agent_usage_detailed (agent_id, "timestamp");
 
+-- No planner statistics on columns that carry other users' values: row-level
+-- security does not stop EXPLAIN's estimates (built from histograms and
+-- most-common values) from revealing them. usage_analytics._private_columns()
+-- lists them; ensure_partitions applies the same to every new partition.
+CREATE FUNCTION usage_analytics._private_columns() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY['user_id', 'agent_id', 'agent_name', 'framework', 'provider', 'message_type',
+                 'input_tokens', 'output_tokens', 'cost_usd', 'response_time_ms', 'success',
+                 'error_message', 'request_metadata', 'model', 'requested_model']
+$$;
+
+CREATE FUNCTION usage_analytics._hide_statistics(rel regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    col text;
+BEGIN
+    FOREACH col IN ARRAY usage_analytics._private_columns() LOOP
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET STATISTICS 0', rel, col);
+    END LOOP;
+END;
+$$;
+
+SELECT usage_analytics._hide_statistics('usage_analytics.agent_usage_detailed');
+
 -- Prices per 1,000 tokens. A price change is a new row with a later
 -- effective_from; old rows keep pricing the requests of their time.
 CREATE TABLE usage_analytics.model_pricing (
@@ -63,7 +91,12 @@ CREATE TABLE usage_analytics.model_pricing (
     created_at        timestamptz NOT NULL DEFAULT now(),
     -- Rows installed by CREATE EXTENSION (not dumped by pg_dump: recreated).
     seeded            boolean     NOT NULL DEFAULT false,
-    UNIQUE (provider, model, effective_from)
+    UNIQUE (provider, model, effective_from),
+    -- Prices are validated where they are stored, so one bad row can never
+    -- take down pricing for every other model (costs stay exact decimals).
+    CONSTRAINT model_pricing_price_bounds CHECK (
+        input_usd_per_1k <= 1000000 AND output_usd_per_1k <= 1000000
+        AND scale(input_usd_per_1k) <= 12 AND scale(output_usd_per_1k) <= 12)
 );
 
 -- The seed's twelve models, in force since forever.
@@ -86,14 +119,17 @@ SELECT provider, model, input_usd_per_1k, output_usd_per_1k, true FROM (VALUES
 -- The model priced when a request names none.
 CREATE TABLE usage_analytics.provider_default_model (
     provider text PRIMARY KEY CHECK (btrim(provider) <> ''),
-    model    text NOT NULL CHECK (btrim(model) <> '')
+    model    text NOT NULL CHECK (btrim(model) <> ''),
+    -- Installed by CREATE EXTENSION and unchanged since (not dumped by
+    -- pg_dump: recreated). Changing an installed row clears it.
+    seeded   boolean NOT NULL DEFAULT false
 );
 
-INSERT INTO usage_analytics.provider_default_model (provider, model) VALUES
-    ('openai',     'gpt-4o-mini'),
-    ('anthropic',  'claude-3-haiku'),
-    ('perplexity', 'llama-3.1-sonar-small-128k-online'),
-    ('google',     'gemini-1.5-flash');
+INSERT INTO usage_analytics.provider_default_model (provider, model, seeded) VALUES
+    ('openai',     'gpt-4o-mini', true),
+    ('anthropic',  'claude-3-haiku', true),
+    ('perplexity', 'llama-3.1-sonar-small-128k-online', true),
+    ('google',     'gemini-1.5-flash', true);
 
 -- Daily rollup per (user_id, agent_id, framework, provider, date); UTC days.
 CREATE TABLE usage_analytics.agent_performance_metrics (
@@ -179,11 +215,14 @@ CREATE TABLE usage_analytics.user_role_map (
 CREATE TABLE usage_analytics.admin_audit_log (
     id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at            timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- The role in effect (after SET ROLE), outside SECURITY DEFINER functions.
     actor_role    name        NOT NULL DEFAULT session_user,
     actor_user_id uuid,
     action        text        NOT NULL,
     target        text,
-    details       jsonb       NOT NULL DEFAULT '{}'::jsonb
+    details       jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    -- The login behind actor_role: SET ROLE cannot hide who acted.
+    session_role  name        NOT NULL DEFAULT session_user
 );
 
 -- Bookkeeping of rollup runs: which days are rolled up, and from how many
@@ -195,5 +234,16 @@ CREATE TABLE usage_analytics.rollup_state (
     rows_written    integer     NOT NULL,
     -- The latest row timestamp the run covered: rows after it are the day's
     -- tail, readable raw on top of the rollup (see _rollup_coverage).
-    max_timestamp   timestamptz
+    max_timestamp   timestamptz,
+    -- Rows of the day updated or deleted before the run: any later change
+    -- makes the day stale (read raw) until it is rolled up again.
+    source_changes  bigint      NOT NULL DEFAULT 0
 );
+
+-- Row locks that serialise maintenance steps. Only the extension's own
+-- functions can read or lock these rows, unlike advisory lock keys, which any
+-- role that can connect can take and hold against the scheduled job.
+CREATE TABLE usage_analytics.maintenance_lock (
+    name text PRIMARY KEY
+);
+INSERT INTO usage_analytics.maintenance_lock (name) VALUES ('ensure_partitions'), ('compact_bookkeeping');

@@ -5,18 +5,28 @@
 --  * usage_analytics_admin  sees and manages everything (pricing, roles, rollups, partitions);
 --  * usage_analytics_writer records usage (track_detailed_usage, INSERT) and reads nothing;
 --  * usage_analytics_reader reads its own user's rows;
---  * usage_analytics_monitor reads the exporter's aggregates (no usage rows).
+--  * usage_analytics_monitor reads the exporter's aggregates (no usage rows);
+--  * usage_analytics_app    marks a trusted application connection, which may
+--    say which end user it acts for (see current_user_id()).
 -- The end user a session acts for is current_user_id(): a role mapped in
--- user_role_map is that user, always; otherwise the transaction setting
--- usage_analytics.user_id (trusted application connections), otherwise the
--- sub of request.jwt.claims (PostgREST/Supabase); otherwise NULL (sees nothing).
+-- user_role_map is that user, always; otherwise, for members of
+-- usage_analytics_app only, the transaction setting usage_analytics.user_id
+-- or the sub of request.jwt.claims (PostgREST/Supabase); otherwise NULL
+-- (acts for nobody, sees nothing): identity fails closed.
+
+-- The extension's group roles, the one list every check uses.
+CREATE FUNCTION usage_analytics._group_roles() RETURNS name[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY['usage_analytics_admin', 'usage_analytics_writer', 'usage_analytics_reader',
+                 'usage_analytics_monitor', 'usage_analytics_app']::name[]
+$$;
 
 DO $$
 DECLARE
     r text;
 BEGIN
-    FOREACH r IN ARRAY ARRAY['usage_analytics_admin', 'usage_analytics_writer',
-                             'usage_analytics_reader', 'usage_analytics_monitor'] LOOP
+    FOREACH r IN ARRAY usage_analytics._group_roles() LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
             BEGIN
                 EXECUTE format('CREATE ROLE %I NOLOGIN', r);
@@ -58,6 +68,11 @@ BEGIN
     END IF;
     IF mapped IS NOT NULL THEN
         RETURN mapped;
+    END IF;
+    -- Only a trusted application connection may say whom it acts for.
+    IF NOT (pg_has_role(session_user, 'usage_analytics_app', 'MEMBER')
+            OR pg_has_role(usage_analytics.acting_role(), 'usage_analytics_app', 'MEMBER')) THEN
+        RETURN NULL;
     END IF;
     setting := nullif(btrim(current_setting('usage_analytics.user_id', true)), '');
     IF setting IS NOT NULL THEN
@@ -108,6 +123,9 @@ AS $$
 DECLARE
     changed jsonb := coalesce(to_jsonb(NEW), to_jsonb(OLD));
 BEGIN
+    IF usage_analytics._restoring() THEN
+        RETURN NULL;  -- a restore loads the dumped audit log as it was
+    END IF;
     INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
     VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(),
             lower(TG_OP) || ' ' || TG_TABLE_NAME,
@@ -123,6 +141,36 @@ CREATE TRIGGER audit_change AFTER INSERT OR UPDATE OR DELETE ON usage_analytics.
     FOR EACH ROW EXECUTE FUNCTION usage_analytics._audit_change();
 CREATE TRIGGER audit_change AFTER INSERT OR UPDATE OR DELETE ON usage_analytics.user_role_map
     FOR EACH ROW EXECUTE FUNCTION usage_analytics._audit_change();
+
+-- Rows CREATE EXTENSION installed (seeded) are recreated by every install,
+-- but pg_dump dumps these tables whole, so that admin changes to installed
+-- rows survive a restore. While a dump loads (_restoring()), a dumped row
+-- replaces the installed row it collides with. Outside restores, changing
+-- an installed row marks it as no longer seeded.
+CREATE FUNCTION usage_analytics._keep_installed_rows_restorable() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' AND usage_analytics._restoring() THEN
+        IF TG_TABLE_NAME = 'model_pricing' THEN
+            DELETE FROM usage_analytics.model_pricing p
+             WHERE p.id = NEW.id
+                OR (p.provider, p.model, p.effective_from) = (NEW.provider, NEW.model, NEW.effective_from);
+        ELSE
+            DELETE FROM usage_analytics.provider_default_model d WHERE d.provider = NEW.provider;
+        END IF;
+    ELSIF TG_OP = 'UPDATE' AND OLD.seeded AND NOT usage_analytics._restoring() THEN
+        NEW.seeded := false;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER keep_installed_rows_restorable BEFORE INSERT OR UPDATE ON usage_analytics.model_pricing
+    FOR EACH ROW EXECUTE FUNCTION usage_analytics._keep_installed_rows_restorable();
+CREATE TRIGGER keep_installed_rows_restorable BEFORE INSERT OR UPDATE ON usage_analytics.provider_default_model
+    FOR EACH ROW EXECUTE FUNCTION usage_analytics._keep_installed_rows_restorable();
 
 -- ---------------------------------------------------------------------------
 -- Admin actions
@@ -153,8 +201,7 @@ BEGIN
         RAISE EXCEPTION '%: role % does not exist', action, coalesce(quote_ident(role_name), 'NULL')
             USING ERRCODE = 'undefined_object';
     END IF;
-    IF role_name IN ('usage_analytics_admin', 'usage_analytics_writer', 'usage_analytics_reader',
-                     'usage_analytics_monitor') THEN
+    IF role_name = ANY (usage_analytics._group_roles()) THEN
         RAISE EXCEPTION '%: % is one of the extension''s group roles', action, role_name
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -214,6 +261,11 @@ BEGIN
     IF input_usd_per_1k IS NULL OR input_usd_per_1k < 0 OR output_usd_per_1k IS NULL OR output_usd_per_1k < 0 THEN
         RAISE EXCEPTION 'set_model_price: prices must be >= 0, got input % and output %',
             coalesce(input_usd_per_1k::text, 'NULL'), coalesce(output_usd_per_1k::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF input_usd_per_1k > 1000000 OR output_usd_per_1k > 1000000 THEN
+        RAISE EXCEPTION 'set_model_price: prices must be at most 1000000 USD per 1k tokens, got input % and output %',
+            input_usd_per_1k, output_usd_per_1k
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF scale(input_usd_per_1k) > 12 OR scale(output_usd_per_1k) > 12 THEN
@@ -289,16 +341,29 @@ BEGIN
         coalesce('missing monthly partitions: ' || missing || ' (run ensure_partitions())',
                  'this month and the next two exist');
 
-    SELECT count(*) INTO n FROM usage_analytics.agent_usage_detailed_default;
-    RETURN QUERY SELECT 'default_partition', true,
-        n || ' rows outside the monthly partitions'
-        || CASE WHEN n > 0 THEN ' (ensure_partitions(months_ahead, months_back) moves them)' ELSE '' END;
+    -- Counts across all users are for admins only.
+    IF usage_analytics.is_admin() THEN
+        SELECT count(*) INTO n FROM usage_analytics.agent_usage_detailed_default;
+        RETURN QUERY SELECT 'default_partition', true,
+            n || ' rows outside the monthly partitions'
+            || CASE WHEN n > 0 THEN ' (ensure_partitions(months_ahead, months_back) moves them)' ELSE '' END;
+    END IF;
 
     SELECT string_agg(r, ', ') INTO missing
-      FROM unnest(ARRAY['usage_analytics_admin', 'usage_analytics_writer', 'usage_analytics_reader',
-                        'usage_analytics_monitor']) AS r
+      FROM unnest(usage_analytics._group_roles()) AS r
      WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r);
-    RETURN QUERY SELECT 'roles', missing IS NULL, coalesce('missing roles: ' || missing, 'all four roles exist');
+    RETURN QUERY SELECT 'roles', missing IS NULL,
+        coalesce('missing roles: ' || missing, 'all ' || cardinality(usage_analytics._group_roles()) || ' group roles exist');
+
+    IF usage_analytics.is_admin() THEN
+        SELECT string_agg(m.rolname, ', ' ORDER BY m.rolname) INTO missing
+          FROM pg_roles m
+         WHERE pg_has_role(m.oid, 'usage_analytics_app', 'MEMBER') AND m.rolname <> 'usage_analytics_app'
+           AND m.rolcanlogin;
+        RETURN QUERY SELECT 'trusted_app_logins', true,
+            coalesce('logins that may act for any user through the setting or a JWT: ' || missing,
+                     'no login is a trusted application; unmapped roles act for nobody');
+    END IF;
 
     IF has_cron THEN
         EXECUTE 'SELECT bool_or(active) FROM cron.job WHERE jobname = $1'
@@ -369,6 +434,8 @@ ALTER TABLE usage_analytics.usage_counters ENABLE ROW LEVEL SECURITY;
 ALTER TABLE usage_analytics.usage_daily_user ENABLE ROW LEVEL SECURITY;
 CREATE POLICY admin_read ON usage_analytics.usage_daily_user FOR SELECT TO usage_analytics_admin USING (true);
 ALTER TABLE usage_analytics.rollup_state ENABLE ROW LEVEL SECURITY;
+ALTER TABLE usage_analytics.maintenance_lock ENABLE ROW LEVEL SECURITY;
+ALTER TABLE usage_analytics.usage_series ENABLE ROW LEVEL SECURITY;
 CREATE POLICY admin_read ON usage_analytics.rollup_state FOR SELECT TO usage_analytics_admin USING (true);
 
 -- ---------------------------------------------------------------------------
@@ -444,22 +511,30 @@ GRANT EXECUTE ON FUNCTION
     usage_analytics.rollup_daily(date),
     usage_analytics.rollup_range(date, date),
     usage_analytics.run_scheduled_maintenance(),
+    usage_analytics._compact_bookkeeping(),
     usage_analytics.ensure_partitions(integer, integer),
     usage_analytics.schedule_rollups(text)
     TO usage_analytics_admin;
+GRANT EXECUTE ON PROCEDURE usage_analytics.run_maintenance() TO usage_analytics_admin;
+REVOKE ALL ON PROCEDURE usage_analytics.run_maintenance() FROM PUBLIC;
 
--- pg_dump: keep user data of extension-owned tables (seeded rows are
--- recreated by CREATE EXTENSION).
--- One call per statement: each call updates the pg_extension row.
+-- pg_dump: the extension's tables hold user data, so their rows are dumped
+-- (a restore recreates the tables with CREATE EXTENSION, then loads the rows
+-- with every trigger standing aside: see _restoring()). The pricing tables
+-- are dumped whole: a dumped row replaces the installed row it collides
+-- with (_keep_installed_rows_restorable). maintenance_lock holds only
+-- install-time rows and is not dumped. One call per statement: each call
+-- updates the pg_extension row.
 DO $$
 DECLARE
     t regclass;
 BEGIN
     FOR t IN SELECT c.oid::regclass FROM pg_class c
-              WHERE c.relnamespace = 'usage_analytics'::regnamespace AND c.relkind = 'r'
-                AND c.relname NOT IN ('model_pricing', 'provider_default_model') LOOP
+              WHERE c.relnamespace = 'usage_analytics'::regnamespace AND c.relkind IN ('r', 'S')
+                AND c.relname <> 'maintenance_lock'
+                AND EXISTS (SELECT 1 FROM pg_depend d
+                             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t, '');
     END LOOP;
 END;
 $$;
-SELECT pg_catalog.pg_extension_config_dump('usage_analytics.model_pricing', 'WHERE NOT seeded');

@@ -98,12 +98,13 @@ fn a_backend_killed_mid_rollup_leaves_the_rollups_as_they_were() {
                  SELECT usage_analytics.rollup_daily((now() AT TIME ZONE 'UTC')::date), pg_sleep(30);",
             )
         });
-        // Kill it once it is inside rollup_daily (it holds the day's advisory lock).
+        // Kill it once it is inside rollup_daily (it has begun writing: it
+        // holds its transaction id, taken when it locks the day's row).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let locked = scalar(
                 &mut client,
-                &format!("SELECT count(*) FROM pg_locks WHERE pid = {pid} AND locktype = 'advisory'"),
+                &format!("SELECT count(*) FROM pg_locks WHERE pid = {pid} AND locktype = 'transactionid'"),
             )
             .unwrap();
             if locked != "0" {

@@ -18,7 +18,9 @@ impl Setup {
 }
 
 /// Two mapped readers (alice = USERS[0], bob = USERS[1]), an unmapped
-/// trusted app, a writer, an admin, a monitor and a role with no grants.
+/// trusted app (member of usage_analytics_app), an unmapped reader that is
+/// not an app (spoofer), a writer, an admin, a monitor and a role with no
+/// grants.
 fn setup(name: &str) -> (Setup, Client) {
     let c = cluster();
     let db = c.fresh_db(name);
@@ -31,7 +33,8 @@ fn setup(name: &str) -> (Setup, Client) {
     let sql = format!(
         "CREATE ROLE {alice} LOGIN; GRANT usage_analytics_reader TO {alice};
          CREATE ROLE {bob} LOGIN; GRANT usage_analytics_reader TO {bob};
-         CREATE ROLE {app} LOGIN; GRANT usage_analytics_reader TO {app};
+         CREATE ROLE {app} LOGIN; GRANT usage_analytics_reader, usage_analytics_app TO {app};
+         CREATE ROLE {spoofer} LOGIN; GRANT usage_analytics_reader TO {spoofer};
          CREATE ROLE {writer} LOGIN; GRANT usage_analytics_writer TO {writer};
          CREATE ROLE {admin} LOGIN; GRANT usage_analytics_admin TO {admin};
          CREATE ROLE {monitor} LOGIN; GRANT usage_analytics_monitor TO {monitor};
@@ -41,6 +44,7 @@ fn setup(name: &str) -> (Setup, Client) {
         alice = setup.role("alice"),
         bob = setup.role("bob"),
         app = setup.role("app"),
+        spoofer = setup.role("spoofer"),
         writer = setup.role("writer"),
         admin = setup.role("admin"),
         monitor = setup.role("monitor"),
@@ -241,6 +245,62 @@ fn trusted_app_acts_for_the_user_in_the_setting_or_jwt() {
         "SET usage_analytics.user_id = 'not-a-uuid'; SELECT usage_analytics.current_user_id()",
     );
     assert!(db_error(&err.unwrap_err()).1.contains("usage_analytics.user_id"));
+}
+
+#[test]
+fn identity_fails_closed_for_roles_that_are_not_trusted_apps() {
+    let (s, mut owner) = setup("spoof");
+    let victim = USERS[3];
+    assert!(
+        count(
+            &mut owner,
+            &format!("SELECT count(*) FROM usage_analytics.agent_usage_detailed WHERE user_id = '{victim}'")
+        ) > 0
+    );
+    let reads = [
+        "SELECT count(*) FROM usage_analytics.agent_usage_detailed",
+        "SELECT count(*) FROM usage_analytics.agent_performance_metrics",
+        "SELECT count(*) FROM usage_analytics.get_usage_records('{}', 1000)",
+        "SELECT (usage_analytics.get_usage_summary() ->> 'total_requests')::bigint",
+        "SELECT count(*) FROM usage_analytics.usage_export('{}')",
+    ];
+    // An unmapped reader that is not a member of usage_analytics_app: neither
+    // the setting nor a JWT claim makes it anyone.
+    let mut spoofer = s.connect("spoofer");
+    for spoof in [
+        format!("SET usage_analytics.user_id = '{victim}'"),
+        format!("SET request.jwt.claims = '{{\"sub\": \"{victim}\"}}'"),
+    ] {
+        spoofer.batch_execute(&spoof).unwrap();
+        assert_eq!(
+            scalar(&mut spoofer, "SELECT usage_analytics.current_user_id()::text"),
+            None,
+            "{spoof} must not give an identity"
+        );
+        for read in reads {
+            assert_eq!(count(&mut spoofer, read), 0, "{spoof}; {read}");
+        }
+        spoofer.batch_execute("RESET ALL").unwrap();
+    }
+    // A mapped reader stays itself whatever it sets, including via SET ROLE
+    // to a trusted app role it does not belong to (refused) or the group.
+    let mut alice = s.connect("alice");
+    alice
+        .batch_execute(&format!("SET usage_analytics.user_id = '{victim}'"))
+        .unwrap();
+    assert_eq!(
+        scalar(&mut alice, "SELECT usage_analytics.current_user_id()::text").as_deref(),
+        Some(USERS[0])
+    );
+    refused(&mut alice, "SET ROLE usage_analytics_app");
+    // self_test shows readers no counts across all users.
+    assert_eq!(
+        count(
+            &mut alice,
+            "SELECT count(*) FROM usage_analytics.self_test() WHERE detail ~ '[0-9]+ rows'"
+        ),
+        0
+    );
 }
 
 #[test]

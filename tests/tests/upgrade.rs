@@ -149,3 +149,92 @@ fn upgrading_from_every_released_version_loses_nothing() {
             .unwrap();
     }
 }
+
+/// Everything about the extension's schema that an upgrade must reproduce:
+/// columns, constraints, indexes, functions (with bodies, settings and
+/// grants), triggers, policies, table grants, statistics targets, extension
+/// membership and the tables pg_dump dumps. Monthly partitions are left out
+/// (their names follow the calendar); the default partition is in.
+const CATALOG: &str = r#"
+WITH rels AS (
+    SELECT c.oid, c.relname FROM pg_class c
+     WHERE c.relnamespace = 'usage_analytics'::regnamespace
+       AND c.relname !~ '^agent_usage_detailed_p[0-9]'
+)
+SELECT 'column ' || r.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+       || ' stats ' || a.attstattarget || ' generated ' || a.attgenerated::text
+  FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef d ON d.adrelid = r.oid AND d.adnum = a.attnum
+UNION ALL
+SELECT 'constraint ' || r.relname || '.' || c.conname || ' ' || pg_get_constraintdef(c.oid)
+  FROM rels r JOIN pg_constraint c ON c.conrelid = r.oid
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+  FROM rels r JOIN pg_index i ON i.indrelid = r.oid
+UNION ALL
+SELECT 'table ' || r.relname || ' kind ' || c.relkind::text || ' rls ' || c.relrowsecurity || ' acl ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(c.relacl) x), '-')
+  FROM rels r JOIN pg_class c ON c.oid = r.oid
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure || ' definer ' || p.prosecdef || ' volatility ' || p.provolatile::text
+       || ' config ' || coalesce(p.proconfig::text, '-') || ' acl ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(p.proacl) x), '-')
+       || ' ' || regexp_replace(pg_get_functiondef(p.oid), '\s+', ' ', 'g')
+  FROM pg_proc p WHERE p.pronamespace = 'usage_analytics'::regnamespace AND p.prokind IN ('f', 'p')
+UNION ALL
+SELECT 'trigger ' || pg_get_triggerdef(t.oid)
+  FROM rels r JOIN pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal
+UNION ALL
+SELECT 'policy ' || tablename || '.' || policyname || ' ' || cmd || ' ' || roles::text || ' '
+       || coalesce(qual, '-') || ' ' || coalesce(with_check, '-')
+  FROM pg_policies WHERE schemaname = 'usage_analytics'
+UNION ALL
+SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid)
+  FROM pg_depend d JOIN pg_extension e ON d.refobjid = e.oid AND d.refclassid = 'pg_extension'::regclass
+ WHERE e.extname = 'pg_usage_analytics' AND d.deptype = 'e'
+   AND pg_describe_object(d.classid, d.objid, d.objsubid) !~ 'agent_usage_detailed_p[0-9]'
+UNION ALL
+SELECT 'dumped ' || cfg::regclass || ' where ' || coalesce(cond, '')
+  FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(cfg, cond)
+ WHERE e.extname = 'pg_usage_analytics'
+ORDER BY 1
+"#;
+
+fn catalog(client: &mut postgres::Client) -> Vec<String> {
+    client
+        .query(CATALOG, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+#[test]
+fn an_upgraded_schema_equals_a_fresh_install() {
+    let c = cluster();
+    let fresh_db = c.fresh_db("upgrade_fresh");
+    let fresh = catalog(&mut c.connect(&fresh_db));
+    for (version, _) in released().values().filter(|(v, _)| v != CURRENT) {
+        let db = format!("t_upgrade_schema_{}", version.replace('.', "_"));
+        c.connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
+        let mut client = c.connect(&db);
+        client
+            .batch_execute(&format!(
+                "CREATE EXTENSION pg_usage_analytics VERSION '{version}' CASCADE;
+                 ALTER EXTENSION pg_usage_analytics UPDATE;"
+            ))
+            .unwrap();
+        let upgraded = catalog(&mut client);
+        let missing: Vec<_> = fresh.iter().filter(|l| !upgraded.contains(l)).collect();
+        let extra: Vec<_> = upgraded.iter().filter(|l| !fresh.contains(l)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "upgrading from {version} does not reproduce a fresh {CURRENT} install \
+             (fix sql/upgrades/, or run `make upgrade-script`):\nonly in a fresh install:\n{}\nonly after the upgrade:\n{}",
+            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"),
+            extra.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"),
+        );
+    }
+}
