@@ -4,13 +4,16 @@
 -- months_ahead after it; returns how many it created. Rows that had landed
 -- in the default partition for a month being created are moved into it.
 --
--- Locking, so that readers and writers never queue behind it:
---  * a new month is created as a plain table and then ATTACHed, which takes
---    SHARE UPDATE EXCLUSIVE on the parent (compatible with reads and
---    writes), not the ACCESS EXCLUSIVE of CREATE TABLE … PARTITION OF;
---  * ATTACH still needs ACCESS EXCLUSIVE on the default partition, and
---    moving rows out of it blocks writes into it: lock_timeout bounds every
---    wait, and a month whose locks are not granted in time is skipped with
+-- Locking, so that readers never wait and writers wait only milliseconds:
+--  * a new month is created as a plain table and then ATTACHed, not with
+--    the ACCESS EXCLUSIVE of CREATE TABLE … PARTITION OF;
+--  * while it attaches, SHARE on the parent holds writers off (readers
+--    pass): a writer that had routed a row of that month to the default
+--    partition just before the attach would otherwise be refused with a
+--    partition constraint error. Writers resume, routed anew, at commit;
+--  * lock_timeout bounds every wait (a long writer transaction, or a reader
+--    idle in a transaction that read the default partition, which ATTACH
+--    must lock): a month whose locks are not granted in time is skipped with
 --    a WARNING and created by the next run;
 --  * concurrent runs serialise on a row of maintenance_lock, which no role
 --    outside the extension can lock (an advisory lock key can be taken by
@@ -59,13 +62,15 @@ BEGIN
         lo := month_start::timestamp AT TIME ZONE 'UTC';
         hi := (month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC';
         BEGIN
-            EXECUTE format('CREATE TABLE usage_analytics.%I (LIKE usage_analytics.agent_usage_detailed '
-                           'INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)', part);
+            LOCK TABLE usage_analytics.agent_usage_detailed IN SHARE MODE;
+            -- The default partition is the template: columns, constraints
+            -- and the key and indexes every partition carries.
+            EXECUTE format('CREATE TABLE usage_analytics.%I (LIKE usage_analytics.agent_usage_detailed_default '
+                           'INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING INDEXES)', part);
             IF EXISTS (SELECT 1 FROM usage_analytics.agent_usage_detailed_default
                         WHERE "timestamp" >= lo AND "timestamp" < hi) THEN
-                -- Writers of that month wait (at most lock_timeout) while its
-                -- rows move in one statement; none can slip in between.
-                LOCK TABLE usage_analytics.agent_usage_detailed_default IN EXCLUSIVE MODE;
+                -- The month's rows move in one statement; writers are held
+                -- off by the lock above, so none can slip in between.
                 EXECUTE format('WITH moved AS (DELETE FROM usage_analytics.agent_usage_detailed_default '
                                'WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING %s) '
                                'INSERT INTO usage_analytics.%I (%s) SELECT %s FROM moved',
@@ -92,4 +97,5 @@ BEGIN
 END;
 $$;
 
-SELECT usage_analytics.ensure_partitions();
+-- A restore runs CREATE EXTENSION and then recreates the dumped partitions.
+SELECT usage_analytics.ensure_partitions() WHERE NOT usage_analytics._restoring();

@@ -28,8 +28,7 @@ CREATE TABLE usage_analytics.agent_usage_detailed (
     -- The canonical model that was priced; NULL when none resolved.
     model            text,
     -- The model name as the caller sent it (kept for unknown models).
-    requested_model  text,
-    PRIMARY KEY (id, "timestamp")
+    requested_model  text
 ) PARTITION BY RANGE ("timestamp");
 
 COMMENT ON TABLE usage_analytics.agent_usage_detailed IS
@@ -38,17 +37,27 @@ COMMENT ON TABLE usage_analytics.agent_usage_detailed IS
 CREATE TABLE usage_analytics.agent_usage_detailed_default
     PARTITION OF usage_analytics.agent_usage_detailed DEFAULT;
 
+-- Keys and indexes live on each partition, not on the parent: the default
+-- partition has them here, and ensure_partitions gives every monthly
+-- partition the same (LIKE … INCLUDING INDEXES). The planner uses partition
+-- indexes either way, and the parent, an extension member, then has nothing
+-- that attaching a partition would create: pg_dump recreates the monthly
+-- partitions (not members) with their own indexes, exactly as they were. The
+-- primary key (id, "timestamp") is unique table-wide, since a timestamp
+-- belongs to one partition.
 -- Access paths (each checked with EXPLAIN in tests/tests/records.rs):
 --  * newest-first pages and date ranges: ("timestamp", id), scanned backwards
 --    for ORDER BY "timestamp" DESC, id DESC;
 --  * one user's rows (every non-admin query under RLS): (user_id, "timestamp");
 --  * one agent's rows: (agent_id, "timestamp").
-CREATE INDEX agent_usage_detailed_timestamp_idx
-    ON usage_analytics.agent_usage_detailed ("timestamp", id);
-CREATE INDEX agent_usage_detailed_user_timestamp_idx
-    ON usage_analytics.agent_usage_detailed (user_id, "timestamp");
-CREATE INDEX agent_usage_detailed_agent_timestamp_idx
-    ON usage_analytics.agent_usage_detailed (agent_id, "timestamp");
+ALTER TABLE usage_analytics.agent_usage_detailed_default
+    ADD CONSTRAINT agent_usage_detailed_default_pkey PRIMARY KEY (id, "timestamp");
+CREATE INDEX agent_usage_detailed_default_timestamp_id_idx
+    ON usage_analytics.agent_usage_detailed_default ("timestamp", id);
+CREATE INDEX agent_usage_detailed_default_user_id_timestamp_idx
+    ON usage_analytics.agent_usage_detailed_default (user_id, "timestamp");
+CREATE INDEX agent_usage_detailed_default_agent_id_timestamp_idx
+    ON usage_analytics.agent_usage_detailed_default (agent_id, "timestamp");
 
 -- No planner statistics on columns that carry other users' values: row-level
 -- security does not stop EXPLAIN's estimates (built from histograms and

@@ -17,8 +17,9 @@ use pgrx::{direct_function_call, FromDatum};
 /// The text of a jsonb datum, checked for depth, then parsed.
 unsafe fn parse_jsonb(datum: pg_sys::Datum, argument: &'static str, max_depth: usize) -> serde_json::Value {
     let detoasted = unsafe { pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr()) };
-    let text = unsafe { direct_function_call::<&core::ffi::CStr>(pg_sys::jsonb_out, &[Some(detoasted.into())]) }
-        .expect("jsonb_out returns text");
+    let text =
+        unsafe { direct_function_call::<&core::ffi::CStr>(pg_sys::jsonb_out, &[Some(detoasted.into())]) }
+            .expect("jsonb_out returns text");
     let text = text.to_str().expect("jsonb text is UTF-8");
     if let Err(e) = validate::json_text(argument, text, max_depth) {
         raise_invalid(e);

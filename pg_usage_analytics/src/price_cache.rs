@@ -7,13 +7,19 @@
 //! reloaded on next use. A new price is therefore seen by every session at
 //! once, without polling and without reconnecting.
 //!
-//! The cache is always loaded under a fresh snapshot, never the
-//! transaction's: a REPEATABLE READ transaction that began before a price
-//! change (or a READ COMMITTED statement racing it) consumes the
-//! invalidation, and loading under its old snapshot would keep the old
-//! prices cached for every later transaction of the backend. A price change
-//! is visible to new snapshots before its invalidation is sent, so a cache
-//! loaded after the invalidation always holds it.
+//! Two races would otherwise keep old prices cached for good, because the
+//! invalidation that announced the new ones is consumed in the process:
+//!  * a transaction whose snapshot predates the change (REPEATABLE READ, or
+//!    a READ COMMITTED statement racing it) loads the cache: so the cache is
+//!    always loaded under a fresh snapshot, never the transaction's;
+//!  * the load itself locks the pricing tables, which processes pending
+//!    invalidations after that fresh snapshot was taken: so every
+//!    invalidation bumps a generation counter, and a load during which the
+//!    generation moved is thrown away and redone.
+//!
+//! A price change is visible to new snapshots before its invalidation is
+//! sent, so a load that saw no invalidation arrive holds every change whose
+//! invalidation this backend has processed.
 
 use crate::pricing::{parse_price, PriceBook, PricePoint};
 use pgrx::prelude::*;
@@ -25,6 +31,8 @@ thread_local! {
     static BOOK: RefCell<Option<Rc<PriceBook>>> = const { RefCell::new(None) };
     /// OIDs of the pricing tables, to ignore invalidations of other relations.
     static WATCHED: Cell<[pg_sys::Oid; 2]> = const { Cell::new([pg_sys::InvalidOid; 2]) };
+    /// Invalidations of the pricing tables processed by this backend.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Registers the invalidation callback; called once per backend from `_PG_init`.
@@ -38,6 +46,7 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
     // relid is InvalidOid when the whole relcache is reset.
     if relid == pg_sys::InvalidOid || WATCHED.with(|w| w.get().contains(&relid)) {
         BOOK.with(|b| b.borrow_mut().take());
+        GENERATION.with(|g| g.set(g.get() + 1));
     }
 }
 
@@ -46,9 +55,21 @@ pub fn price_book() -> Rc<PriceBook> {
     if let Some(book) = BOOK.with(|b| b.borrow().clone()) {
         return book;
     }
-    let book = Rc::new(load_latest().unwrap_or_else(|e| error!("pg_usage_analytics: cannot load prices: {e}")));
-    BOOK.with(|b| *b.borrow_mut() = Some(book.clone()));
-    book
+    if WATCHED.with(Cell::get)[0] == pg_sys::InvalidOid {
+        watch_pricing_tables()
+            .unwrap_or_else(|e| error!("pg_usage_analytics: cannot find the pricing tables: {e}"));
+    }
+    // Bounded: each retry means another price change arrived meanwhile.
+    for _ in 0..16 {
+        let generation = GENERATION.with(Cell::get);
+        let book =
+            Rc::new(load_latest().unwrap_or_else(|e| error!("pg_usage_analytics: cannot load prices: {e}")));
+        if GENERATION.with(Cell::get) == generation {
+            BOOK.with(|b| *b.borrow_mut() = Some(book.clone()));
+            return book;
+        }
+    }
+    error!("pg_usage_analytics: prices kept changing while they were loaded; try again")
 }
 
 /// Loads the price book under the latest snapshot (see the module comment).
@@ -62,9 +83,9 @@ fn load_latest() -> Result<PriceBook, pgrx::spi::Error> {
     loaded
 }
 
-fn load() -> Result<PriceBook, pgrx::spi::Error> {
+/// Records the pricing tables' OIDs, so invalidations of them are recognised.
+fn watch_pricing_tables() -> Result<(), pgrx::spi::Error> {
     Spi::connect(|client| {
-        let mut book = PriceBook::default();
         let oids = client.select(
             "SELECT 'usage_analytics.model_pricing'::regclass::oid, \
                     'usage_analytics.provider_default_model'::regclass::oid",
@@ -84,6 +105,13 @@ fn load() -> Result<PriceBook, pgrx::spi::Error> {
                     .unwrap_or(pg_sys::InvalidOid),
             ])
         });
+        Ok(())
+    })
+}
+
+fn load() -> Result<PriceBook, pgrx::spi::Error> {
+    Spi::connect(|client| {
+        let mut book = PriceBook::default();
         let rows = client.select(
             "SELECT provider, model, input_usd_per_1k::text, output_usd_per_1k::text, \
                     effective_from, effective_to \

@@ -7,9 +7,9 @@
 
 use crate::csv::{push_record, push_timestamp_micros, Cell};
 use crate::filters::Filters;
+use crate::json_args::FiltersArg;
 use crate::usage::raise_invalid;
 use pgrx::prelude::*;
-use crate::json_args::FiltersArg;
 use pgrx::{JsonB, Uuid};
 
 /// Rows above which `export_usage_csv` refuses and points to COPY.
@@ -174,7 +174,8 @@ fn export_usage_csv(filters: default!(Option<FiltersArg>, "'{}'")) -> String {
                 }
                 let texts = row.get::<pgrx::Array<&str>>(2)?.expect("ARRAY[] is never NULL");
                 let mut texts = texts.iter();
-                let mut fields: [(Option<&str>, Cell); EXPORT_COLUMNS.len()] = [(None, Cell::Value); EXPORT_COLUMNS.len()];
+                let mut fields: [(Option<&str>, Cell); EXPORT_COLUMNS.len()] =
+                    [(None, Cell::Value); EXPORT_COLUMNS.len()];
                 for (i, (_, kind)) in EXPORT_COLUMNS.iter().enumerate() {
                     let value = if i == timestamp_index {
                         Some(timestamp.as_str()).filter(|t| !t.is_empty())

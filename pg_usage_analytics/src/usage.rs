@@ -1,12 +1,14 @@
 //! Recording usage: the pricing trigger every insert path goes through, and
 //! `track_detailed_usage`, the checked entry point for applications.
 
+use crate::json_args::MetadataArg;
 use crate::price_cache::{price_book, to_numeric};
-use crate::validate::{self, InvalidArgument, MAX_AGENT_NAME_CHARS, MAX_ERROR_MESSAGE_CHARS, MAX_IDENTIFIER_CHARS};
+use crate::validate::{
+    self, InvalidArgument, MAX_AGENT_NAME_CHARS, MAX_ERROR_MESSAGE_CHARS, MAX_IDENTIFIER_CHARS,
+};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
-use crate::json_args::MetadataArg;
 use pgrx::{JsonB, PgSqlErrorCode, PgTupleDesc, Uuid};
 use std::cell::RefCell;
 
@@ -174,7 +176,9 @@ fn price_usage_row<'a>(
     }
     if restoring() {
         let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked((*data.tg_relation).rd_att) };
-        return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(tupdesc, data.tg_trigtuple) }));
+        return Ok(Some(unsafe {
+            PgHeapTuple::from_heap_tuple(tupdesc, data.tg_trigtuple)
+        }));
     }
     let raw_tupdesc = unsafe { (*data.tg_relation).rd_att };
     let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked(raw_tupdesc) };

@@ -60,6 +60,31 @@ CREATE TABLE usage_analytics.maintenance_lock (
 );
 INSERT INTO usage_analytics.maintenance_lock (name) VALUES ('ensure_partitions'), ('compact_bookkeeping');
 
+-- Keys and indexes move from the parent to each partition (see schema.sql:
+-- a dump then restores the monthly partitions exactly). Dropping the
+-- parent's index drops its partitions' copies, so each is rebuilt: the
+-- upgrade reads every row once per index.
+ALTER TABLE usage_analytics.agent_usage_detailed DROP CONSTRAINT agent_usage_detailed_pkey;
+DROP INDEX usage_analytics.agent_usage_detailed_timestamp_idx;
+DROP INDEX usage_analytics.agent_usage_detailed_user_timestamp_idx;
+DROP INDEX usage_analytics.agent_usage_detailed_agent_timestamp_idx;
+DO $$
+DECLARE
+    part text;
+BEGIN
+    FOR part IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'usage_analytics.agent_usage_detailed'::regclass LOOP
+        EXECUTE format('ALTER TABLE usage_analytics.%I ADD CONSTRAINT %I PRIMARY KEY (id, "timestamp")',
+                       part, part || '_pkey');
+        EXECUTE format('CREATE INDEX %I ON usage_analytics.%I ("timestamp", id)', part || '_timestamp_id_idx', part);
+        EXECUTE format('CREATE INDEX %I ON usage_analytics.%I (user_id, "timestamp")',
+                       part || '_user_id_timestamp_idx', part);
+        EXECUTE format('CREATE INDEX %I ON usage_analytics.%I (agent_id, "timestamp")',
+                       part || '_agent_id_timestamp_idx', part);
+    END LOOP;
+END;
+$$;
+
 -- Bookkeeping shards: one per writing backend (pid) instead of pid mod 8.
 ALTER TABLE usage_analytics.usage_counters ALTER COLUMN shard TYPE integer;
 ALTER TABLE usage_analytics.usage_daily_user
@@ -445,13 +470,15 @@ BEGIN
         lo := month_start::timestamp AT TIME ZONE 'UTC';
         hi := (month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC';
         BEGIN
-            EXECUTE format('CREATE TABLE usage_analytics.%I (LIKE usage_analytics.agent_usage_detailed '
-                           'INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)', part);
+            LOCK TABLE usage_analytics.agent_usage_detailed IN SHARE MODE;
+            -- The default partition is the template: columns, constraints
+            -- and the key and indexes every partition carries.
+            EXECUTE format('CREATE TABLE usage_analytics.%I (LIKE usage_analytics.agent_usage_detailed_default '
+                           'INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING INDEXES)', part);
             IF EXISTS (SELECT 1 FROM usage_analytics.agent_usage_detailed_default
                         WHERE "timestamp" >= lo AND "timestamp" < hi) THEN
-                -- Writers of that month wait (at most lock_timeout) while its
-                -- rows move in one statement; none can slip in between.
-                LOCK TABLE usage_analytics.agent_usage_detailed_default IN EXCLUSIVE MODE;
+                -- The month's rows move in one statement; writers are held
+                -- off by the lock above, so none can slip in between.
                 EXECUTE format('WITH moved AS (DELETE FROM usage_analytics.agent_usage_detailed_default '
                                'WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING %s) '
                                'INSERT INTO usage_analytics.%I (%s) SELECT %s FROM moved',

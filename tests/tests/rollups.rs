@@ -383,7 +383,8 @@ fn schedule_rollups_registers_one_named_pg_cron_job() {
         .unwrap()
         .contains("CALL usage_analytics.run_maintenance()"));
     // The job's command works on its own, and so does the one-transaction form.
-    cron.batch_execute("CALL usage_analytics.run_maintenance()").unwrap();
+    cron.batch_execute("CALL usage_analytics.run_maintenance()")
+        .unwrap();
     cron.batch_execute("SELECT usage_analytics.run_scheduled_maintenance()")
         .unwrap();
     let checks = scalar(
