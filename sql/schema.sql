@@ -59,26 +59,21 @@ CREATE INDEX agent_usage_detailed_default_user_id_timestamp_idx
 CREATE INDEX agent_usage_detailed_default_agent_id_timestamp_idx
     ON usage_analytics.agent_usage_detailed_default (agent_id, "timestamp");
 
--- No planner statistics on columns that carry other users' values: row-level
+-- No planner statistics on columns that carry users' values: row-level
 -- security does not stop EXPLAIN's estimates (built from histograms and
--- most-common values) from revealing them. usage_analytics._private_columns()
--- lists them; ensure_partitions applies the same to every new partition.
-CREATE FUNCTION usage_analytics._private_columns() RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT ARRAY['user_id', 'agent_id', 'agent_name', 'framework', 'provider', 'message_type',
-                 'input_tokens', 'output_tokens', 'cost_usd', 'response_time_ms', 'success',
-                 'error_message', 'request_metadata', 'model', 'requested_model']
-$$;
-
+-- most-common values) from revealing other users' values. Every column but
+-- id and "timestamp" gets STATISTICS 0, columns added later included;
+-- ensure_partitions applies the same to every new partition.
 CREATE FUNCTION usage_analytics._hide_statistics(rel regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
 DECLARE
-    col text;
+    col name;
 BEGIN
-    FOREACH col IN ARRAY usage_analytics._private_columns() LOOP
+    FOR col IN SELECT attname FROM pg_attribute
+                WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped
+                  AND attname NOT IN ('id', 'timestamp') LOOP
         EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET STATISTICS 0', rel, col);
     END LOOP;
 END;

@@ -436,6 +436,7 @@ CREATE POLICY admin_read ON usage_analytics.usage_daily_user FOR SELECT TO usage
 ALTER TABLE usage_analytics.rollup_state ENABLE ROW LEVEL SECURITY;
 ALTER TABLE usage_analytics.maintenance_lock ENABLE ROW LEVEL SECURITY;
 ALTER TABLE usage_analytics.usage_series ENABLE ROW LEVEL SECURITY;
+ALTER TABLE usage_analytics.active_user_sketches ENABLE ROW LEVEL SECURITY;
 CREATE POLICY admin_read ON usage_analytics.rollup_state FOR SELECT TO usage_analytics_admin USING (true);
 
 -- ---------------------------------------------------------------------------

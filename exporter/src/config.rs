@@ -122,7 +122,7 @@ pub struct Config {
     /// ai_usage_active_users and ai_usage_top_user_cost_usd are re-queried at
     /// most this often and served from the cache by the scrapes in between.
     /// A refresh that fails keeps the last good values, served with
-    /// ai_usage_exporter_gauges_stale 1, and is retried one interval later
+    /// ai_usage_exporter_cache_stale 1, and is retried one interval later
     /// (not on every scrape); it does not fail the scrape. The counters, the
     /// histogram and the rollup timestamp are read on every scrape. "0"
     /// re-queries on every scrape.
@@ -197,9 +197,9 @@ Endpoints:
             scrape duration, and no usage series at all (not even cached gauges). The
             cached gauges are refreshed within the same time budget, after the counters;
             when a refresh fails the scrape still succeeds (ai_usage_exporter_up 1) and serves
-            the last good gauges with ai_usage_exporter_gauges_stale 1,
-            ai_usage_exporter_gauges_age_seconds and
-            ai_usage_exporter_gauge_refresh_errors_total incremented.
+            the last good gauges with ai_usage_exporter_cache_stale 1,
+            ai_usage_exporter_cache_age_seconds and
+            ai_usage_exporter_cache_refresh_errors_total incremented.
   /health   200 \"ok\" when SELECT 1 succeeds within --query-timeout, 503 otherwise.
   /         A landing page linking both.
 

@@ -138,9 +138,9 @@ const ROLLUP_LAST_SUCCESS: &str = "ai_usage_rollup_last_success_timestamp_second
 const UP: &str = "ai_usage_exporter_up";
 const SCRAPE_DURATION: &str = "ai_usage_exporter_scrape_duration_seconds";
 const SCRAPE_ERRORS: &str = "ai_usage_exporter_scrape_errors_total";
-const GAUGE_REFRESH_ERRORS: &str = "ai_usage_exporter_gauge_refresh_errors_total";
-const GAUGES_STALE: &str = "ai_usage_exporter_gauges_stale";
-const GAUGES_AGE: &str = "ai_usage_exporter_gauges_age_seconds";
+const GAUGE_REFRESH_ERRORS: &str = "ai_usage_exporter_cache_refresh_errors_total";
+const GAUGES_STALE: &str = "ai_usage_exporter_cache_stale";
+const GAUGES_AGE: &str = "ai_usage_exporter_cache_age_seconds";
 
 /// Builds the metric families. `usage`/`gauges` are `None` when they could not be read (then
 /// only the exporter's own metrics are produced). Returns problems that left a family out.
@@ -681,13 +681,13 @@ mod tests {
                 "ai_usage_exporter_up",
                 "ai_usage_exporter_scrape_duration_seconds",
                 "ai_usage_exporter_scrape_errors_total",
-                "ai_usage_exporter_gauge_refresh_errors_total",
-                "ai_usage_exporter_gauges_stale",
+                "ai_usage_exporter_cache_refresh_errors_total",
+                "ai_usage_exporter_cache_stale",
             ]
         );
         assert!(text.contains("ai_usage_exporter_up 0\n"));
-        assert!(text.contains("ai_usage_exporter_gauge_refresh_errors_total 1\n"));
-        assert!(text.contains("ai_usage_exporter_gauges_stale 1\n"));
+        assert!(text.contains("ai_usage_exporter_cache_refresh_errors_total 1\n"));
+        assert!(text.contains("ai_usage_exporter_cache_stale 1\n"));
         assert!(text.contains("ai_usage_exporter_scrape_errors_total 5\n"));
     }
 
@@ -738,18 +738,18 @@ mod tests {
         for line in [
             r#"ai_usage_active_users{window="24h"} 4"#,
             "ai_usage_exporter_up 1",
-            "ai_usage_exporter_gauge_refresh_errors_total 3",
-            "ai_usage_exporter_gauges_stale 1",
-            "ai_usage_exporter_gauges_age_seconds 95.5",
-            "# TYPE ai_usage_exporter_gauge_refresh_errors_total counter",
-            "# TYPE ai_usage_exporter_gauges_stale gauge",
-            "# TYPE ai_usage_exporter_gauges_age_seconds gauge",
+            "ai_usage_exporter_cache_refresh_errors_total 3",
+            "ai_usage_exporter_cache_stale 1",
+            "ai_usage_exporter_cache_age_seconds 95.5",
+            "# TYPE ai_usage_exporter_cache_refresh_errors_total counter",
+            "# TYPE ai_usage_exporter_cache_stale gauge",
+            "# TYPE ai_usage_exporter_cache_age_seconds gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         let (text, _) = render(Some(&usage(vec![])), None, &up_status());
-        assert!(text.contains("ai_usage_exporter_gauges_stale 0\n"), "{text}");
-        assert!(!text.contains("ai_usage_exporter_gauges_age_seconds"), "{text}");
+        assert!(text.contains("ai_usage_exporter_cache_stale 0\n"), "{text}");
+        assert!(!text.contains("ai_usage_exporter_cache_age_seconds"), "{text}");
     }
 
     #[test]

@@ -8,13 +8,14 @@
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
+mod active_users;
 mod identity;
 mod json_args;
 mod price_cache;
 mod queries;
 mod usage;
 
-pub use usage_analytics_core::{csv, filters, pricing, validate};
+pub use usage_analytics_core::{csv, filters, hll, pricing, validate};
 
 ::pgrx::pg_module_magic!();
 
@@ -22,7 +23,14 @@ extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!(
     "../../sql/counters.sql",
     name = "counters",
-    requires = ["schema", price_usage_row, invalidate_price_cache]
+    requires = [
+        "schema",
+        price_usage_row,
+        invalidate_price_cache,
+        _note_active_users,
+        _hll_union,
+        _hll_estimate
+    ]
 );
 extension_sql_file!(
     "../../sql/partitions.sql",

@@ -1,6 +1,8 @@
 //! The real exporter binary over HTTP against a real cluster (issue: exporter).
 
-use integration_tests::{cluster, load_sample, scalar, text_rows, Cluster, Exporter, Exposition, USERS};
+use integration_tests::{
+    cluster, db_error, load_sample, scalar, text_rows, Cluster, Exporter, Exposition, USERS,
+};
 use postgres::Client;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -197,14 +199,26 @@ fn hostile_label_values_make_valid_exposition() {
     let c = cluster();
     let (db, url) = monitored_db(c, "exporter_hostile");
     let mut client = c.connect(&db);
+    // Everything the insert checks let through (no control characters, at
+    // most 200 characters); newlines and 10,000-character ids are refused.
     let hostile = [
         "quote\"d".to_string(),
         "back\\slash".to_string(),
-        "new\nline".to_string(),
         "emoji 🚀🛳️ ünïcødé".to_string(),
-        "a".repeat(10_000),
+        "a".repeat(200),
         "brace} and {x=\"y\"}".to_string(),
+        "# HELP not_a_comment".to_string(),
     ];
+    for refused in ["new\nline".to_string(), "a".repeat(10_000)] {
+        let err = client
+            .execute(
+                "INSERT INTO usage_analytics.agent_usage_detailed (user_id, agent_id, provider, framework, model)
+                 VALUES (gen_random_uuid(), $1, 'openai', 'langchain', 'gpt-4o')",
+                &[&refused],
+            )
+            .expect_err("refused by the insert checks");
+        assert_eq!(db_error(&err).0, "22023", "{:.40}", refused);
+    }
     for agent in &hostile {
         client
             .execute(

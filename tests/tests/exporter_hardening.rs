@@ -86,7 +86,7 @@ fn silent_and_trickling_clients_are_closed_after_the_header_timeout() {
     let (status, body) = exporter.get("/metrics");
     assert_eq!(status, 200);
     assert!(body.contains("ai_usage_exporter_up 0"), "{body}");
-    assert!(body.contains("ai_usage_exporter_gauges_stale 0"), "{body}");
+    assert!(body.contains("ai_usage_exporter_cache_stale 0"), "{body}");
 }
 
 #[test]
