@@ -62,7 +62,7 @@ fn drop_cache_if_this_transaction_aborts() {
 #[pg_extern(volatile, parallel_unsafe)]
 fn _note_active_users(users: Vec<Option<Uuid>>, at: Vec<Option<TimestampWithTimeZone>>) {
     drop_cache_if_this_transaction_aborts();
-    let now = i64::from(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
+    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     let mut changed: Vec<(i64, i64)> = Vec::new();
     SHARDS.with(|shards| {
         let mut shards = shards.borrow_mut();
