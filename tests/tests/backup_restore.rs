@@ -5,7 +5,7 @@
 //! admin's configuration (prices, default models, role map, audit log) comes
 //! back, and identities continue after the restored ids.
 
-use integration_tests::{cluster, db_error, load_sample, scalar, PG_BIN, USERS};
+use integration_tests::{cluster, db_error, load_sample, pg_bin, scalar, USERS};
 use postgres::Client;
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -92,14 +92,14 @@ impl ToolRun {
     }
 }
 
-/// Runs `{PG_BIN}/{tool}` as the postgres OS user, bounded by TOOL_TIMEOUT,
+/// Runs `{pg_bin()}/{tool}` as the postgres OS user, bounded by TOOL_TIMEOUT,
 /// with stdout and stderr captured in files under the cluster directory.
 fn run_tool(tool: &str, args: &[String], log_name: &str) -> ToolRun {
     let dir = &cluster().dir;
     let out_path = dir.join(format!("{log_name}.stdout"));
     let err_path = dir.join(format!("{log_name}.stderr"));
     let (uid, gid) = postgres_ids();
-    let mut child = Command::new(format!("{PG_BIN}/{tool}"))
+    let mut child = Command::new(format!("{}/{tool}", pg_bin()))
         .args(args)
         .current_dir(dir)
         .env("PGCONNECT_TIMEOUT", "10")

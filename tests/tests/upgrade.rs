@@ -2,11 +2,10 @@
 //! install script is kept in sql/released/; a schema change needs a version
 //! bump and an upgrade script in sql/upgrades/, and upgrading loses nothing.
 
-use integration_tests::{cluster, load_sample, scalar, text_rows};
+use integration_tests::{cluster, extension_dir, load_sample, scalar, text_rows};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-const EXTENSION_DIR: &str = "/usr/share/postgresql/15/extension";
 const CURRENT: &str = env!("CARGO_PKG_VERSION");
 
 fn repo() -> PathBuf {
@@ -66,7 +65,7 @@ fn the_current_schema_is_released_or_has_an_upgrade_path() {
         .next_back()
         .expect("sql/released has the first version");
     let current_script =
-        std::fs::read_to_string(format!("{EXTENSION_DIR}/pg_usage_analytics--{CURRENT}.sql")).unwrap();
+        std::fs::read_to_string(format!("{}/pg_usage_analytics--{CURRENT}.sql", extension_dir())).unwrap();
     if *latest_key == version_key(CURRENT) {
         assert!(
             normalized(frozen) == normalized(&current_script),
@@ -82,7 +81,7 @@ fn the_current_schema_is_released_or_has_an_upgrade_path() {
     }
     // Every released version other than the current one must reach it.
     for (version, _) in versions.values().filter(|(v, _)| v != CURRENT) {
-        let path = format!("{EXTENSION_DIR}/pg_usage_analytics--{version}.sql");
+        let path = format!("{}/pg_usage_analytics--{version}.sql", extension_dir());
         assert!(
             std::path::Path::new(&path).exists(),
             "make install did not install {path}"
