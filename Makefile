@@ -13,7 +13,7 @@ APT_PACKAGES := postgresql-15 postgresql-server-dev-15 libclang-dev sudo \
                 postgresql-15-cron prometheus prometheus-postgres-exporter
 
 .PHONY: all deps build install install-release upgrade-script install-upgrade-scripts freeze-release test fmt-check clippy unit pgrx-test integration \
-        grafana-test demo bench bench-smoke fuzz clean
+        grafana-test dashboards demo bench bench-smoke fuzz clean
 
 all: build
 
@@ -84,6 +84,10 @@ integration: install
 
 grafana-test: deps
 	bash grafana/test.sh
+
+## dashboards: regenerate grafana/dashboards/*.json from grafana/dashgen/ (grafana-foundation-sdk).
+dashboards: deps
+	python3 grafana/build_dashboards.py
 
 ## demo: the main job: cluster, extension, demo data, rollups, pg_cron, exporter, Prometheus.
 demo: deps install-release

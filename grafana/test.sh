@@ -87,8 +87,15 @@ run "e2e_queries.py finds the same $promtool_rules rules as promtool" \
     test "$promtool_rules" = "$parsed_rules"
 
 # --- Dashboards ---------------------------------------------------------------------
-run "dashboards/*.json are up to date with build_dashboards.py" \
+run "dashboards/*.json are up to date with build_dashboards.py (grafana-foundation-sdk)" \
     "$PYTHON" build_dashboards.py --check
+stale_copy() {  # a copy of dashboards/ with one edited expression must be reported
+    rm -rf "$TMP/dash" && cp -r dashboards "$TMP/dash"
+    sed -i '0,/"expr": "sum(/s//"expr": "max(/' "$TMP/dash/usage-overview.json"
+    "$PYTHON" build_dashboards.py --check --dir "$TMP/dash"
+}
+expect_fail "build_dashboards.py --check reports a hand-edited dashboard JSON" \
+    "out-of-date: usage-overview.json" stale_copy
 run "lint_dashboards.py accepts dashboards/*.json (PromQL checked by promtool)" \
     "$PYTHON" lint_dashboards.py --promtool "$PROMTOOL"
 expect_fail "lint_dashboards.py rejects tests/fixtures/broken-dashboard.json" \
