@@ -136,7 +136,7 @@ run "provisioning files point at uid usage-analytics-prometheus and the dashboar
 if [ "${SKIP_LOCAL_E2E:-0}" = "1" ]; then
     skipped=$((skipped + 1)); echo "skip - local e2e (SKIP_LOCAL_E2E=1)"
 else
-    run "local e2e: Prometheus scraping tests/fixtures/sample.prom, e2e_queries.py" \
+    run "local e2e: Prometheus scraping the exporter golden exposition, e2e_queries.py" \
         "$PYTHON" tests/local_e2e.py
 fi
 
