@@ -38,7 +38,8 @@ install-release: deps
 
 ## upgrade-script: replay every SQL function of sql/*.sql in the upgrade
 ## script to the current version (scripts/upgrade_functions.py).
-SQL_SOURCES := sql/schema.sql sql/counters.sql sql/partitions.sql sql/queries.sql sql/rollups.sql sql/security.sql
+SQL_SOURCES := sql/roles.sql sql/schema.sql sql/identity.sql sql/counters.sql sql/audit.sql sql/admin.sql \
+               sql/partitions.sql sql/queries.sql sql/rollups.sql sql/self_test.sql
 CURRENT_UPGRADE := sql/upgrades/pg_usage_analytics--0.1.0--$(VERSION).sql
 upgrade-script:
 	python3 scripts/upgrade_functions.py $(CURRENT_UPGRADE) $(SQL_SOURCES)

@@ -31,6 +31,7 @@
 CREATE FUNCTION usage_analytics._restoring() RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT current_setting('row_security') = 'off' $$;
+REVOKE ALL ON FUNCTION usage_analytics._restoring FROM PUBLIC;
 
 CREATE TRIGGER price_usage_row
     BEFORE INSERT ON usage_analytics.agent_usage_detailed
@@ -118,6 +119,7 @@ AS $f$
         changes       = d.changes + excluded.changes
     $q$, transition_table)
 $f$;
+REVOKE ALL ON FUNCTION usage_analytics._daily_usage_upsert FROM PUBLIC;
 
 -- Label tuples (provider, framework, agent_id, model, message_type) that
 -- have their own exporter series. Label values are free text, and each
@@ -241,6 +243,7 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics._count_inserted_usage FROM PUBLIC;
 
 CREATE TRIGGER count_inserted_usage
     AFTER INSERT ON usage_analytics.agent_usage_detailed
@@ -264,6 +267,7 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics._count_changed_usage FROM PUBLIC;
 
 CREATE TRIGGER count_deleted_usage
     AFTER DELETE ON usage_analytics.agent_usage_detailed
@@ -287,6 +291,7 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics._count_truncated_usage FROM PUBLIC;
 
 CREATE TRIGGER count_truncated_usage
     AFTER TRUNCATE ON usage_analytics.agent_usage_detailed
@@ -402,6 +407,8 @@ BEGIN
     RETURN folded_counters + folded_days;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics._compact_bookkeeping FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._compact_bookkeeping TO usage_analytics_admin;
 
 -- ---------------------------------------------------------------------------
 -- What the exporter reads. Each function scans only the small tables above
@@ -427,6 +434,8 @@ AS $$
      GROUP BY 1, 2, 3, 4, 5, 6
      ORDER BY 1, 2, 3, 4, 5, 6
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.metrics_usage_counters FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.metrics_usage_counters TO usage_analytics_monitor, usage_analytics_admin;
 
 COMMENT ON FUNCTION usage_analytics.metrics_usage_counters() IS
     'Lifetime counters per label set; response_time_buckets are cumulative counts for le = 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60 seconds.';
@@ -435,6 +444,8 @@ COMMENT ON FUNCTION usage_analytics.metrics_usage_counters() IS
 CREATE FUNCTION usage_analytics.metrics_response_time_bucket_bounds() RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT ARRAY[0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60]::double precision[] $$;
+REVOKE ALL ON FUNCTION usage_analytics.metrics_response_time_bucket_bounds FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.metrics_response_time_bucket_bounds TO PUBLIC;
 
 -- Users with usage in the last hour, 24 hours and 30 days: the union of
 -- the sketches of every bucket that overlaps the window (so a window reaches
@@ -455,6 +466,8 @@ AS $$
      GROUP BY w.name, w.span
      ORDER BY w.span
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.metrics_active_users FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.metrics_active_users TO usage_analytics_monitor, usage_analytics_admin;
 
 -- Today's (UTC) top users by cost; at most 100 (a bounded label set).
 CREATE FUNCTION usage_analytics.metrics_top_users(n integer DEFAULT 10)
@@ -472,9 +485,13 @@ AS $$
      ORDER BY d.cost_usd DESC, d.user_id
      LIMIT least(greatest(n, 0), 100)
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.metrics_top_users FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.metrics_top_users TO usage_analytics_monitor, usage_analytics_admin;
 
 -- When the last rollup run finished (NULL when none ran yet).
 CREATE FUNCTION usage_analytics.metrics_rollup_last_success() RETURNS timestamptz
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$ SELECT max(rolled_at) FROM usage_analytics.rollup_state $$;
+REVOKE ALL ON FUNCTION usage_analytics.metrics_rollup_last_success FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.metrics_rollup_last_success TO usage_analytics_monitor, usage_analytics_admin;

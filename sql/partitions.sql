@@ -96,6 +96,8 @@ BEGIN
     RETURN created;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.ensure_partitions FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.ensure_partitions TO usage_analytics_admin;
 
 -- A restore runs CREATE EXTENSION and then recreates the dumped partitions.
 SELECT usage_analytics.ensure_partitions() WHERE NOT usage_analytics._restoring();

@@ -37,6 +37,8 @@ SELECT (usage_analytics._filter_timestamp(filters, 'start_date') IS NULL
                                     coalesce(usage_analytics._filter_uuid(filters, 'after_id'),
                                              '00000000-0000-0000-0000-000000000000'::uuid)))
 $$;
+REVOKE ALL ON FUNCTION usage_analytics._usage_matches FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._usage_matches TO PUBLIC;
 
 -- The same filters over the daily rollup (only the keys it keeps; callers
 -- check _filter_rollup_compatible first).
@@ -53,6 +55,8 @@ SELECT (usage_analytics._filter_uuid(filters, 'user_id') IS NULL
    AND (usage_analytics._filter_text(filters, 'provider') IS NULL
         OR r.provider = usage_analytics._filter_text(filters, 'provider'))
 $$;
+REVOKE ALL ON FUNCTION usage_analytics._rollup_matches FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._rollup_matches TO PUBLIC;
 
 -- Newest first, ties broken by id, so consecutive pages tile the result.
 -- For deep pages, pass the last row's position as after_timestamp/after_id
@@ -81,6 +85,8 @@ BEGIN
         USING coalesce(filters, '{}'::jsonb), "limit", "offset";
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.get_usage_records FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.get_usage_records TO PUBLIC;
 
 -- The export's typed columns, oldest first, for
 --   COPY (SELECT * FROM usage_analytics.usage_export('{...}')) TO STDOUT WITH (FORMAT csv, HEADER)
@@ -101,6 +107,8 @@ AS $$
        AND usage_analytics._usage_matches(u, filters)
      ORDER BY u."timestamp", u.id
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.usage_export FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.usage_export TO PUBLIC;
 
 -- Days in [from_day, to_day] readable from the rollups, and up to when.
 --  * fresh (covered_until = the day's end): the day's request count and
@@ -137,6 +145,8 @@ AS $$
                    = c.recorded)
      ORDER BY s.day
 $$;
+REVOKE ALL ON FUNCTION usage_analytics._rollup_coverage FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._rollup_coverage TO PUBLIC;
 
 -- The days readable from the rollups (fresh or partial), for inspection.
 CREATE FUNCTION usage_analytics._fresh_rollup_days(from_day date, to_day date)
@@ -146,6 +156,8 @@ AS $$
     SELECT coalesce(array_agg(c.day ORDER BY c.day), '{}')
       FROM usage_analytics._rollup_coverage(from_day, to_day) c
 $$;
+REVOKE ALL ON FUNCTION usage_analytics._fresh_rollup_days FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._fresh_rollup_days TO PUBLIC;
 
 -- Where a filtered range's usage is read from: whole UTC days that are
 -- safely rolled up (fresh) come from agent_performance_metrics, the rest of
@@ -195,6 +207,8 @@ BEGIN
     END IF;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics._usage_fact_plan FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._usage_fact_plan TO PUBLIC;
 
 -- One row per (day, user, agent, framework, provider) group of usage in the
 -- filtered range, from the fresh rollup days and the raw ranges of
@@ -229,6 +243,8 @@ AS $$
       ) u ON true
      GROUP BY 1, 2, 3, 4, 5
 $$;
+REVOKE ALL ON FUNCTION usage_analytics._usage_facts FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._usage_facts TO PUBLIC;
 
 -- Totals and breakdowns; equal to the raw rows whatever state the rollups
 -- are in (see _usage_fact_plan). Two sources, one result shape: both build
@@ -251,12 +267,7 @@ DECLARE
 BEGIN
     filters := coalesce(filters, '{}');
     plan := usage_analytics._usage_fact_plan(filters);
-    system_wide := usage_analytics._filter_rollup_compatible(filters)
-        AND usage_analytics._filter_uuid(filters, 'user_id') IS NULL
-        AND usage_analytics._filter_text(filters, 'agent_id') IS NULL
-        AND usage_analytics._filter_text(filters, 'framework') IS NULL
-        AND usage_analytics._filter_text(filters, 'provider') IS NULL
-        AND usage_analytics.is_admin();
+    system_wide := usage_analytics._filter_dates_only(filters) AND usage_analytics.is_admin();
     IF system_wide THEN
         sources := $q$
         WITH raw AS MATERIALIZED (
@@ -357,6 +368,8 @@ BEGIN
     RETURN result;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.get_usage_summary FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.get_usage_summary TO PUBLIC;
 
 -- Usage per day, ISO week (Monday) or month, UTC.
 CREATE FUNCTION usage_analytics.usage_trend(granularity text, filters jsonb DEFAULT '{}')
@@ -386,3 +399,5 @@ BEGIN
     $q$ USING filters, plan.fresh, plan.raw_lo, plan.raw_hi, lower(granularity);
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.usage_trend FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.usage_trend TO PUBLIC;

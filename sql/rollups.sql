@@ -156,6 +156,8 @@ BEGIN
     RETURN written + 1;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.rollup_daily FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.rollup_daily TO usage_analytics_admin;
 
 -- rollup_daily for every day from from_day to to_day inclusive.
 CREATE FUNCTION usage_analytics.rollup_range(from_day date, to_day date)
@@ -183,6 +185,8 @@ BEGIN
     RETURN total;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.rollup_range FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.rollup_range TO usage_analytics_admin;
 
 -- What the scheduled job runs (CALL usage_analytics.run_maintenance()):
 -- partitions ahead, yesterday's and today's rollups, then folding the
@@ -204,6 +208,8 @@ BEGIN
     COMMIT;
 END;
 $$;
+REVOKE ALL ON PROCEDURE usage_analytics.run_maintenance FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE usage_analytics.run_maintenance TO usage_analytics_admin;
 
 -- The same steps in one transaction, for schedulers that can only run a
 -- SELECT. Prefer CALL usage_analytics.run_maintenance(): here a partition
@@ -222,6 +228,8 @@ BEGIN
     RETURN written;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.run_scheduled_maintenance FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.run_scheduled_maintenance TO usage_analytics_admin;
 
 -- Registers (or re-registers, by name) the pg_cron job running
 -- CALL usage_analytics.run_maintenance(); returns the job id.
@@ -253,3 +261,5 @@ BEGIN
     RETURN job;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics.schedule_rollups FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.schedule_rollups TO usage_analytics_admin;

@@ -78,6 +78,7 @@ BEGIN
     END LOOP;
 END;
 $$;
+REVOKE ALL ON FUNCTION usage_analytics._hide_statistics FROM PUBLIC;
 
 SELECT usage_analytics._hide_statistics('usage_analytics.agent_usage_detailed');
 

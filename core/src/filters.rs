@@ -41,6 +41,9 @@ pub const KNOWN_KEYS: &[&str] = &[
 /// keeps one row per (user_id, agent_id, framework, provider, date), so only
 /// these keys (and date bounds) may be answered from it. The one list of
 /// them; `Filters::rollup_compatible` reads it.
+/// The date range keys.
+pub const DATE_KEYS: &[&str] = &["start_date", "end_date"];
+
 pub const ROLLUP_KEYS: &[&str] = &[
     "start_date",
     "end_date",
@@ -160,6 +163,12 @@ impl Filters {
     /// be read from `agent_performance_metrics`.
     pub fn rollup_compatible(&self) -> bool {
         self.keys().iter().all(|key| ROLLUP_KEYS.contains(key))
+    }
+
+    /// Whether only the date range filters anything, so system-wide daily
+    /// totals (which keep no user, agent, framework or provider) may serve.
+    pub fn dates_only(&self) -> bool {
+        self.keys().iter().all(|key| DATE_KEYS.contains(key))
     }
 }
 

@@ -13,11 +13,11 @@
 //! approximation within the sketch's error, documented in the README.) The scheduled maintenance
 //! folds exited backends' shards into shard 0 and drops expired buckets.
 
-use crate::hll::Sketch;
 use pgrx::prelude::*;
 use pgrx::{register_xact_callback, PgXactCallbackEvent, Uuid};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use usage_analytics_core::hll::Sketch;
 
 /// Bucket widths in seconds and how far back each is kept (and counted).
 const WIDTHS: [(i64, i64); 3] = [(300, 2 * 3600), (3600, 26 * 3600), (86_400, 32 * 86_400)];
@@ -137,3 +137,11 @@ fn _hll_of(users: Vec<Option<Uuid>>) -> Vec<u8> {
 fn _hll_estimate(sketch: &[u8]) -> i64 {
     parse(sketch).estimate() as i64
 }
+
+// Internal: called by the counting trigger and the exporter's functions.
+extension_sql!(
+    "REVOKE ALL ON FUNCTION usage_analytics._note_active_users, usage_analytics._hll_union, \
+     usage_analytics._hll_of, usage_analytics._hll_estimate FROM PUBLIC;",
+    name = "active_users_grants",
+    requires = ["roles", _note_active_users, _hll_union, _hll_of, _hll_estimate]
+);

@@ -4,8 +4,7 @@
 //! first, without recursion, and refuse deep documents with SQLSTATE 22023
 //! naming the argument.
 
-use crate::usage::raise_invalid;
-use crate::validate;
+use crate::errors::raise_invalid;
 use pgrx::callconv::{Arg, ArgAbi};
 use pgrx::nullable::Nullable;
 use pgrx::pgrx_sql_entity_graph::metadata::{
@@ -13,6 +12,7 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
 };
 use pgrx::prelude::*;
 use pgrx::{direct_function_call, FromDatum};
+use usage_analytics_core::validate;
 
 /// The text of a jsonb datum, checked for depth, then parsed.
 unsafe fn parse_jsonb(datum: pg_sys::Datum, argument: &'static str, max_depth: usize) -> serde_json::Value {
@@ -63,7 +63,7 @@ checked_jsonb!(
     /// A filter document (`filters` argument).
     FiltersArg,
     "filters",
-    crate::filters::MAX_FILTERS_DEPTH
+    usage_analytics_core::filters::MAX_FILTERS_DEPTH
 );
 checked_jsonb!(
     /// A `request_metadata` argument.

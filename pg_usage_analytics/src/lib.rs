@@ -1,25 +1,41 @@
 //! pg_usage_analytics: AI/LLM usage and cost analytics inside PostgreSQL.
 //!
-//! Hand-written SQL (schema, triggers, queries, rollups, security) lives in
-//! `../sql/*.sql`; the pure logic (model resolution and exact pricing, the
-//! filter parser, CSV writing, input validation) is the `usage-analytics-core`
-//! crate; the modules here connect it to Postgres.
+//! Hand-written SQL lives in `../sql/*.sql`, one concern per file; the pure
+//! logic (model resolution and exact pricing, the filter parser, CSV
+//! writing, input validation, distinct-count sketches) is the
+//! `usage-analytics-core` crate; the modules here connect it to Postgres:
+//!  * `usage`: the pricing trigger every insert path goes through, and
+//!    `track_detailed_usage`;
+//!  * `price_cache`: the per-backend price book, `resolve_model`, `calculate_cost`;
+//!  * `filters`: the SQL accessors of the filter parser;
+//!  * `csv_export`: `export_usage_csv`;
+//!  * `active_users`: active-user sketches for the exporter;
+//!  * `acting_role`: who is calling, seen from inside SECURITY DEFINER functions;
+//!  * `json_args`: depth-checked jsonb arguments; `errors`: SQLSTATE 22023.
 
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
+mod acting_role;
 mod active_users;
-mod identity;
+mod csv_export;
+mod errors;
+mod filters;
 mod json_args;
 mod price_cache;
-mod queries;
 mod usage;
-
-pub use usage_analytics_core::{csv, filters, hll, pricing, validate};
 
 ::pgrx::pg_module_magic!();
 
-extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
+// The SQL files, one concern each, in dependency order (pgrx orders the
+// install script by these `requires`).
+extension_sql_file!("../../sql/roles.sql", name = "roles", bootstrap);
+extension_sql_file!("../../sql/schema.sql", name = "schema", requires = ["roles"]);
+extension_sql_file!(
+    "../../sql/identity.sql",
+    name = "identity",
+    requires = ["schema", acting_role]
+);
 extension_sql_file!(
     "../../sql/counters.sql",
     name = "counters",
@@ -33,6 +49,16 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!(
+    "../../sql/audit.sql",
+    name = "audit",
+    requires = ["schema", "identity", "counters"]
+);
+extension_sql_file!(
+    "../../sql/admin.sql",
+    name = "admin",
+    requires = ["schema", "identity", "audit"]
+);
+extension_sql_file!(
     "../../sql/partitions.sql",
     name = "partitions",
     requires = ["schema", "counters"]
@@ -43,20 +69,40 @@ extension_sql_file!(
     requires = [
         "schema",
         "counters",
+        "identity",
         check_filters,
         _filter_timestamp,
         _filter_text,
         _filter_uuid,
         _filter_success,
-        _filter_rollup_compatible
+        _filter_rollup_compatible,
+        _filter_dates_only
     ]
 );
 extension_sql_file!(
     "../../sql/rollups.sql",
     name = "rollups",
-    requires = ["schema", "counters"]
+    requires = ["schema", "counters", "identity", "partitions"]
 );
-extension_sql_file!("../../sql/security.sql", name = "security", finalize);
+extension_sql_file!(
+    "../../sql/self_test.sql",
+    name = "self_test",
+    requires = ["admin", "queries", "rollups", resolve_model, calculate_cost]
+);
+extension_sql_file!(
+    "../../sql/row_security.sql",
+    name = "row_security",
+    requires = [
+        "schema",
+        "counters",
+        "identity",
+        "audit",
+        "admin",
+        "rollups",
+        "self_test"
+    ]
+);
+extension_sql_file!("../../sql/pg_dump.sql", name = "pg_dump", finalize);
 
 /// `usage_analytics.exporter_max_series`: how many label tuples get their own
 /// exporter series (see usage_series in sql/counters.sql). Superuser-only,

@@ -21,11 +21,11 @@
 //! sent, so a load that saw no invalidation arrive holds every change whose
 //! invalidation this backend has processed.
 
-use crate::pricing::{parse_price, PriceBook, PricePoint};
 use pgrx::prelude::*;
 use rust_decimal::Decimal;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use usage_analytics_core::pricing::{parse_price, PriceBook, PricePoint};
 
 thread_local! {
     static BOOK: RefCell<Option<Rc<PriceBook>>> = const { RefCell::new(None) };
@@ -197,6 +197,14 @@ fn calculate_cost(
     let at = at.map(pg_sys::TimestampTz::from)?;
     match price_book().cost(provider, model, input_tokens, output_tokens, at) {
         Ok(cost) => cost.map(to_numeric),
-        Err(e) => crate::usage::raise_invalid(format!("calculate_cost: {e}")),
+        Err(e) => crate::errors::raise_invalid(format!("calculate_cost: {e}")),
     }
 }
+
+// Pricing is public knowledge: anyone with schema access may price.
+extension_sql!(
+    "GRANT EXECUTE ON FUNCTION usage_analytics.resolve_model, usage_analytics.calculate_cost TO PUBLIC;\n\
+     REVOKE ALL ON FUNCTION usage_analytics.invalidate_price_cache FROM PUBLIC;",
+    name = "price_cache_grants",
+    requires = ["roles", resolve_model, calculate_cost, invalidate_price_cache]
+);

@@ -1,24 +1,17 @@
 //! Recording usage: the pricing trigger every insert path goes through, and
 //! `track_detailed_usage`, the checked entry point for applications.
 
+use crate::errors::raise_invalid;
 use crate::json_args::MetadataArg;
 use crate::price_cache::{price_book, to_numeric};
-use crate::validate::{
-    self, InvalidArgument, MAX_AGENT_NAME_CHARS, MAX_ERROR_MESSAGE_CHARS, MAX_IDENTIFIER_CHARS,
-};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
-use pgrx::{JsonB, PgSqlErrorCode, PgTupleDesc, Uuid};
+use pgrx::{JsonB, PgTupleDesc, Uuid};
 use std::cell::RefCell;
-
-pub fn raise_invalid(message: impl std::fmt::Display) -> ! {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        message.to_string()
-    );
-}
+use usage_analytics_core::validate::{
+    self, InvalidArgument, MAX_AGENT_NAME_CHARS, MAX_ERROR_MESSAGE_CHARS, MAX_IDENTIFIER_CHARS,
+};
 
 fn checked<T>(result: Result<T, InvalidArgument>) -> T {
     result.unwrap_or_else(|e| raise_invalid(format!("track_detailed_usage: {e}")))
@@ -330,3 +323,11 @@ fn track_detailed_usage(
     .unwrap_or_else(|e| error!("track_detailed_usage: {e}"));
     id
 }
+
+extension_sql!(
+    "REVOKE ALL ON FUNCTION usage_analytics.track_detailed_usage FROM PUBLIC;\n\
+     GRANT EXECUTE ON FUNCTION usage_analytics.track_detailed_usage TO usage_analytics_writer, usage_analytics_admin;\n\
+     REVOKE ALL ON FUNCTION usage_analytics.price_usage_row FROM PUBLIC;",
+    name = "usage_grants",
+    requires = ["roles", track_detailed_usage, price_usage_row]
+);

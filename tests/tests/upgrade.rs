@@ -237,3 +237,22 @@ fn an_upgraded_schema_equals_a_fresh_install() {
         );
     }
 }
+
+/// Every function's grant sits beside it (sql/*.sql, or extension_sql! next
+/// to a Rust function): one left without a decision would run with
+/// PostgreSQL's default, EXECUTE for PUBLIC.
+#[test]
+fn every_function_decides_who_may_call_it() {
+    let c = cluster();
+    let db = c.fresh_db("function_acls");
+    let undecided = text_rows(
+        &mut c.connect(&db),
+        "SELECT p.oid::regprocedure::text FROM pg_proc p
+          WHERE p.pronamespace = 'usage_analytics'::regnamespace AND p.proacl IS NULL
+          ORDER BY 1",
+    );
+    assert!(
+        undecided.is_empty(),
+        "functions with no REVOKE/GRANT beside them: {undecided:?}"
+    );
+}

@@ -13,3 +13,9 @@ fn acting_role() -> String {
         CStr::from_ptr(name).to_string_lossy().into_owned()
     }
 }
+
+extension_sql!(
+    "GRANT EXECUTE ON FUNCTION usage_analytics.acting_role TO PUBLIC;",
+    name = "acting_role_grants",
+    requires = ["roles", acting_role]
+);

@@ -1,16 +1,12 @@
-//! SQL-facing pieces of the filter parser and the CSV export.
-//!
-//! The `_filter_*` accessors are IMMUTABLE: with a constant filter document
-//! the planner folds them to constants, so `sql/queries.sql` can write one
-//! static predicate (`_usage_matches`) that still prunes partitions and uses
-//! the indexes for whichever keys are present.
+//! `export_usage_csv`: one RFC 4180 CSV document of the filtered rows, bounded
+//! in rows and bytes (larger exports stream with COPY over `usage_export`).
 
-use crate::csv::{push_record, push_timestamp_micros, Cell};
-use crate::filters::Filters;
+use crate::errors::raise_invalid;
+use crate::filters::parse;
 use crate::json_args::FiltersArg;
-use crate::usage::raise_invalid;
 use pgrx::prelude::*;
-use pgrx::{JsonB, Uuid};
+use pgrx::JsonB;
+use usage_analytics_core::csv::{push_record, push_timestamp_micros, Cell};
 
 /// Rows above which `export_usage_csv` refuses and points to COPY.
 pub const MAX_CSV_EXPORT_ROWS: i64 = 1_000_000;
@@ -26,77 +22,6 @@ fn refuse_large_export(limit: &str) -> ! {
         "export_usage_csv: the export would exceed {limit}; narrow the filters or stream the rows with \
          COPY (SELECT * FROM usage_analytics.usage_export('<filters>')) TO STDOUT WITH (FORMAT csv, HEADER)"
     ))
-}
-
-fn parse(filters: Option<&FiltersArg>) -> Filters {
-    Filters::parse(filters.map(|j| &j.0)).unwrap_or_else(|e| raise_invalid(e))
-}
-
-fn to_timestamp(micros: Option<i64>) -> Option<TimestampWithTimeZone> {
-    micros.and_then(|m| TimestampWithTimeZone::try_from(m).ok())
-}
-
-/// Validates a filter document, raising an error that names the bad key.
-#[pg_extern(immutable, parallel_safe)]
-fn check_filters(filters: Option<FiltersArg>) -> bool {
-    parse(filters.as_ref());
-    true
-}
-
-/// `start_date` (inclusive), `end_date` (exclusive; a plain date means the
-/// next midnight UTC) or `after_timestamp` of a filter document.
-#[pg_extern(immutable, parallel_safe)]
-fn _filter_timestamp(filters: Option<FiltersArg>, field: &str) -> Option<TimestampWithTimeZone> {
-    let f = parse(filters.as_ref());
-    match field {
-        "start_date" => to_timestamp(f.start),
-        "end_date" => to_timestamp(f.end),
-        "after_timestamp" => to_timestamp(f.after_timestamp),
-        other => raise_invalid(format!("_filter_timestamp: no timestamp field {other}")),
-    }
-}
-
-/// A text filter, normalised as it is stored; `search` is the ILIKE pattern.
-#[pg_extern(immutable, parallel_safe)]
-fn _filter_text(filters: Option<FiltersArg>, field: &str) -> Option<String> {
-    let f = parse(filters.as_ref());
-    match field {
-        "agent_id" => f.agent_id,
-        "framework" => f.framework,
-        "provider" => f.provider,
-        "model" => f.model,
-        "message_type" => f.message_type,
-        "search" => f.search,
-        other => raise_invalid(format!("_filter_text: no text field {other}")),
-    }
-}
-
-#[pg_extern(immutable, parallel_safe)]
-fn _filter_uuid(filters: Option<FiltersArg>, field: &str) -> Option<Uuid> {
-    let f = parse(filters.as_ref());
-    let value = match field {
-        "user_id" => f.user_id,
-        "after_id" => f.after_id,
-        other => raise_invalid(format!("_filter_uuid: no uuid field {other}")),
-    };
-    value.map(|s| {
-        Uuid::from_bytes(
-            *uuid::Uuid::parse_str(&s)
-                .expect("validated by the parser")
-                .as_bytes(),
-        )
-    })
-}
-
-#[pg_extern(immutable, parallel_safe)]
-fn _filter_success(filters: Option<FiltersArg>) -> Option<bool> {
-    parse(filters.as_ref()).success
-}
-
-/// Whether whole days may be read from the daily rollups for these filters.
-#[pg_extern(immutable, parallel_safe)]
-fn _filter_rollup_compatible(filters: Option<FiltersArg>) -> bool {
-    parse(filters.as_ref()).rollup_compatible()
 }
 
 /// The export's columns and whether each is free text (neutralised against
@@ -196,3 +121,10 @@ fn export_usage_csv(filters: default!(Option<FiltersArg>, "'{}'")) -> String {
     .unwrap_or_else(|e| error!("export_usage_csv: {e}"));
     out
 }
+
+// Runs as the caller: row-level security decides which rows it sees.
+extension_sql!(
+    "GRANT EXECUTE ON FUNCTION usage_analytics.export_usage_csv TO PUBLIC;",
+    name = "csv_export_grants",
+    requires = ["roles", export_usage_csv]
+);
