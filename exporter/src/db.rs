@@ -1,4 +1,5 @@
-//! Connection string handling, the connection pool, and the queries.
+//! Connection string handling, the connection pool, and running the collectors'
+//! queries (which SQL runs is each collector's business, see `collectors`).
 //!
 //! Every unit of database work (a scrape or a health check) runs under one
 //! deadline covering pool wait, connect and queries. A connection that saw an
@@ -7,16 +8,19 @@
 //! and the pool reconnects on the next request.
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use deadpool_postgres::tokio_postgres::{self, types::Type, NoTls, Row};
+use deadpool_postgres::tokio_postgres::types::{ToSql, Type};
+use deadpool_postgres::tokio_postgres::{self, NoTls, Row};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::Config;
-use crate::model::{Gauges, TopUser, Usage, UsageRow};
 use crate::tls;
 
 /// Why a unit of database work failed.
@@ -260,60 +264,86 @@ pub async fn ping(pool: &Pool, budget: Duration) -> Result<(), DbError> {
     result
 }
 
-const Q_COUNTERS: &str = "SELECT provider, framework, agent_id, model, message_type, success, \
-       requests::int8, input_tokens::float8, output_tokens::float8, cost_usd::float8, \
-       unpriced_requests::int8, response_time_count::int8, response_time_sum_seconds::float8, \
-       response_time_buckets::int8[] \
-  FROM usage_analytics.metrics_usage_counters()";
-const Q_BOUNDS: &str = "SELECT usage_analytics.metrics_response_time_bucket_bounds()::float8[]";
-const Q_ROLLUP: &str = "SELECT extract(epoch FROM usage_analytics.metrics_rollup_last_success())::float8";
-const Q_ACTIVE: &str = "SELECT \"window\"::text, users::int8 FROM usage_analytics.metrics_active_users()";
-const Q_TOP: &str =
-    "SELECT rank::int4, user_id::text, cost_usd::float8 FROM usage_analytics.metrics_top_users($1)";
+/// One query of a collector: SQL text and typed parameters.
+pub struct Query {
+    pub sql: &'static str,
+    params: Vec<(Box<dyn ToSql + Sync + Send>, Type)>,
+}
+
+impl Query {
+    pub fn new(sql: &'static str) -> Self {
+        Query {
+            sql,
+            params: Vec::new(),
+        }
+    }
+
+    /// Adds the next parameter (`$1`, `$2`, …) with its type.
+    pub fn param(mut self, value: impl ToSql + Sync + Send + 'static, ty: Type) -> Self {
+        self.params.push((Box::new(value), ty));
+        self
+    }
+}
+
+impl fmt::Debug for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Query")
+            .field("sql", &self.sql)
+            .field("params", &self.params.len())
+            .finish()
+    }
+}
+
+/// The rows of each query of each collector of a batch: `[collector][query]`.
+pub type BatchRows = Vec<Vec<Vec<Row>>>;
 
 /// What one scrape read.
 #[derive(Debug)]
 pub struct Fetched {
-    pub usage: Usage,
-    /// Present when a gauge refresh was asked for: the gauges, or why they could not be read.
-    /// A failed refresh does not fail the fetch.
-    pub gauges: Option<Result<Gauges, DbError>>,
+    pub every_scrape: BatchRows,
+    /// Present when the cached batch was asked for: its rows, or why they could not be read.
+    /// A failure there does not fail the fetch.
+    pub cached: Option<Result<BatchRows, DbError>>,
 }
 
-/// Reads everything one scrape needs, all within `budget` (client-side deadline and a
-/// server-side statement_timeout). The counters, histogram and rollup timestamp are read in
-/// one read-only transaction; an error there fails the fetch. `gauges_top_n`: then also
-/// refresh the expensive gauges, with that N for the top users, in a second read-only
-/// transaction on the same connection, in the time left; an error there is returned in
-/// [`Fetched::gauges`] and the counters are kept.
-pub async fn fetch(pool: &Pool, budget: Duration, gauges_top_n: Option<u32>) -> Result<Fetched, DbError> {
+/// Runs one scrape's queries, all within `budget` (client-side deadline and a server-side
+/// statement_timeout), on one connection: `every_scrape` (the queries of each collector,
+/// pipelined) in one read-only transaction, whose failure fails the fetch; then, when
+/// given, `cached` in a second read-only transaction in the time left, whose failure is
+/// returned in [`Fetched::cached`] while the first batch's rows are kept.
+pub async fn fetch(
+    pool: &Pool,
+    budget: Duration,
+    every_scrape: &[Vec<Query>],
+    cached: Option<&[Vec<Query>]>,
+) -> Result<Fetched, DbError> {
     let deadline = Instant::now() + budget;
     let client = acquire(pool, deadline, budget).await?;
-    let usage = match timeout_at(deadline, usage_on(&client, deadline)).await {
+    let first = match timeout_at(deadline, batch_on(&client, deadline, every_scrape)).await {
         Ok(r) => r,
         Err(_) => Err(DbError::Timeout(budget)),
     };
-    let usage = match usage {
-        Ok(u) => u,
+    let every_scrape = match first {
+        Ok(rows) => rows,
         Err(e) => {
             discard(client);
             return Err(e);
         }
     };
-    let gauges = match gauges_top_n {
+    let cached = match cached {
         None => None,
-        Some(n) => Some(
-            match timeout_at(deadline, gauges_on(&client, deadline, n)).await {
+        Some(batch) => Some(
+            match timeout_at(deadline, batch_on(&client, deadline, batch)).await {
                 Ok(r) => r,
                 Err(_) => Err(DbError::Timeout(budget)),
             },
         ),
     };
-    if let Some(Err(_)) = gauges {
-        // A failed or interrupted refresh leaves the connection in an unknown state.
+    if let Some(Err(_)) = cached {
+        // A failed or interrupted batch leaves the connection in an unknown state.
         discard(client);
     }
-    Ok(Fetched { usage, gauges })
+    Ok(Fetched { every_scrape, cached })
 }
 
 /// Opens a read-only transaction whose statements may run until `deadline`.
@@ -329,102 +359,135 @@ async fn begin_read_only(c: &Object, deadline: Instant) -> Result<(), DbError> {
     Ok(())
 }
 
-async fn usage_on(c: &Object, deadline: Instant) -> Result<Usage, DbError> {
+/// Runs a batch in one read-only transaction, every query pipelined on the one connection.
+async fn batch_on(c: &Object, deadline: Instant, batch: &[Vec<Query>]) -> Result<BatchRows, DbError> {
     begin_read_only(c, deadline).await?;
-    // The queries are pipelined on the one connection.
-    let counters = c.query_typed(Q_COUNTERS, &[]);
-    let bounds = c.query_typed(Q_BOUNDS, &[]);
-    let rollup = c.query_typed(Q_ROLLUP, &[]);
-    let (counters, bounds, rollup) = tokio::try_join!(counters, bounds, rollup)?;
+    let params: Vec<Vec<(&(dyn ToSql + Sync), Type)>> = batch
+        .iter()
+        .flatten()
+        .map(|q| {
+            q.params
+                .iter()
+                .map(|(v, t)| (&**v as &(dyn ToSql + Sync), t.clone()))
+                .collect()
+        })
+        .collect();
+    let pending = batch
+        .iter()
+        .flatten()
+        .zip(&params)
+        .map(|(q, p)| c.query_typed(q.sql, p))
+        .collect();
+    let mut flat = try_join_all(pending).await?.into_iter();
     c.batch_execute("COMMIT").await?;
-    Ok(Usage {
-        rows: counters.iter().map(usage_row).collect::<Result<_, _>>()?,
-        bucket_bounds: bounds_from(&bounds)?,
-        rollup_last_success: single_opt_f64(&rollup, "metrics_rollup_last_success")?,
-    })
+    Ok(batch
+        .iter()
+        .map(|qs| flat.by_ref().take(qs.len()).collect())
+        .collect())
 }
 
-async fn gauges_on(c: &Object, deadline: Instant, top_n: u32) -> Result<Gauges, DbError> {
-    begin_read_only(c, deadline).await?;
-    let n = i32::try_from(top_n).unwrap_or(i32::MAX);
-    let active = c.query_typed(Q_ACTIVE, &[]);
-    let top = async {
-        if n == 0 {
-            Ok(Vec::new())
-        } else {
-            c.query_typed(Q_TOP, &[(&n, Type::INT4)]).await
+/// Polls every future concurrently (each in its turn, so the queries go out in order on one
+/// pipelined connection); the first error wins and drops the rest, like `tokio::try_join!`.
+async fn try_join_all<T, E, F>(futures: Vec<F>) -> Result<Vec<T>, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(done.iter_mut()) {
+            if slot.is_some() {
+                continue;
+            }
+            match f.as_mut().poll(cx) {
+                Poll::Ready(Ok(v)) => *slot = Some(v),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => pending = true,
+            }
         }
-    };
-    let (active, top) = tokio::try_join!(active, top)?;
-    c.batch_execute("COMMIT").await?;
-    Ok(Gauges {
-        active_users: active
-            .iter()
-            .map(|r| Ok((get::<Option<String>>(r, 0)?.unwrap_or_default(), get_i64(r, 1)?)))
-            .collect::<Result<_, DbError>>()?,
-        top_users: top
-            .iter()
-            .map(|r| {
-                Ok(TopUser {
-                    rank: get::<Option<i32>>(r, 0)?.unwrap_or_default(),
-                    user_id: get::<Option<String>>(r, 1)?.unwrap_or_default(),
-                    cost_usd: get_f64(r, 2)?,
-                })
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(done
+                .iter_mut()
+                .map(|s| s.take().expect("polled to completion"))
+                .collect()))
+        }
+    })
+    .await
+}
+
+/// Reading columns, for the collectors. Columns are named; NULL text reads as "" (the
+/// contract's "unknown"), NULL numbers as 0.
+pub mod column {
+    use super::{tokio_postgres, DbError, Row};
+
+    pub fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, DbError> {
+        row.try_get(name)
+            .map_err(|e| DbError::Data(format!("column {name}: {e}")))
+    }
+
+    pub fn text(row: &Row, name: &str) -> Result<String, DbError> {
+        Ok(get::<Option<String>>(row, name)?.unwrap_or_default())
+    }
+
+    pub fn int8(row: &Row, name: &str) -> Result<i64, DbError> {
+        Ok(get::<Option<i64>>(row, name)?.unwrap_or(0))
+    }
+
+    pub fn int4(row: &Row, name: &str) -> Result<i32, DbError> {
+        Ok(get::<Option<i32>>(row, name)?.unwrap_or(0))
+    }
+
+    pub fn float8(row: &Row, name: &str) -> Result<f64, DbError> {
+        Ok(get::<Option<f64>>(row, name)?.unwrap_or(0.0))
+    }
+
+    /// The rows of query `i` of a collector's results.
+    pub fn rows<'a>(results: &'a [Vec<Row>], i: usize, what: &str) -> Result<&'a [Row], DbError> {
+        results
+            .get(i)
+            .map(Vec::as_slice)
+            .ok_or_else(|| DbError::Data(format!("no result for {what}")))
+    }
+
+    /// The one row a single-row query must return.
+    pub fn single<'a>(rows: &'a [Row], what: &str) -> Result<&'a Row, DbError> {
+        rows.first()
+            .ok_or_else(|| DbError::Data(format!("{what} returned no row")))
+    }
+}
+
+#[cfg(test)]
+mod join_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn try_join_all_keeps_order_and_stops_at_the_first_error() {
+        let ok: Vec<_> = (0..5u64)
+            .map(|i| async move {
+                tokio::time::sleep(Duration::from_millis(10 * (5 - i))).await;
+                Ok::<_, String>(i)
             })
-            .collect::<Result<_, DbError>>()?,
-    })
-}
-
-fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T, DbError> {
-    row.try_get(idx)
-        .map_err(|e| DbError::Data(format!("column {idx}: {e}")))
-}
-
-fn get_i64(row: &Row, idx: usize) -> Result<i64, DbError> {
-    Ok(get::<Option<i64>>(row, idx)?.unwrap_or(0))
-}
-
-fn get_f64(row: &Row, idx: usize) -> Result<f64, DbError> {
-    Ok(get::<Option<f64>>(row, idx)?.unwrap_or(0.0))
-}
-
-fn usage_row(r: &Row) -> Result<UsageRow, DbError> {
-    let text = |i| get::<Option<String>>(r, i).map(Option::unwrap_or_default);
-    Ok(UsageRow {
-        provider: text(0)?,
-        framework: text(1)?,
-        agent_id: text(2)?,
-        model: text(3)?,
-        message_type: text(4)?,
-        success: get(r, 5)?,
-        requests: get_i64(r, 6)?,
-        input_tokens: get_f64(r, 7)?,
-        output_tokens: get_f64(r, 8)?,
-        cost_usd: get_f64(r, 9)?,
-        unpriced_requests: get_i64(r, 10)?,
-        response_time_count: get_i64(r, 11)?,
-        response_time_sum_seconds: get_f64(r, 12)?,
-        response_time_buckets: get::<Option<Vec<Option<i64>>>>(r, 13)?
-            .map(|v| v.into_iter().map(|x| x.unwrap_or(0)).collect()),
-    })
-}
-
-fn bounds_from(rows: &[Row]) -> Result<Vec<f64>, DbError> {
-    let row = rows
-        .first()
-        .ok_or_else(|| DbError::Data("metrics_response_time_bucket_bounds returned no row".into()))?;
-    let v: Option<Vec<Option<f64>>> = get(row, 0)?;
-    v.unwrap_or_default()
-        .into_iter()
-        .map(|b| b.ok_or_else(|| DbError::Data("NULL response-time bucket bound".into())))
-        .collect()
-}
-
-fn single_opt_f64(rows: &[Row], what: &str) -> Result<Option<f64>, DbError> {
-    let row = rows
-        .first()
-        .ok_or_else(|| DbError::Data(format!("{what} returned no row")))?;
-    get(row, 0)
+            .collect();
+        assert_eq!(try_join_all(ok).await, Ok(vec![0, 1, 2, 3, 4]));
+        let failing: Vec<_> = (0..3u64)
+            .map(|i| async move {
+                if i == 1 {
+                    Err(format!("query {i} failed"))
+                } else {
+                    std::future::pending::<()>().await;
+                    Ok(i)
+                }
+            })
+            .collect();
+        assert_eq!(try_join_all(failing).await, Err("query 1 failed".to_string()));
+        assert_eq!(
+            try_join_all(Vec::<std::future::Ready<Result<u8, ()>>>::new()).await,
+            Ok(vec![])
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! The cache of the expensive gauges (ai_usage_active_users,
-//! ai_usage_top_user_cost_usd), kept apart from the scrape so its rules can be
-//! tested without a database:
+//! The cache of the expensive gauges (the series of the `Tier::Cached`
+//! collectors, today ai_usage_active_users and ai_usage_top_user_cost_usd),
+//! kept apart from the scrape so its rules can be tested without a database:
 //!
 //! * a refresh is due when none was attempted yet, or when the last attempt,
 //!   successful or not, started at least one refresh interval ago. So after a
@@ -16,13 +16,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::model::Gauges;
-
 /// What a scrape serves from the cache.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Served<'a> {
+pub struct Served<'a, T> {
     /// The last good gauges, if a refresh ever worked.
-    pub gauges: Option<&'a Gauges>,
+    pub gauges: Option<&'a T>,
     /// The last refresh attempt failed: `gauges` predate it.
     pub stale: bool,
     /// Seconds between the start of the scrape that read `gauges` and `now`.
@@ -32,22 +30,22 @@ pub struct Served<'a> {
 }
 
 #[derive(Debug)]
-struct Good {
+struct Good<T> {
     at: Instant,
-    gauges: Gauges,
+    gauges: T,
 }
 
 /// The gauge cache. See the module documentation.
 #[derive(Debug)]
-pub struct GaugeCache {
+pub struct GaugeCache<T> {
     interval: Duration,
-    good: Option<Good>,
+    good: Option<Good<T>>,
     last_attempt: Option<Instant>,
     last_failed: bool,
     errors_total: u64,
 }
 
-impl GaugeCache {
+impl<T> GaugeCache<T> {
     pub fn new(interval: Duration) -> Self {
         GaugeCache {
             interval,
@@ -65,7 +63,7 @@ impl GaugeCache {
     }
 
     /// A refresh by the scrape that started at `at` worked.
-    pub fn succeeded(&mut self, at: Instant, gauges: Gauges) {
+    pub fn succeeded(&mut self, at: Instant, gauges: T) {
         self.last_attempt = Some(at);
         self.last_failed = false;
         self.good = Some(Good { at, gauges });
@@ -84,7 +82,7 @@ impl GaugeCache {
     }
 
     /// What a scrape that started at `now` serves.
-    pub fn served(&self, now: Instant) -> Served<'_> {
+    pub fn served(&self, now: Instant) -> Served<'_, T> {
         Served {
             gauges: self.good.as_ref().map(|g| &g.gauges),
             stale: self.last_failed,
@@ -101,11 +99,8 @@ impl GaugeCache {
 mod tests {
     use super::*;
 
-    fn gauges(users: i64) -> Gauges {
-        Gauges {
-            active_users: vec![("1h".into(), users)],
-            top_users: vec![],
-        }
+    fn gauges(users: i64) -> Vec<(String, i64)> {
+        vec![("1h".into(), users)]
     }
 
     fn secs(n: u64) -> Duration {
@@ -115,7 +110,7 @@ mod tests {
     #[test]
     fn empty_cache_refreshes_and_serves_nothing() {
         let t0 = Instant::now();
-        let c = GaugeCache::new(secs(30));
+        let c = GaugeCache::<()>::new(secs(30));
         assert!(c.refresh_due(t0));
         let s = c.served(t0);
         assert_eq!(s.gauges, None);
@@ -179,7 +174,7 @@ mod tests {
     #[test]
     fn a_first_refresh_that_fails_is_stale_with_nothing_to_serve() {
         let t0 = Instant::now();
-        let mut c = GaugeCache::new(secs(30));
+        let mut c = GaugeCache::<()>::new(secs(30));
         c.failed(t0);
         assert!(!c.refresh_due(t0 + secs(1)));
         let s = c.served(t0 + secs(1));

@@ -1,18 +1,19 @@
 //! usage-analytics-exporter: Prometheus exporter for the pg_usage_analytics extension.
 //!
-//! Modules: `config` (flags), `db` (connection string, pool, queries), `tls`
-//! (rustls setup), `scrape` (serialized, coalesced scrapes), `gauge_cache`
-//! (the expensive gauges, kept through failed refreshes), `exposition`
-//! (metric families and the text format), `http` (endpoints), `server`
-//! (connections: header timeout, connection cap, graceful shutdown), `model`
-//! (plain data).
+//! Modules: `collectors` (one module per concern: its SQL, its metric
+//! descriptors and its tests), `exposition` (metric descriptors, families and
+//! the one text-format renderer), `config` (flags), `db` (connection string,
+//! pool, running the collectors' queries), `tls` (rustls setup), `scrape`
+//! (serialized, coalesced scrapes), `gauge_cache` (the cached collectors'
+//! series, kept through failed refreshes), `http` (endpoints), `server`
+//! (connections: header timeout, connection cap, graceful shutdown).
 
+mod collectors;
 mod config;
 mod db;
 mod exposition;
 mod gauge_cache;
 mod http;
-mod model;
 mod scrape;
 mod server;
 mod tls;

@@ -1,5 +1,11 @@
 //! Scrape coordination: one scrape at a time, concurrent requests share it,
 //! and the expensive gauges are cached between scrapes (see `gauge_cache`).
+//!
+//! A scrape asks every database collector (`collectors::DATABASE`) for its
+//! queries, runs them in one database round trip (`db::fetch`: the
+//! `EveryScrape` tier always, the `Cached` tier when a refresh is due), hands
+//! each collector its rows, and renders the families in registry order, then
+//! the exporter's own metrics. Nothing here names a metric.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +15,14 @@ use deadpool_postgres::Pool;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::db;
-use crate::exposition;
+use crate::collectors::exporter_self::{self, ExporterStatus};
+use crate::collectors::{only_declared, Options, Output, Tier, DATABASE};
+use crate::db::{self, BatchRows, DbError, Query};
+use crate::exposition::{self, Family};
 use crate::gauge_cache::GaugeCache;
-use crate::model::ExporterStatus;
+
+/// The families of some database collectors, each with its index in [`DATABASE`].
+type Collected = Vec<(usize, Vec<Family>)>;
 
 /// Scrape settings.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +39,7 @@ struct Finished {
 
 struct State {
     last: Option<Finished>,
-    gauges: GaugeCache,
+    gauges: GaugeCache<Collected>,
     errors_total: u64,
     /// Whether the previous scrape worked (to log state changes once, not every scrape).
     last_up: Option<bool>,
@@ -91,23 +101,37 @@ impl Scraper {
                     gauges_stale: false,
                     gauges_age_seconds: None,
                 };
-                Bytes::from(exposition::render(None, None, &status).0)
+                Bytes::from(compose(None, None, &status))
             }
         }
     }
 
     async fn run(&self, state: &mut State) -> Bytes {
         let started = Instant::now();
-        let top_n = state
+        let opts = Options {
+            top_users: self.settings.top_users,
+        };
+        let (every_idx, every_queries) = plan(Tier::EveryScrape, &opts);
+        let refresh = state
             .gauges
             .refresh_due(started)
-            .then_some(self.settings.top_users);
-        let result = db::fetch(&self.pool, self.settings.query_timeout, top_n).await;
+            .then(|| plan(Tier::Cached, &opts));
+        let result = db::fetch(
+            &self.pool,
+            self.settings.query_timeout,
+            &every_queries,
+            refresh.as_ref().map(|(_, q)| q.as_slice()),
+        )
+        .await
+        .and_then(|f| Ok((run_collectors(&every_idx, f.every_scrape)?, f.cached)));
         let duration = started.elapsed().as_secs_f64();
 
-        let (usage, up) = match result {
-            Ok(fetched) => {
-                match fetched.gauges {
+        let (fresh, up) = match result {
+            Ok((fresh, cached_rows)) => {
+                let refreshed = refresh
+                    .zip(cached_rows)
+                    .map(|((idx, _), rows)| rows.and_then(|r| run_collectors(&idx, r)));
+                match refreshed {
                     None => {}
                     Some(Ok(gauges)) => {
                         if state.gauges.is_stale() {
@@ -125,14 +149,10 @@ impl Scraper {
                     }
                 }
                 if state.last_up != Some(true) {
-                    tracing::info!(
-                        rows = fetched.usage.rows.len(),
-                        seconds = duration,
-                        "scrape succeeded: database reachable"
-                    );
+                    tracing::info!(seconds = duration, "scrape succeeded: database reachable");
                 }
                 state.last_error = None;
-                (Some(fetched.usage), true)
+                (Some(fresh), true)
             }
             Err(e) => {
                 state.errors_total += 1;
@@ -159,11 +179,7 @@ impl Scraper {
             gauges_stale: served.stale,
             gauges_age_seconds: gauges.and(served.age_seconds),
         };
-        let (text, warnings) = exposition::render(usage.as_ref(), gauges, &status);
-        for w in warnings {
-            tracing::warn!("{w}");
-        }
-        Bytes::from(text)
+        Bytes::from(compose(fresh.as_ref(), gauges, &status))
     }
 
     /// `SELECT 1` within the query timeout.
@@ -173,5 +189,145 @@ impl Scraper {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+}
+
+/// The indexes in [`DATABASE`] of the collectors of `tier`, and their queries.
+fn plan(tier: Tier, opts: &Options) -> (Vec<usize>, Vec<Vec<Query>>) {
+    DATABASE
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.tier == tier)
+        .map(|(i, c)| (i, (c.queries)(opts)))
+        .unzip()
+}
+
+/// Hands each collector its rows (`rows[k]` belongs to `DATABASE[idx[k]]`); logs their warnings.
+fn run_collectors(idx: &[usize], rows: BatchRows) -> Result<Collected, DbError> {
+    idx.iter()
+        .zip(rows)
+        .map(|(&i, r)| {
+            let out: Output = (DATABASE[i].run)(&r).map_err(|e| match e {
+                DbError::Data(msg) => DbError::Data(format!("{}: {msg}", DATABASE[i].name)),
+                other => other,
+            })?;
+            debug_assert!(
+                only_declared(DATABASE[i].metrics, &out),
+                "{} exported an undeclared metric",
+                DATABASE[i].name
+            );
+            for w in &out.warnings {
+                tracing::warn!(collector = DATABASE[i].name, "{w}");
+            }
+            Ok((i, out.families))
+        })
+        .collect()
+}
+
+/// The exposition: the database collectors' families in registry order (from this scrape
+/// or the gauge cache), then the exporter's own metrics.
+fn compose(fresh: Option<&Collected>, cached: Option<&Collected>, status: &ExporterStatus) -> String {
+    let mut parts: Vec<&(usize, Vec<Family>)> = fresh.into_iter().chain(cached).flatten().collect();
+    parts.sort_by_key(|(i, _)| *i);
+    let mut own = Output::default();
+    exporter_self::collect(status, &mut own);
+    debug_assert!(only_declared(exporter_self::METRICS, &own));
+    exposition::encode(parts.into_iter().flat_map(|(_, f)| f).chain(&own.families))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collectors::{active_users, rollup, usage_counters, Collector};
+    use crate::exposition::tests::samples;
+
+    fn find(name: &str) -> usize {
+        DATABASE.iter().position(|c| c.name == name).unwrap()
+    }
+
+    fn collected<C: Collector>(name: &str, data: &C::Data) -> (usize, Vec<Family>) {
+        let mut out = Output::default();
+        C::collect(data, &mut out);
+        (find(name), out.families)
+    }
+
+    fn status(up: bool, age: Option<f64>) -> ExporterStatus {
+        ExporterStatus {
+            up,
+            scrape_duration_seconds: 0.01,
+            scrape_errors_total: 0,
+            gauge_refresh_errors_total: 0,
+            gauges_stale: false,
+            gauges_age_seconds: age,
+        }
+    }
+
+    fn names(text: &str) -> Vec<String> {
+        let mut v: Vec<String> = samples(text).into_iter().map(|s| s.0).collect();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn families_come_in_registry_order_whatever_their_tier() {
+        let counters = usage_counters::Counters {
+            rows: vec![usage_counters::UsageRow {
+                provider: "openai".into(),
+                tokens: vec![1.0, 2.0],
+                requests: 1,
+                response_time_buckets: Some(vec![1]),
+                response_time_count: 1,
+                ..Default::default()
+            }],
+            bucket_bounds: vec![1.0],
+        };
+        let fresh = vec![
+            collected::<usage_counters::UsageCounters>("usage_counters", &counters),
+            collected::<rollup::Rollup>("rollup", &Some(1.5)),
+        ];
+        let cached = vec![collected::<active_users::ActiveUsers>(
+            "active_users",
+            &vec![("1h".to_string(), 3)],
+        )];
+        let text = compose(Some(&fresh), Some(&cached), &status(true, Some(2.0)));
+        assert_eq!(
+            names(&text),
+            [
+                "ai_usage_requests_total",
+                "ai_usage_tokens_total",
+                "ai_usage_cost_usd_total",
+                "ai_usage_response_time_seconds_bucket",
+                "ai_usage_response_time_seconds_sum",
+                "ai_usage_response_time_seconds_count",
+                "ai_usage_active_users",
+                "ai_usage_rollup_last_success_timestamp_seconds",
+                "ai_usage_exporter_up",
+                "ai_usage_exporter_scrape_duration_seconds",
+                "ai_usage_exporter_scrape_errors_total",
+                "ai_usage_exporter_cache_refresh_errors_total",
+                "ai_usage_exporter_cache_stale",
+                "ai_usage_exporter_cache_age_seconds",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_scrape_has_only_the_exporters_own_metrics() {
+        let text = compose(None, None, &status(false, None));
+        assert!(
+            names(&text).iter().all(|n| n.starts_with("ai_usage_exporter_")),
+            "{text}"
+        );
+        assert!(text.contains("ai_usage_exporter_up 0\n"), "{text}");
+    }
+
+    #[test]
+    fn plans_follow_the_tiers() {
+        let opts = Options { top_users: 10 };
+        let (every, queries) = plan(Tier::EveryScrape, &opts);
+        assert_eq!(every, [find("usage_counters"), find("rollup")]);
+        assert_eq!(queries.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+        let (cached, _) = plan(Tier::Cached, &opts);
+        assert_eq!(cached, [find("active_users"), find("top_users")]);
     }
 }
