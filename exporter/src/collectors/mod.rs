@@ -7,6 +7,31 @@
 //! Adding a metric to an existing concern touches that collector only. Adding
 //! a concern is a new module here plus one line in [`DATABASE`].
 //!
+//! # Adding a metric
+//!
+//! A new series of an existing metric, e.g. `direction="cache_read"` of
+//! `ai_usage_tokens_total`: in `usage_counters.rs`, add
+//! `("cache_read", "cache_read_tokens")` to `TOKEN_DIRECTIONS` and the column
+//! to `SQL_COUNTERS` (a test checks that every direction is selected), update
+//! the HELP text if it lists the values, and extend the tests.
+//!
+//! A new metric of an existing concern: declare a `pub static X: Desc` next to
+//! the others, add it to the collector's `METRICS` (in export order), select
+//! what it needs in the collector's SQL, read it in `read`, emit it in
+//! `collect` (`Family::new(&X)`, `add(label values, value)`), and test it.
+//!
+//! A new concern, e.g. budgets (`ai_usage_budget_limit_usd`,
+//! `ai_usage_budget_spent_usd`, `ai_usage_budget_utilization_ratio`, label
+//! `budget`): a new `budgets.rs` with its descriptors, its SQL (e.g. over
+//! `usage_analytics.budget_status()`, columns aliased and read by name), a
+//! `Data` type, `impl Collector` choosing its [`Tier`] (`Cached` when the
+//! query is not cheap), and its tests; then `pub mod budgets;` and one
+//! `register::<budgets::Budgets>("budgets")` line in [`DATABASE`] where its
+//! families should appear. Nothing in `db`, `scrape` or `exposition` changes;
+//! the convention test below checks the new names. Outside the exporter the
+//! SQL function must exist and be executable by the exporter's login, and a
+//! fixture that covers the new series must be regenerated.
+//!
 //! Two tiers (see [`Tier`]): the [`Tier::EveryScrape`] collectors are read in
 //! one read-only transaction on every scrape, and a failure there fails the
 //! scrape (`ai_usage_exporter_up 0`, no usage series). The [`Tier::Cached`]
