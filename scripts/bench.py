@@ -255,51 +255,8 @@ def bench_calculate_cost(db: str, first_day: dt.date) -> None:
                 f"{fmt_ms(j)} ({j / e:.2f}× calculate_cost's time)")
 
 
-SUMMARY_RAW = """
-WITH g AS MATERIALIZED (
-    SELECT user_id, agent_id, framework, provider,
-           count(*) AS requests, count(*) FILTER (WHERE success) AS successful,
-           coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
-           coalesce(sum(cost_usd), 0) AS cost, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
-           coalesce(sum(response_time_ms), 0) AS rt_sum, count(response_time_ms) AS rt_count
-      FROM usage_analytics.agent_usage_detailed
-     WHERE "timestamp" >= {start}
-     GROUP BY 1, 2, 3, 4
-), totals AS (
-    SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(successful), 0) AS successful,
-           coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
-           coalesce(sum(cost), 0) AS cost, coalesce(sum(unpriced), 0) AS unpriced,
-           sum(rt_sum) AS rt_sum, coalesce(sum(rt_count), 0) AS rt_count,
-           count(DISTINCT user_id) AS users
-      FROM g
-)
-SELECT jsonb_build_object(
-    'total_requests', t.requests,
-    'successful_requests', t.successful,
-    'failed_requests', t.requests - t.successful,
-    'success_rate', CASE WHEN t.requests > 0 THEN round(100.0 * t.successful / t.requests, 2) END,
-    'total_input_tokens', t.input_tokens,
-    'total_output_tokens', t.output_tokens,
-    'total_tokens', t.input_tokens + t.output_tokens,
-    'total_cost_usd', t.cost,
-    'avg_response_time_ms', CASE WHEN t.rt_count > 0 THEN t.rt_sum::numeric / t.rt_count END,
-    'unique_users', t.users,
-    'unpriced_requests', t.unpriced,
-    'cost_by_provider', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{{}}')
-                           FROM (SELECT coalesce(provider, 'unknown') k, sum(cost) v FROM g GROUP BY 1) x),
-    'cost_by_framework', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{{}}')
-                            FROM (SELECT coalesce(framework, 'unknown') k, sum(cost) v FROM g GROUP BY 1) x),
-    'requests_by_agent', (SELECT coalesce(jsonb_object_agg(agent_id, v ORDER BY agent_id), '{{}}')
-                            FROM (SELECT agent_id, sum(requests) v FROM g GROUP BY 1) x),
-    'top_users', (SELECT coalesce(jsonb_agg(jsonb_build_object('user_id', user_id, 'requests', requests,
-                                                               'total_tokens', tokens, 'cost_usd', cost)
-                                            ORDER BY cost DESC, user_id), '[]')
-                    FROM (SELECT user_id, sum(requests) requests, sum(input_tokens + output_tokens) tokens,
-                                 sum(cost) cost
-                            FROM g GROUP BY 1 ORDER BY 4 DESC, 1 LIMIT 10) x)
-)
-FROM totals t
-"""
+# The raw-summary oracle, shared with the tests: {where} is the row predicate.
+SUMMARY_RAW = (ROOT / "tests" / "fixtures" / "raw_summary.sql").read_text()
 
 
 def jload(text: str):
@@ -313,7 +270,7 @@ def bench_summary(db: str, today: dt.date, first_day: dt.date) -> None:
     add_context(f"rollup_range over the {(today - first_day).days + 1} days of data", fmt_ms(roll))
     filters = {"start_date": start.isoformat()}
     ext = f"SELECT usage_analytics.get_usage_summary({lit(filters)})"
-    raw = SUMMARY_RAW.format(start=ts(start))
+    raw = SUMMARY_RAW.replace("{where}", f'"timestamp" >= {ts(start)}')
     window_rows = int(scalar(db, f'SELECT count(*) FROM usage_analytics.agent_usage_detailed WHERE "timestamp" >= {ts(start)}'))
     add_context("rows in the 30-day window", f"{window_rows:,}")
 

@@ -27,7 +27,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
+source scripts/lib.sh
+pg_bin=$PG_BIN
 out=${BENCH_OUT:-$root/target/bench}
 pgdir=$out/pg
 port=${BENCH_PORT:-28816}
@@ -53,9 +54,7 @@ stop_all() {
             [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
         done <"$children"
     fi
-    if [[ -f $pgdir/data/postmaster.pid ]]; then
-        runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null 2>&1 || true
-    fi
+    stop_cluster "$pgdir"
     echo "bench: stopped (took $(( $(date +%s) - started ))s, exit $rc)"
     exit "$rc"
 }
@@ -65,14 +64,8 @@ export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGOPTIONS='-c client_min_me
 unset PGDATABASE
 psql_q=(psql -X -q -v ON_ERROR_STOP=1)
 
-start_cluster() {
-    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w -t 300 start >/dev/null
-}
-
 # A cluster left running by an interrupted run is stopped first.
-if [[ -f $pgdir/data/postmaster.pid ]]; then
-    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null 2>&1 || true
-fi
+stop_cluster "$pgdir"
 
 meta_matches() { # db rows
     local got
@@ -82,7 +75,7 @@ meta_matches() { # db rows
 
 reused=0
 if [[ ${BENCH_REUSE:-0} == 1 && -f $pgdir/data/PG_VERSION ]]; then
-    start_cluster
+    start_cluster "$pgdir" "$port"
     if meta_matches bench "$BENCH_ROWS" && meta_matches bench_small "$BENCH_SMALL_ROWS"; then
         reused=1
         echo "bench: reusing the cluster in $pgdir (already loaded with $BENCH_ROWS rows; VACUUM ANALYZE)"
@@ -92,32 +85,17 @@ if [[ ${BENCH_REUSE:-0} == 1 && -f $pgdir/data/PG_VERSION ]]; then
                                 -c "VACUUM (ANALYZE) bench.usage_clone"
     else
         echo "bench: the cluster in $pgdir was loaded differently; starting afresh"
-        runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null
+        stop_cluster "$pgdir"
     fi
 fi
 
 if (( ! reused )); then
     rm -rf "$pgdir"
-    mkdir -p "$pgdir"
-    chown postgres "$pgdir"
-    echo "bench: initdb in $pgdir/data"
-    runuser -u postgres -- "$pg_bin/initdb" -D "$pgdir/data" -U postgres -A trust -E UTF8 >/dev/null
-    cat >>"$pgdir/data/postgresql.conf" <<CONF
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$pgdir'
-shared_buffers = 2GB
-work_mem = 64MB
-maintenance_work_mem = 512MB
-max_wal_size = 8GB
-checkpoint_timeout = 30min
-timezone = 'UTC'
-log_timezone = 'UTC'
-# No background vacuum/analyze in the middle of a measurement: the harness
-# runs VACUUM (ANALYZE) itself after every load.
-autovacuum = off
-CONF
-    start_cluster
+    # No background vacuum/analyze in the middle of a measurement: the harness
+    # runs VACUUM (ANALYZE) itself after every load.
+    start_cluster "$pgdir" "$port" "shared_buffers = 2GB" "work_mem = 64MB" \
+        "maintenance_work_mem = 512MB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" \
+        "log_timezone = 'UTC'" "autovacuum = off"
     for db in bench bench_small; do
         psql -X -q -d postgres -c "CREATE DATABASE $db"
         "${psql_q[@]}" -d "$db" -c "CREATE EXTENSION pg_usage_analytics CASCADE"

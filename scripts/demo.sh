@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
+source scripts/lib.sh
 demo=$root/target/demo
 port=${DEMO_PORT:-28815}
 db=usage_demo
@@ -20,26 +20,12 @@ stop_all() {
     echo "demo: stopping"
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$demo/data" -m fast -w stop >/dev/null 2>&1 || true
+    stop_cluster "$demo"
     echo "demo: stopped (data kept in $demo; rm -rf it for a fresh start)"
 }
 trap stop_all INT TERM EXIT
 
-mkdir -p "$demo"
-chown postgres "$demo"
-if [[ ! -f $demo/data/PG_VERSION ]]; then
-    echo "demo: initdb in $demo/data"
-    runuser -u postgres -- "$pg_bin/initdb" -D "$demo/data" -U postgres -A trust -E UTF8 >/dev/null
-    cat >>"$demo/data/postgresql.conf" <<CONF
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$demo'
-shared_preload_libraries = 'pg_cron'
-cron.database_name = '$db'
-timezone = 'UTC'
-CONF
-fi
-runuser -u postgres -- "$pg_bin/pg_ctl" -D "$demo/data" -l "$demo/postgres.log" -w start >/dev/null
+start_cluster "$demo" "$port" "shared_preload_libraries = 'pg_cron'" "cron.database_name = '$db'"
 export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=$db
 psql_q=(psql -X -q -v ON_ERROR_STOP=1)
 
@@ -72,9 +58,9 @@ fi
 
 exporter_bin=$root/target/release/usage-analytics-exporter
 [[ -x $exporter_bin ]] || exporter_bin=$root/target/debug/usage-analytics-exporter
-DATABASE_URL="host=127.0.0.1 port=$port dbname=$db user=usage_exporter" \
-    "$exporter_bin" --listen "$exporter_listen" >"$demo/exporter.log" 2>&1 &
-pids+=($!)
+start_exporter "$exporter_bin" "host=127.0.0.1 port=$port dbname=$db user=usage_exporter" \
+    "$exporter_listen" "$demo/exporter.log" || true
+pids+=("$EXPORTER_PID")
 
 mkdir -p "$demo/prometheus"
 sed "s/127.0.0.1:9464/$exporter_listen/" grafana/prometheus/prometheus.yml >"$demo/prometheus/prometheus.yml"
@@ -82,8 +68,7 @@ cp -r grafana/prometheus/rules "$demo/prometheus/"
 prometheus --config.file="$demo/prometheus/prometheus.yml" --storage.tsdb.path="$demo/prometheus/data" \
     --web.listen-address="$prometheus_listen" >"$demo/prometheus.log" 2>&1 &
 pids+=($!)
-
-sleep 2
+wait_http "http://$prometheus_listen/-/ready" 60 "$!" || echo "demo: Prometheus is not ready; see $demo/prometheus.log"
 cat <<INFO
 
 pg_usage_analytics demo is running (Ctrl-C stops everything).
