@@ -93,21 +93,45 @@ CREATE TABLE usage_analytics.usage_daily_user (
 );
 CREATE INDEX usage_daily_user_user_idx ON usage_analytics.usage_daily_user (user_id, day);
 
--- The upsert that adds the rows of a statement's transition table ($1 = 1:
--- inserts, the new rows of updates) or subtracts them ($1 = -1: deletes, the
--- old rows of updates) in usage_daily_user, in this backend's shard; $2 = 1
--- counts the rows as changed. Trigger functions EXECUTE it themselves:
--- transition tables are visible only inside the trigger function.
+-- The per-day bookkeeping of a statement's rows, one statement with two
+-- upserts (usage_daily_totals per agent, framework and provider;
+-- usage_daily_user per user), both in this backend's shard. $1 = 1 adds the
+-- rows of the transition table (inserts, the new rows of updates), $1 = -1
+-- subtracts them (deletes, the old rows of updates); $2 = 1 counts them as
+-- changed. Trigger functions EXECUTE it themselves: transition tables are
+-- visible only inside the trigger function.
 CREATE FUNCTION usage_analytics._daily_usage_upsert(transition_table text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $f$
     SELECT format($q$
+    WITH totals AS (
+        INSERT INTO usage_analytics.usage_daily_totals AS t
+            (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
+             total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count,
+             shard)
+        SELECT ("timestamp" AT TIME ZONE 'UTC')::date, agent_id, framework, provider,
+               $1 * count(*), $1 * count(*) FILTER (WHERE success),
+               $1 * coalesce(sum(input_tokens), 0), $1 * coalesce(sum(output_tokens), 0),
+               $1 * coalesce(sum(cost_usd), 0), $1 * count(*) FILTER (WHERE cost_usd IS NULL),
+               $1 * coalesce(sum(response_time_ms), 0), $1 * count(response_time_ms), pg_backend_pid()
+          FROM %1$I
+         GROUP BY 1, 2, 3, 4
+        ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
+            total_requests       = t.total_requests + excluded.total_requests,
+            successful_requests  = t.successful_requests + excluded.successful_requests,
+            total_input_tokens   = t.total_input_tokens + excluded.total_input_tokens,
+            total_output_tokens  = t.total_output_tokens + excluded.total_output_tokens,
+            total_cost_usd       = t.total_cost_usd + excluded.total_cost_usd,
+            unpriced_requests    = t.unpriced_requests + excluded.unpriced_requests,
+            response_time_sum_ms = t.response_time_sum_ms + excluded.response_time_sum_ms,
+            response_time_count  = t.response_time_count + excluded.response_time_count
+    )
     INSERT INTO usage_analytics.usage_daily_user AS d
         (day, user_id, shard, requests, input_tokens, output_tokens, cost_usd, first_seen, last_seen, changes)
     SELECT ("timestamp" AT TIME ZONE 'UTC')::date, user_id, pg_backend_pid(),
            $1 * count(*), $1 * coalesce(sum(input_tokens), 0), $1 * coalesce(sum(output_tokens), 0),
            $1 * coalesce(sum(cost_usd), 0), min("timestamp"), max("timestamp"), $2 * count(*)
-      FROM %I
+      FROM %1$I
      GROUP BY 1, 2
     ON CONFLICT (day, user_id, shard) DO UPDATE SET
         requests      = d.requests + excluded.requests,
@@ -287,6 +311,7 @@ AS $$
 BEGIN
     IF NOT usage_analytics._restoring() THEN
         DELETE FROM usage_analytics.usage_daily_user;
+        DELETE FROM usage_analytics.usage_daily_totals;
     END IF;
     RETURN NULL;
 END;
@@ -373,6 +398,33 @@ BEGIN
         RETURNING 1
     )
     SELECT count(*) INTO folded_days FROM gone;
+
+    WITH gone AS (
+        DELETE FROM usage_analytics.usage_daily_totals t
+         WHERE t.shard <> 0 AND NOT t.shard = ANY (live)
+        RETURNING t.*
+    ), folded AS (
+        INSERT INTO usage_analytics.usage_daily_totals AS t
+            (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
+             total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count,
+             shard)
+        SELECT date, agent_id, framework, provider, sum(total_requests), sum(successful_requests),
+               sum(total_input_tokens), sum(total_output_tokens), sum(total_cost_usd), sum(unpriced_requests),
+               sum(response_time_sum_ms), sum(response_time_count), 0
+          FROM gone
+         GROUP BY date, agent_id, framework, provider
+        ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
+            total_requests       = t.total_requests + excluded.total_requests,
+            successful_requests  = t.successful_requests + excluded.successful_requests,
+            total_input_tokens   = t.total_input_tokens + excluded.total_input_tokens,
+            total_output_tokens  = t.total_output_tokens + excluded.total_output_tokens,
+            total_cost_usd       = t.total_cost_usd + excluded.total_cost_usd,
+            unpriced_requests    = t.unpriced_requests + excluded.unpriced_requests,
+            response_time_sum_ms = t.response_time_sum_ms + excluded.response_time_sum_ms,
+            response_time_count  = t.response_time_count + excluded.response_time_count
+        RETURNING 1
+    )
+    SELECT folded_days + count(*) INTO folded_days FROM gone;
 
     WITH gone AS (
         DELETE FROM usage_analytics.usage_series s

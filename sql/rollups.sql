@@ -75,15 +75,6 @@ BEGIN
     SELECT max(u."timestamp") INTO last_seen FROM usage_analytics.agent_usage_detailed u
      WHERE u."timestamp" >= lo AND u."timestamp" < hi;
 
-    DELETE FROM usage_analytics.usage_daily_totals WHERE date = target;
-    INSERT INTO usage_analytics.usage_daily_totals
-    SELECT target, agent_id, framework, provider, sum(total_requests), sum(successful_requests),
-           sum(total_input_tokens), sum(total_output_tokens), sum(total_cost_usd), sum(unpriced_requests),
-           sum(response_time_sum_ms), sum(response_time_count)
-      FROM usage_analytics.agent_performance_metrics
-     WHERE date = target
-     GROUP BY agent_id, framework, provider;
-
     -- The system row is derived from the day's per-agent rows just written.
     DELETE FROM usage_analytics.system_analytics WHERE date = target;
     WITH m AS (

@@ -166,9 +166,11 @@ CREATE INDEX agent_performance_metrics_date_idx
 CREATE INDEX agent_performance_metrics_user_date_idx
     ON usage_analytics.agent_performance_metrics (user_id, date);
 
--- Daily totals per (agent_id, framework, provider), built by rollup_daily
--- from agent_performance_metrics: a few dozen rows a day, so system-wide
--- summaries and trends over months read almost nothing (admins only).
+-- Daily totals per (agent_id, framework, provider): a few dozen rows a day,
+-- kept exact at every moment by the usage table's triggers (see
+-- counters.sql), so system-wide summaries and trends over months read
+-- almost nothing (admins only). One shard per writing backend, as for
+-- usage_counters; NULL labels are one group (NULLS NOT DISTINCT).
 CREATE TABLE usage_analytics.usage_daily_totals (
     date                 date    NOT NULL,
     agent_id             text    NOT NULL,
@@ -181,9 +183,10 @@ CREATE TABLE usage_analytics.usage_daily_totals (
     total_cost_usd       numeric NOT NULL,
     unpriced_requests    bigint  NOT NULL,
     response_time_sum_ms bigint  NOT NULL,
-    response_time_count  bigint  NOT NULL
+    response_time_count  bigint  NOT NULL,
+    shard                integer NOT NULL DEFAULT 0,
+    CONSTRAINT usage_daily_totals_key UNIQUE NULLS NOT DISTINCT (date, agent_id, framework, provider, shard)
 );
-CREATE INDEX usage_daily_totals_date_idx ON usage_analytics.usage_daily_totals (date);
 
 -- Daily system-wide rollup (admins only).
 CREATE TABLE usage_analytics.system_analytics (

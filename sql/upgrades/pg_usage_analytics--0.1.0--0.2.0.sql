@@ -93,6 +93,32 @@ ALTER TABLE usage_analytics.usage_daily_user
     DROP CONSTRAINT usage_daily_user_pkey,
     ADD PRIMARY KEY (day, user_id, shard);
 
+-- Per-day totals are now kept exact at every moment by the usage table's
+-- triggers (0.1.0 built usage_daily_totals for rolled-up days only, and
+-- never subtracted deleted rows from usage_daily_user): rebuilt here from
+-- the rows, in one read of the table each.
+DROP INDEX usage_analytics.usage_daily_totals_date_idx;
+ALTER TABLE usage_analytics.usage_daily_totals
+    ADD COLUMN shard integer NOT NULL DEFAULT 0,
+    ADD CONSTRAINT usage_daily_totals_key UNIQUE NULLS NOT DISTINCT (date, agent_id, framework, provider, shard);
+DELETE FROM usage_analytics.usage_daily_totals;
+INSERT INTO usage_analytics.usage_daily_totals
+    (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
+     total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count, shard)
+SELECT ("timestamp" AT TIME ZONE 'UTC')::date, agent_id, framework, provider, count(*),
+       count(*) FILTER (WHERE success), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
+       coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE cost_usd IS NULL), coalesce(sum(response_time_ms), 0),
+       count(response_time_ms), 0
+  FROM usage_analytics.agent_usage_detailed
+ GROUP BY 1, 2, 3, 4;
+DELETE FROM usage_analytics.usage_daily_user;
+INSERT INTO usage_analytics.usage_daily_user
+    (day, user_id, shard, requests, input_tokens, output_tokens, cost_usd, first_seen, last_seen, changes)
+SELECT ("timestamp" AT TIME ZONE 'UTC')::date, user_id, 0, count(*), coalesce(sum(input_tokens), 0),
+       coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0), min("timestamp"), max("timestamp"), 0
+  FROM usage_analytics.agent_usage_detailed
+ GROUP BY 1, 2;
+
 -- Exporter series admitted so far: every label tuple 0.1.0 counted.
 CREATE TABLE usage_analytics.usage_series (
     provider     text    NOT NULL,
@@ -231,12 +257,34 @@ CREATE OR REPLACE FUNCTION usage_analytics._daily_usage_upsert(transition_table 
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $f$
     SELECT format($q$
+    WITH totals AS (
+        INSERT INTO usage_analytics.usage_daily_totals AS t
+            (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
+             total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count,
+             shard)
+        SELECT ("timestamp" AT TIME ZONE 'UTC')::date, agent_id, framework, provider,
+               $1 * count(*), $1 * count(*) FILTER (WHERE success),
+               $1 * coalesce(sum(input_tokens), 0), $1 * coalesce(sum(output_tokens), 0),
+               $1 * coalesce(sum(cost_usd), 0), $1 * count(*) FILTER (WHERE cost_usd IS NULL),
+               $1 * coalesce(sum(response_time_ms), 0), $1 * count(response_time_ms), pg_backend_pid()
+          FROM %1$I
+         GROUP BY 1, 2, 3, 4
+        ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
+            total_requests       = t.total_requests + excluded.total_requests,
+            successful_requests  = t.successful_requests + excluded.successful_requests,
+            total_input_tokens   = t.total_input_tokens + excluded.total_input_tokens,
+            total_output_tokens  = t.total_output_tokens + excluded.total_output_tokens,
+            total_cost_usd       = t.total_cost_usd + excluded.total_cost_usd,
+            unpriced_requests    = t.unpriced_requests + excluded.unpriced_requests,
+            response_time_sum_ms = t.response_time_sum_ms + excluded.response_time_sum_ms,
+            response_time_count  = t.response_time_count + excluded.response_time_count
+    )
     INSERT INTO usage_analytics.usage_daily_user AS d
         (day, user_id, shard, requests, input_tokens, output_tokens, cost_usd, first_seen, last_seen, changes)
     SELECT ("timestamp" AT TIME ZONE 'UTC')::date, user_id, pg_backend_pid(),
            $1 * count(*), $1 * coalesce(sum(input_tokens), 0), $1 * coalesce(sum(output_tokens), 0),
            $1 * coalesce(sum(cost_usd), 0), min("timestamp"), max("timestamp"), $2 * count(*)
-      FROM %I
+      FROM %1$I
      GROUP BY 1, 2
     ON CONFLICT (day, user_id, shard) DO UPDATE SET
         requests      = d.requests + excluded.requests,
@@ -371,6 +419,7 @@ AS $$
 BEGIN
     IF NOT usage_analytics._restoring() THEN
         DELETE FROM usage_analytics.usage_daily_user;
+        DELETE FROM usage_analytics.usage_daily_totals;
     END IF;
     RETURN NULL;
 END;
@@ -451,6 +500,33 @@ BEGIN
         RETURNING 1
     )
     SELECT count(*) INTO folded_days FROM gone;
+
+    WITH gone AS (
+        DELETE FROM usage_analytics.usage_daily_totals t
+         WHERE t.shard <> 0 AND NOT t.shard = ANY (live)
+        RETURNING t.*
+    ), folded AS (
+        INSERT INTO usage_analytics.usage_daily_totals AS t
+            (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
+             total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count,
+             shard)
+        SELECT date, agent_id, framework, provider, sum(total_requests), sum(successful_requests),
+               sum(total_input_tokens), sum(total_output_tokens), sum(total_cost_usd), sum(unpriced_requests),
+               sum(response_time_sum_ms), sum(response_time_count), 0
+          FROM gone
+         GROUP BY date, agent_id, framework, provider
+        ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
+            total_requests       = t.total_requests + excluded.total_requests,
+            successful_requests  = t.successful_requests + excluded.successful_requests,
+            total_input_tokens   = t.total_input_tokens + excluded.total_input_tokens,
+            total_output_tokens  = t.total_output_tokens + excluded.total_output_tokens,
+            total_cost_usd       = t.total_cost_usd + excluded.total_cost_usd,
+            unpriced_requests    = t.unpriced_requests + excluded.unpriced_requests,
+            response_time_sum_ms = t.response_time_sum_ms + excluded.response_time_sum_ms,
+            response_time_count  = t.response_time_count + excluded.response_time_count
+        RETURNING 1
+    )
+    SELECT folded_days + count(*) INTO folded_days FROM gone;
 
     WITH gone AS (
         DELETE FROM usage_analytics.usage_series s
@@ -1037,89 +1113,63 @@ REVOKE ALL ON FUNCTION usage_analytics._usage_facts FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._usage_facts TO PUBLIC;
 
 -- from sql/queries.sql
-CREATE OR REPLACE FUNCTION usage_analytics.get_usage_summary(filters jsonb DEFAULT '{}')
-RETURNS jsonb
+CREATE OR REPLACE FUNCTION usage_analytics._whole_days(filters jsonb, OUT first_day date, OUT last_day date,
+                                           OUT raw_lo timestamptz[], OUT raw_hi timestamptz[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    plan      record;
-    result    jsonb;
-    system_wide boolean;
-    sources   text;
+    range_start timestamptz := usage_analytics._filter_timestamp(filters, 'start_date');
+    range_end   timestamptz := usage_analytics._filter_timestamp(filters, 'end_date');
+    days_lo     timestamptz;
+    days_hi     timestamptz;
 BEGIN
-    filters := coalesce(filters, '{}');
-    plan := usage_analytics._usage_fact_plan(filters);
-    system_wide := usage_analytics._filter_dates_only(filters) AND usage_analytics.is_admin();
-    IF system_wide THEN
-        sources := $q$
-        WITH raw AS MATERIALIZED (
-            SELECT f.user_id, f.agent_id, f.framework, f.provider, sum(f.requests) AS requests,
-                   sum(f.successful) AS successful, sum(f.input_tokens) AS input_tokens,
-                   sum(f.output_tokens) AS output_tokens, sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
-                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
-              FROM usage_analytics._usage_facts($1, '{}', $3, $4) f
-             GROUP BY 1, 2, 3, 4
-        ),
-        dims AS MATERIALIZED (
-            SELECT agent_id, framework, provider, sum(requests) AS requests, sum(successful) AS successful,
-                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost) AS cost,
-                   sum(unpriced) AS unpriced, sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
-              FROM (SELECT t.agent_id, t.framework, t.provider, t.total_requests, t.successful_requests,
-                           t.total_input_tokens, t.total_output_tokens, t.total_cost_usd, t.unpriced_requests,
-                           t.response_time_sum_ms, t.response_time_count
-                      FROM usage_analytics.usage_daily_totals t WHERE t.date = ANY ($2)
-                    UNION ALL
-                    SELECT agent_id, framework, provider, requests, successful, input_tokens, output_tokens,
-                           cost, unpriced, rt_sum, rt_count FROM raw)
-                   AS x (agent_id, framework, provider, requests, successful, input_tokens, output_tokens, cost,
-                         unpriced, rt_sum, rt_count)
-             GROUP BY 1, 2, 3
-        ),
-        users AS MATERIALIZED (
-            SELECT user_id, sum(requests) AS requests, sum(tokens) AS tokens, sum(cost) AS cost
-              FROM (SELECT d.user_id, d.requests, d.input_tokens + d.output_tokens, d.cost_usd
-                      FROM usage_analytics.usage_daily_user d WHERE d.day = ANY ($2) AND NOT d.day = ANY ($5)
-                    UNION ALL
-                    -- A partial day's user table already counts its tail: use its rollup.
-                    SELECT m.user_id, m.total_requests, m.total_tokens, m.total_cost_usd
-                      FROM usage_analytics.agent_performance_metrics m WHERE m.date = ANY ($5)
-                    UNION ALL
-                    SELECT user_id, requests, input_tokens + output_tokens, cost FROM raw)
-                   AS x (user_id, requests, tokens, cost)
-             GROUP BY 1
-            -- Users whose rows were all deleted count no more.
-            HAVING sum(requests) > 0
-        )$q$;
-    ELSE
-        sources := $q$
-        WITH g AS MATERIALIZED (
-            SELECT f.user_id, f.agent_id, f.framework, f.provider,
-                   sum(f.requests) AS requests, sum(f.successful) AS successful,
-                   sum(f.input_tokens) AS input_tokens, sum(f.output_tokens) AS output_tokens,
-                   sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
-                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
-              FROM usage_analytics._usage_facts($1, $2, $3, $4) f
-             GROUP BY 1, 2, 3, 4
-        ),
-        dims AS MATERIALIZED (
-            SELECT agent_id, framework, provider, sum(requests) AS requests, sum(successful) AS successful,
-                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost) AS cost,
-                   sum(unpriced) AS unpriced, sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
-              FROM g GROUP BY 1, 2, 3
-        ),
-        users AS MATERIALIZED (
-            SELECT user_id, sum(requests) AS requests, sum(input_tokens + output_tokens) AS tokens,
-                   sum(cost) AS cost
-              FROM g GROUP BY 1
-        )$q$;
+    first_day := CASE WHEN range_start IS NULL THEN '-infinity'::date
+                      WHEN range_start = date_trunc('day', range_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                      THEN (range_start AT TIME ZONE 'UTC')::date
+                      ELSE (range_start AT TIME ZONE 'UTC')::date + 1 END;
+    last_day := CASE WHEN range_end IS NULL THEN 'infinity'::date
+                     ELSE (range_end AT TIME ZONE 'UTC')::date - 1 END;
+    raw_lo := '{}';
+    raw_hi := '{}';
+    IF first_day > last_day THEN
+        -- Within one day: no whole day, all raw.
+        raw_lo := ARRAY[range_start];
+        raw_hi := ARRAY[range_end];
+        RETURN;
     END IF;
-    EXECUTE sources || $q$,
-    totals AS (
+    days_lo := first_day::timestamp AT TIME ZONE 'UTC';
+    days_hi := (last_day + 1)::timestamp AT TIME ZONE 'UTC';
+    IF range_start < days_lo THEN
+        raw_lo := raw_lo || range_start;
+        raw_hi := raw_hi || days_lo;
+    END IF;
+    IF range_end > days_hi THEN
+        raw_lo := raw_lo || days_hi;
+        raw_hi := raw_hi || range_end;
+    END IF;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._whole_days FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._whole_days TO PUBLIC;
+
+-- from sql/queries.sql
+CREATE OR REPLACE FUNCTION usage_analytics._summary_json(dims jsonb, users jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    WITH d AS (
+        SELECT * FROM jsonb_to_recordset(dims)
+            AS x(agent_id text, framework text, provider text, requests numeric, successful numeric,
+                 input_tokens numeric, output_tokens numeric, cost numeric, unpriced numeric,
+                 rt_sum numeric, rt_count numeric)
+    ), u AS (
+        SELECT * FROM jsonb_to_recordset(users) AS x(user_id uuid, requests numeric, tokens numeric, cost numeric)
+    ), t AS (
         SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(successful), 0) AS successful,
                coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
                coalesce(sum(cost), 0) AS cost, coalesce(sum(unpriced), 0) AS unpriced,
                sum(rt_sum) AS rt_sum, coalesce(sum(rt_count), 0) AS rt_count
-          FROM dims
+          FROM d
     )
     SELECT jsonb_build_object(
         'total_requests', t.requests,
@@ -1130,24 +1180,127 @@ BEGIN
         'total_output_tokens', t.output_tokens,
         'total_tokens', t.input_tokens + t.output_tokens,
         'total_cost_usd', t.cost,
-        'avg_response_time_ms', CASE WHEN t.rt_count > 0 THEN t.rt_sum::numeric / t.rt_count END,
-        'unique_users', (SELECT count(*) FROM users),
+        'avg_response_time_ms', CASE WHEN t.rt_count > 0 THEN t.rt_sum / t.rt_count END,
+        'unique_users', (SELECT count(*) FROM u),
         'unpriced_requests', t.unpriced,
         'cost_by_provider', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
-                               FROM (SELECT coalesce(provider, 'unknown') k, sum(cost) v FROM dims GROUP BY 1) x),
+                               FROM (SELECT coalesce(provider, 'unknown') k, sum(cost) v FROM d GROUP BY 1) x),
         'cost_by_framework', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
-                                FROM (SELECT coalesce(framework, 'unknown') k, sum(cost) v FROM dims GROUP BY 1) x),
+                                FROM (SELECT coalesce(framework, 'unknown') k, sum(cost) v FROM d GROUP BY 1) x),
         'requests_by_agent', (SELECT coalesce(jsonb_object_agg(agent_id, v ORDER BY agent_id), '{}')
-                                FROM (SELECT agent_id, sum(requests) v FROM dims GROUP BY 1) x),
+                                FROM (SELECT agent_id, sum(requests) v FROM d GROUP BY 1) x),
         'top_users', (SELECT coalesce(jsonb_agg(jsonb_build_object('user_id', user_id, 'requests', requests,
                                                                    'total_tokens', tokens, 'cost_usd', cost)
                                                 ORDER BY cost DESC, user_id), '[]')
-                        FROM (SELECT user_id, requests, tokens, cost FROM users
-                               ORDER BY cost DESC, user_id LIMIT 10) x)
+                        FROM (SELECT user_id, requests, tokens, cost FROM u ORDER BY cost DESC, user_id LIMIT 10) x)
     )
-    FROM totals t
-    $q$ INTO result USING filters, plan.fresh, plan.raw_lo, plan.raw_hi, plan.partial;
-    RETURN result;
+    FROM t
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._summary_json FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._summary_json TO PUBLIC;
+
+-- from sql/queries.sql
+CREATE OR REPLACE FUNCTION usage_analytics._summary_system(filters jsonb, OUT dims jsonb, OUT users jsonb)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    plan record;
+BEGIN
+    plan := usage_analytics._whole_days(filters);
+    -- EXECUTE plans with the actual documents, so the filters fold into
+    -- partition pruning and index conditions.
+    EXECUTE $q$
+        WITH raw AS MATERIALIZED (
+            SELECT f.user_id, f.agent_id, f.framework, f.provider, sum(f.requests) AS requests,
+                   sum(f.successful) AS successful, sum(f.input_tokens) AS input_tokens,
+                   sum(f.output_tokens) AS output_tokens, sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
+                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
+              FROM usage_analytics._usage_facts($1, '{}', $4, $5) f
+             GROUP BY 1, 2, 3, 4
+        ), d AS (
+            SELECT agent_id, framework, provider, sum(requests) AS requests, sum(successful) AS successful,
+                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost) AS cost,
+                   sum(unpriced) AS unpriced, sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
+              FROM (SELECT t.agent_id, t.framework, t.provider, t.total_requests, t.successful_requests,
+                           t.total_input_tokens, t.total_output_tokens, t.total_cost_usd, t.unpriced_requests,
+                           t.response_time_sum_ms, t.response_time_count
+                      FROM usage_analytics.usage_daily_totals t WHERE t.date BETWEEN $2 AND $3
+                    UNION ALL
+                    SELECT agent_id, framework, provider, requests, successful, input_tokens, output_tokens,
+                           cost, unpriced, rt_sum, rt_count FROM raw)
+                   AS x (agent_id, framework, provider, requests, successful, input_tokens, output_tokens, cost,
+                         unpriced, rt_sum, rt_count)
+             GROUP BY 1, 2, 3
+            -- A group whose rows were all deleted is no group.
+            HAVING sum(requests) <> 0
+        ), u AS (
+            SELECT user_id, sum(requests) AS requests, sum(tokens) AS tokens, sum(cost) AS cost
+              FROM (SELECT d.user_id, d.requests, d.input_tokens + d.output_tokens, d.cost_usd
+                      FROM usage_analytics.usage_daily_user d WHERE d.day BETWEEN $2 AND $3
+                    UNION ALL
+                    SELECT user_id, requests, input_tokens + output_tokens, cost FROM raw)
+                   AS x (user_id, requests, tokens, cost)
+             GROUP BY 1
+            HAVING sum(requests) > 0
+        )
+        SELECT (SELECT coalesce(jsonb_agg(to_jsonb(d)), '[]') FROM d),
+               (SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]') FROM u)
+    $q$ INTO dims, users USING filters, plan.first_day, plan.last_day, plan.raw_lo, plan.raw_hi;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._summary_system FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._summary_system TO PUBLIC;
+
+-- from sql/queries.sql
+CREATE OR REPLACE FUNCTION usage_analytics._summary_groups(filters jsonb, OUT dims jsonb, OUT users jsonb)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    plan record;
+BEGIN
+    plan := usage_analytics._usage_fact_plan(filters);
+    EXECUTE $q$
+        WITH g AS MATERIALIZED (
+            SELECT f.user_id, f.agent_id, f.framework, f.provider,
+                   sum(f.requests) AS requests, sum(f.successful) AS successful,
+                   sum(f.input_tokens) AS input_tokens, sum(f.output_tokens) AS output_tokens,
+                   sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
+                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
+              FROM usage_analytics._usage_facts($1, $2, $3, $4) f
+             GROUP BY 1, 2, 3, 4
+        )
+        SELECT (SELECT coalesce(jsonb_agg(to_jsonb(d)), '[]')
+                  FROM (SELECT agent_id, framework, provider, sum(requests) AS requests,
+                               sum(successful) AS successful, sum(input_tokens) AS input_tokens,
+                               sum(output_tokens) AS output_tokens, sum(cost) AS cost, sum(unpriced) AS unpriced,
+                               sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
+                          FROM g GROUP BY 1, 2, 3) d),
+               (SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]')
+                  FROM (SELECT user_id, sum(requests) AS requests, sum(input_tokens + output_tokens) AS tokens,
+                               sum(cost) AS cost
+                          FROM g GROUP BY 1) u)
+    $q$ INTO dims, users USING filters, plan.fresh, plan.raw_lo, plan.raw_hi;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._summary_groups FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._summary_groups TO PUBLIC;
+
+-- from sql/queries.sql
+CREATE OR REPLACE FUNCTION usage_analytics.get_usage_summary(filters jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    parts record;
+BEGIN
+    filters := coalesce(filters, '{}');
+    PERFORM usage_analytics.check_filters(filters);
+    IF usage_analytics._filter_dates_only(filters) AND usage_analytics.is_admin() THEN
+        parts := usage_analytics._summary_system(filters);
+    ELSE
+        parts := usage_analytics._summary_groups(filters);
+    END IF;
+    RETURN usage_analytics._summary_json(parts.dims, parts.users);
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.get_usage_summary FROM PUBLIC;
@@ -1168,6 +1321,28 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     filters := coalesce(filters, '{}');
+    PERFORM usage_analytics.check_filters(filters);
+    IF usage_analytics._filter_dates_only(filters) AND usage_analytics.is_admin() THEN
+        plan := usage_analytics._whole_days(filters);
+        RETURN QUERY EXECUTE $q$
+            SELECT date_trunc($6, x.day::timestamp) AT TIME ZONE 'UTC',
+                   sum(x.requests)::bigint, sum(x.successful)::bigint,
+                   sum(x.input_tokens)::bigint, sum(x.output_tokens)::bigint, sum(x.cost),
+                   CASE WHEN sum(x.rt_count) > 0 THEN sum(x.rt_sum)::numeric / sum(x.rt_count) END
+              FROM (SELECT t.date, t.total_requests, t.successful_requests, t.total_input_tokens,
+                           t.total_output_tokens, t.total_cost_usd, t.response_time_sum_ms, t.response_time_count
+                      FROM usage_analytics.usage_daily_totals t WHERE t.date BETWEEN $2 AND $3
+                    UNION ALL
+                    SELECT f.day, f.requests, f.successful, f.input_tokens, f.output_tokens, f.cost_usd,
+                           f.response_time_sum_ms, f.response_time_count
+                      FROM usage_analytics._usage_facts($1, '{}', $4, $5) f)
+                   AS x (day, requests, successful, input_tokens, output_tokens, cost, rt_sum, rt_count)
+             GROUP BY 1
+            HAVING sum(x.requests) <> 0
+             ORDER BY 1
+        $q$ USING filters, plan.first_day, plan.last_day, plan.raw_lo, plan.raw_hi, lower(granularity);
+        RETURN;
+    END IF;
     plan := usage_analytics._usage_fact_plan(filters);
     RETURN QUERY EXECUTE $q$
         SELECT date_trunc($5, f.day::timestamp) AT TIME ZONE 'UTC',
@@ -1253,15 +1428,6 @@ BEGIN
     -- Read after the aggregate, so no row the rollup covered lies after it.
     SELECT max(u."timestamp") INTO last_seen FROM usage_analytics.agent_usage_detailed u
      WHERE u."timestamp" >= lo AND u."timestamp" < hi;
-
-    DELETE FROM usage_analytics.usage_daily_totals WHERE date = target;
-    INSERT INTO usage_analytics.usage_daily_totals
-    SELECT target, agent_id, framework, provider, sum(total_requests), sum(successful_requests),
-           sum(total_input_tokens), sum(total_output_tokens), sum(total_cost_usd), sum(unpriced_requests),
-           sum(response_time_sum_ms), sum(response_time_count)
-      FROM usage_analytics.agent_performance_metrics
-     WHERE date = target
-     GROUP BY agent_id, framework, provider;
 
     -- The system row is derived from the day's per-agent rows just written.
     DELETE FROM usage_analytics.system_analytics WHERE date = target;

@@ -1038,3 +1038,107 @@ fn moving_rows_out_of_the_default_partition_loses_none() {
     );
     assert_totals_match_rows(&mut owner, "after moving rows");
 }
+
+/// The raw GROUP BY a system-wide summary must equal: totals, breakdowns
+/// and users, computed from the rows themselves.
+const RAW_SUMMARY: &str = "
+    SELECT jsonb_build_object(
+        'total_requests', count(*), 'successful_requests', count(*) FILTER (WHERE success),
+        'total_input_tokens', coalesce(sum(input_tokens), 0), 'total_output_tokens', coalesce(sum(output_tokens), 0),
+        'total_cost_usd', coalesce(sum(cost_usd), 0), 'unpriced_requests', count(*) FILTER (WHERE cost_usd IS NULL),
+        'unique_users', count(DISTINCT user_id))::text
+      FROM usage_analytics.agent_usage_detailed
+     WHERE \"timestamp\" >= now() - interval '5 days'";
+const SUMMARY_SUBSET: &str = "
+    SELECT (SELECT jsonb_object_agg(k, s -> k)
+              FROM jsonb_object_keys(jsonb_build_object('total_requests', 0, 'successful_requests', 0,
+                       'total_input_tokens', 0, 'total_output_tokens', 0, 'total_cost_usd', 0,
+                       'unpriced_requests', 0, 'unique_users', 0)) k)::text
+      FROM usage_analytics.get_usage_summary(jsonb_build_object('start_date', now() - interval '5 days')) s";
+
+/// Writers record into today (and delete) while an admin dashboard reads the
+/// system-wide summary: every summary equals the raw rows of the same
+/// snapshot, at every moment, with no rollup run in between (issue: live
+/// summaries).
+#[test]
+fn system_wide_summaries_are_exact_while_writers_record() {
+    let c = cluster();
+    let db = c.fresh_db("live_summary");
+    let mut owner = session(&db, "postgres", "");
+    load_sample(&mut owner, 3000, 3);
+    must(
+        &mut owner,
+        "SELECT usage_analytics.rollup_range(current_date - 4, current_date)",
+        "rollup",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (stop, written) = (stop.clone(), written.clone());
+            let mut s = session(&db, "postgres", "");
+            std::thread::spawn(move || {
+                let mut i = 0usize;
+                while !stop.load(Ordering::SeqCst) && i < 2000 {
+                    let sql = if i % 50 == 49 {
+                        // Now and then a delete, so the per-day totals go down too.
+                        "DELETE FROM usage_analytics.agent_usage_detailed
+                          WHERE id = (SELECT id FROM usage_analytics.agent_usage_detailed
+                                       WHERE agent_id = 'live-writer' ORDER BY \"timestamp\" LIMIT 1)"
+                            .to_string()
+                    } else {
+                        format!(
+                            "INSERT INTO usage_analytics.agent_usage_detailed
+                                 (user_id, agent_id, provider, model, input_tokens, output_tokens, success)
+                             VALUES ('{}', 'live-writer', 'openai', 'gpt-4o', {}, {}, {})",
+                            USERS[(w + i) % USERS.len()],
+                            10 + i,
+                            5 + w,
+                            !i.is_multiple_of(7)
+                        )
+                    };
+                    s.batch_execute(&sql).expect("writer");
+                    written.fetch_add(1, Ordering::SeqCst);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let mut reader = session(&db, "postgres", "");
+    let mut compared = 0;
+    let mut mismatches = Vec::new();
+    while compared < 30 || written.load(Ordering::SeqCst) < 200 {
+        must(&mut reader, "BEGIN ISOLATION LEVEL REPEATABLE READ", "reader");
+        let summary = scalar(&mut reader, SUMMARY_SUBSET);
+        let raw = scalar(&mut reader, RAW_SUMMARY);
+        must(&mut reader, "COMMIT", "reader");
+        let parse =
+            |s: &Option<String>| serde_json::from_str::<serde_json::Value>(s.as_deref().unwrap()).unwrap();
+        if parse(&summary) != parse(&raw) {
+            mismatches.push(format!("summary {summary:?}\n    raw {raw:?}"));
+        }
+        compared += 1;
+        if compared > 400 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(
+        written.load(Ordering::SeqCst) >= 200,
+        "the writers wrote too little to test anything"
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} summaries differed from the raw rows of their snapshot, e.g.\n{}",
+        mismatches.len(),
+        mismatches.iter().take(3).cloned().collect::<Vec<_>>().join("\n")
+    );
+    // And once the writers stop.
+    assert_eq!(
+        scalar(&mut reader, SUMMARY_SUBSET).map(|s| serde_json::from_str::<serde_json::Value>(&s).unwrap()),
+        scalar(&mut reader, RAW_SUMMARY).map(|s| serde_json::from_str::<serde_json::Value>(&s).unwrap())
+    );
+}
