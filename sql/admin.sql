@@ -112,7 +112,7 @@ BEGIN
     END IF;
     INSERT INTO usage_analytics.model_pricing AS mp (provider, model, input_usd_per_1k, output_usd_per_1k, effective_from)
     VALUES (p, m, input_usd_per_1k, output_usd_per_1k, set_model_price.effective_from)
-    ON CONFLICT ON CONSTRAINT model_pricing_provider_model_effective_from_key DO UPDATE
+    ON CONFLICT ON CONSTRAINT model_pricing_key DO UPDATE
         SET input_usd_per_1k = excluded.input_usd_per_1k, output_usd_per_1k = excluded.output_usd_per_1k;
 END;
 $$;

@@ -73,6 +73,10 @@ CREATE TABLE usage_analytics.usage_counters (
     rt_le_20s            bigint   NOT NULL,
     rt_le_30s            bigint   NOT NULL,
     rt_le_60s            bigint   NOT NULL,
+    cache_read_tokens    bigint   NOT NULL DEFAULT 0,
+    -- 5-minute and 1-hour cache writes together.
+    cache_write_tokens   bigint   NOT NULL DEFAULT 0,
+    reasoning_tokens     bigint   NOT NULL DEFAULT 0,
     PRIMARY KEY (provider, framework, agent_id, model, message_type, success, shard)
 );
 
@@ -108,12 +112,17 @@ AS $f$
         INSERT INTO usage_analytics.usage_daily_totals AS t
             (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
              total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count,
-             shard)
+             shard, total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd,
+             priced_tokens)
         SELECT ("timestamp" AT TIME ZONE 'UTC')::date, agent_id, framework, provider,
                $1 * count(*), $1 * count(*) FILTER (WHERE success),
                $1 * coalesce(sum(input_tokens), 0), $1 * coalesce(sum(output_tokens), 0),
                $1 * coalesce(sum(cost_usd), 0), $1 * count(*) FILTER (WHERE cost_usd IS NULL),
-               $1 * coalesce(sum(response_time_ms), 0), $1 * count(response_time_ms), pg_backend_pid()
+               $1 * coalesce(sum(response_time_ms), 0), $1 * count(response_time_ms), pg_backend_pid(),
+               $1 * coalesce(sum(cache_read_tokens), 0),
+               $1 * coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0),
+               $1 * coalesce(sum(reasoning_tokens), 0), $1 * coalesce(sum(cache_savings_usd), 0),
+               $1 * coalesce(sum(input_tokens::bigint + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
           FROM %1$I
          GROUP BY 1, 2, 3, 4
         ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
@@ -124,7 +133,12 @@ AS $f$
             total_cost_usd       = t.total_cost_usd + excluded.total_cost_usd,
             unpriced_requests    = t.unpriced_requests + excluded.unpriced_requests,
             response_time_sum_ms = t.response_time_sum_ms + excluded.response_time_sum_ms,
-            response_time_count  = t.response_time_count + excluded.response_time_count
+            response_time_count  = t.response_time_count + excluded.response_time_count,
+            total_cache_read_tokens  = t.total_cache_read_tokens + excluded.total_cache_read_tokens,
+            total_cache_write_tokens = t.total_cache_write_tokens + excluded.total_cache_write_tokens,
+            total_reasoning_tokens   = t.total_reasoning_tokens + excluded.total_reasoning_tokens,
+            cache_savings_usd        = t.cache_savings_usd + excluded.cache_savings_usd,
+            priced_tokens            = t.priced_tokens + excluded.priced_tokens
     )
     INSERT INTO usage_analytics.usage_daily_user AS d
         (day, user_id, shard, requests, input_tokens, output_tokens, cost_usd, first_seen, last_seen, changes)
@@ -203,7 +217,10 @@ BEGIN
                count(*) FILTER (WHERE response_time_ms <= 10000) AS le_10s,
                count(*) FILTER (WHERE response_time_ms <= 20000) AS le_20s,
                count(*) FILTER (WHERE response_time_ms <= 30000) AS le_30s,
-               count(*) FILTER (WHERE response_time_ms <= 60000) AS le_60s
+               count(*) FILTER (WHERE response_time_ms <= 60000) AS le_60s,
+               coalesce(sum(cache_read_tokens), 0) AS cache_read,
+               coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0) AS cache_write,
+               coalesce(sum(reasoning_tokens), 0) AS reasoning
           FROM new_usage
          GROUP BY 1, 2, 3, 4, 5, 6
     ), k AS MATERIALIZED (
@@ -239,7 +256,8 @@ BEGIN
     SELECT pg_backend_pid(), l[1], l[2], l[3], l[4], l[5], success,
            sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced),
            sum(rt_count), sum(rt_sum), sum(le_100ms), sum(le_250ms), sum(le_500ms), sum(le_1s),
-           sum(le_2500ms), sum(le_5s), sum(le_10s), sum(le_20s), sum(le_30s), sum(le_60s)
+           sum(le_2500ms), sum(le_5s), sum(le_10s), sum(le_20s), sum(le_30s), sum(le_60s),
+           sum(cache_read), sum(cache_write), sum(reasoning)
       FROM labelled
      GROUP BY l, success
     ON CONFLICT (provider, framework, agent_id, model, message_type, success, shard) DO UPDATE SET
@@ -259,7 +277,10 @@ BEGIN
         rt_le_10s            = c.rt_le_10s + excluded.rt_le_10s,
         rt_le_20s            = c.rt_le_20s + excluded.rt_le_20s,
         rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
-        rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s;
+        rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s,
+        cache_read_tokens    = c.cache_read_tokens + excluded.cache_read_tokens,
+        cache_write_tokens   = c.cache_write_tokens + excluded.cache_write_tokens,
+        reasoning_tokens     = c.reasoning_tokens + excluded.reasoning_tokens;
 
     EXECUTE usage_analytics._daily_usage_upsert('new_usage') USING 1, 0;
     PERFORM usage_analytics._note_active_users(array_agg(user_id), array_agg("timestamp"))
@@ -349,7 +370,8 @@ BEGIN
                sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced_requests),
                sum(response_time_count), sum(response_time_sum_ms),
                sum(rt_le_100ms), sum(rt_le_250ms), sum(rt_le_500ms), sum(rt_le_1s), sum(rt_le_2500ms),
-               sum(rt_le_5s), sum(rt_le_10s), sum(rt_le_20s), sum(rt_le_30s), sum(rt_le_60s)
+               sum(rt_le_5s), sum(rt_le_10s), sum(rt_le_20s), sum(rt_le_30s), sum(rt_le_60s),
+               sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens)
           FROM gone
          GROUP BY provider, framework, agent_id, model, message_type, success
          ORDER BY provider, framework, agent_id, model, message_type, success
@@ -370,7 +392,10 @@ BEGIN
             rt_le_10s            = c.rt_le_10s + excluded.rt_le_10s,
             rt_le_20s            = c.rt_le_20s + excluded.rt_le_20s,
             rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
-            rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s
+            rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s,
+            cache_read_tokens    = c.cache_read_tokens + excluded.cache_read_tokens,
+            cache_write_tokens   = c.cache_write_tokens + excluded.cache_write_tokens,
+            reasoning_tokens     = c.reasoning_tokens + excluded.reasoning_tokens
         RETURNING 1
     )
     SELECT count(*) INTO folded_counters FROM gone;
@@ -407,10 +432,12 @@ BEGIN
         INSERT INTO usage_analytics.usage_daily_totals AS t
             (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
              total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count,
-             shard)
+             shard, total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd,
+             priced_tokens)
         SELECT date, agent_id, framework, provider, sum(total_requests), sum(successful_requests),
                sum(total_input_tokens), sum(total_output_tokens), sum(total_cost_usd), sum(unpriced_requests),
-               sum(response_time_sum_ms), sum(response_time_count), 0
+               sum(response_time_sum_ms), sum(response_time_count), 0, sum(total_cache_read_tokens),
+               sum(total_cache_write_tokens), sum(total_reasoning_tokens), sum(cache_savings_usd), sum(priced_tokens)
           FROM gone
          GROUP BY date, agent_id, framework, provider
         ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
@@ -421,7 +448,12 @@ BEGIN
             total_cost_usd       = t.total_cost_usd + excluded.total_cost_usd,
             unpriced_requests    = t.unpriced_requests + excluded.unpriced_requests,
             response_time_sum_ms = t.response_time_sum_ms + excluded.response_time_sum_ms,
-            response_time_count  = t.response_time_count + excluded.response_time_count
+            response_time_count  = t.response_time_count + excluded.response_time_count,
+            total_cache_read_tokens  = t.total_cache_read_tokens + excluded.total_cache_read_tokens,
+            total_cache_write_tokens = t.total_cache_write_tokens + excluded.total_cache_write_tokens,
+            total_reasoning_tokens   = t.total_reasoning_tokens + excluded.total_reasoning_tokens,
+            cache_savings_usd        = t.cache_savings_usd + excluded.cache_savings_usd,
+            priced_tokens            = t.priced_tokens + excluded.priced_tokens
         RETURNING 1
     )
     SELECT folded_days + count(*) INTO folded_days FROM gone;
@@ -471,7 +503,8 @@ CREATE FUNCTION usage_analytics.metrics_usage_counters()
 RETURNS TABLE (provider text, framework text, agent_id text, model text, message_type text,
                success boolean, requests bigint, input_tokens numeric, output_tokens numeric,
                cost_usd numeric, unpriced_requests bigint, response_time_count bigint,
-               response_time_sum_seconds numeric, response_time_buckets bigint[])
+               response_time_sum_seconds numeric, response_time_buckets bigint[],
+               cache_read_tokens numeric, cache_write_tokens numeric, reasoning_tokens numeric)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
@@ -481,7 +514,8 @@ AS $$
            sum(response_time_sum_ms) / 1000.0,
            ARRAY[sum(rt_le_100ms), sum(rt_le_250ms), sum(rt_le_500ms), sum(rt_le_1s),
                  sum(rt_le_2500ms), sum(rt_le_5s), sum(rt_le_10s), sum(rt_le_20s),
-                 sum(rt_le_30s), sum(rt_le_60s)]::bigint[]
+                 sum(rt_le_30s), sum(rt_le_60s)]::bigint[],
+           sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens)
       FROM usage_analytics.usage_counters
      GROUP BY 1, 2, 3, 4, 5, 6
      ORDER BY 1, 2, 3, 4, 5, 6

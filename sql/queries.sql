@@ -96,12 +96,16 @@ CREATE FUNCTION usage_analytics.usage_export(filters jsonb DEFAULT '{}')
 RETURNS TABLE (id uuid, user_id uuid, agent_id text, agent_name text, framework text, provider text,
                message_type text, input_tokens integer, output_tokens integer, total_tokens integer,
                cost_usd numeric, response_time_ms integer, success boolean, error_message text,
-               request_metadata jsonb, "timestamp" timestamptz, model text, requested_model text)
+               request_metadata jsonb, "timestamp" timestamptz, model text, requested_model text,
+               cache_read_tokens integer, cache_write_tokens integer, cache_write_1h_tokens integer,
+               reasoning_tokens integer, service_tier text, cost_source text, cache_savings_usd numeric)
 LANGUAGE sql STABLE
 AS $$
     SELECT u.id, u.user_id, u.agent_id, u.agent_name, u.framework, u.provider, u.message_type,
            u.input_tokens, u.output_tokens, u.total_tokens, u.cost_usd, u.response_time_ms,
-           u.success, u.error_message, u.request_metadata, u."timestamp", u.model, u.requested_model
+           u.success, u.error_message, u.request_metadata, u."timestamp", u.model, u.requested_model,
+           u.cache_read_tokens, u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens,
+           u.service_tier, u.cost_source, u.cache_savings_usd
       FROM usage_analytics.agent_usage_detailed u
      WHERE usage_analytics.check_filters(filters)
        AND usage_analytics._usage_matches(u, filters)
@@ -219,13 +223,17 @@ CREATE FUNCTION usage_analytics._usage_facts(filters jsonb, fresh date[], raw_lo
                                              raw_hi timestamptz[])
 RETURNS TABLE (day date, user_id uuid, agent_id text, framework text, provider text,
                requests bigint, successful bigint, input_tokens bigint, output_tokens bigint,
-               cost_usd numeric, unpriced bigint, response_time_sum_ms bigint, response_time_count bigint)
+               cost_usd numeric, unpriced bigint, response_time_sum_ms bigint, response_time_count bigint,
+               cache_read_tokens bigint, cache_write_tokens bigint, reasoning_tokens bigint,
+               cache_savings_usd numeric, priced_tokens bigint)
 LANGUAGE sql STABLE
 AS $$
     SELECT r.date, r.user_id, r.agent_id, r.framework, r.provider,
            r.total_requests::bigint, r.successful_requests::bigint,
            r.total_input_tokens, r.total_output_tokens, r.total_cost_usd,
-           r.unpriced_requests::bigint, r.response_time_sum_ms, r.response_time_count::bigint
+           r.unpriced_requests::bigint, r.response_time_sum_ms, r.response_time_count::bigint,
+           r.total_cache_read_tokens, r.total_cache_write_tokens, r.total_reasoning_tokens,
+           r.cache_savings_usd, r.priced_tokens
       FROM usage_analytics.agent_performance_metrics r
      WHERE r.date = ANY (fresh)
        AND usage_analytics._rollup_matches(r, filters)
@@ -234,7 +242,10 @@ AS $$
            count(*), count(*) FILTER (WHERE u.success),
            coalesce(sum(u.input_tokens), 0), coalesce(sum(u.output_tokens), 0),
            coalesce(sum(u.cost_usd), 0), count(*) FILTER (WHERE u.cost_usd IS NULL),
-           coalesce(sum(u.response_time_ms), 0), count(u.response_time_ms)
+           coalesce(sum(u.response_time_ms), 0), count(u.response_time_ms),
+           coalesce(sum(u.cache_read_tokens), 0), coalesce(sum(u.cache_write_tokens::bigint + u.cache_write_1h_tokens), 0),
+           coalesce(sum(u.reasoning_tokens), 0), coalesce(sum(u.cache_savings_usd), 0),
+           coalesce(sum(u.input_tokens::bigint + u.output_tokens) FILTER (WHERE u.cost_usd IS NOT NULL), 0)
       FROM unnest(raw_lo, raw_hi) AS span(lo, hi)
       JOIN LATERAL (
             SELECT * FROM usage_analytics.agent_usage_detailed x
@@ -299,14 +310,18 @@ AS $$
         SELECT * FROM jsonb_to_recordset(dims)
             AS x(agent_id text, framework text, provider text, requests numeric, successful numeric,
                  input_tokens numeric, output_tokens numeric, cost numeric, unpriced numeric,
-                 rt_sum numeric, rt_count numeric)
+                 rt_sum numeric, rt_count numeric, cache_read numeric, cache_write numeric, reasoning numeric,
+                 cache_savings numeric, priced_tokens numeric)
     ), u AS (
         SELECT * FROM jsonb_to_recordset(users) AS x(user_id uuid, requests numeric, tokens numeric, cost numeric)
     ), t AS (
         SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(successful), 0) AS successful,
                coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
                coalesce(sum(cost), 0) AS cost, coalesce(sum(unpriced), 0) AS unpriced,
-               sum(rt_sum) AS rt_sum, coalesce(sum(rt_count), 0) AS rt_count
+               sum(rt_sum) AS rt_sum, coalesce(sum(rt_count), 0) AS rt_count,
+               coalesce(sum(cache_read), 0) AS cache_read, coalesce(sum(cache_write), 0) AS cache_write,
+               coalesce(sum(reasoning), 0) AS reasoning, coalesce(sum(cache_savings), 0) AS cache_savings,
+               coalesce(sum(priced_tokens), 0) AS priced_tokens
           FROM d
     )
     SELECT jsonb_build_object(
@@ -321,6 +336,13 @@ AS $$
         'avg_response_time_ms', CASE WHEN t.rt_count > 0 THEN t.rt_sum / t.rt_count END,
         'unique_users', (SELECT count(*) FROM u),
         'unpriced_requests', t.unpriced,
+        'cache_read_tokens', t.cache_read,
+        'cache_write_tokens', t.cache_write,
+        'reasoning_tokens', t.reasoning,
+        'cache_savings_usd', t.cache_savings,
+        -- Efficiency: over priced requests only (an unpriced one has no cost).
+        'cost_per_request_usd', CASE WHEN t.requests > t.unpriced THEN t.cost / (t.requests - t.unpriced) END,
+        'tokens_per_usd', CASE WHEN t.cost > 0 THEN t.priced_tokens / t.cost END,
         'cost_by_provider', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
                                FROM (SELECT coalesce(provider, 'unknown') k, sum(cost) v FROM d GROUP BY 1) x),
         'cost_by_framework', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
@@ -356,22 +378,30 @@ BEGIN
             SELECT f.user_id, f.agent_id, f.framework, f.provider, sum(f.requests) AS requests,
                    sum(f.successful) AS successful, sum(f.input_tokens) AS input_tokens,
                    sum(f.output_tokens) AS output_tokens, sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
-                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
+                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count,
+                   sum(f.cache_read_tokens) AS cache_read, sum(f.cache_write_tokens) AS cache_write,
+                   sum(f.reasoning_tokens) AS reasoning, sum(f.cache_savings_usd) AS cache_savings,
+                   sum(f.priced_tokens) AS priced_tokens
               FROM usage_analytics._usage_facts($1, '{}', $4, $5) f
              GROUP BY 1, 2, 3, 4
         ), d AS (
             SELECT agent_id, framework, provider, sum(requests) AS requests, sum(successful) AS successful,
                    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost) AS cost,
-                   sum(unpriced) AS unpriced, sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
+                   sum(unpriced) AS unpriced, sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count,
+                   sum(cache_read) AS cache_read, sum(cache_write) AS cache_write, sum(reasoning) AS reasoning,
+                   sum(cache_savings) AS cache_savings, sum(priced_tokens) AS priced_tokens
               FROM (SELECT t.agent_id, t.framework, t.provider, t.total_requests, t.successful_requests,
                            t.total_input_tokens, t.total_output_tokens, t.total_cost_usd, t.unpriced_requests,
-                           t.response_time_sum_ms, t.response_time_count
+                           t.response_time_sum_ms, t.response_time_count, t.total_cache_read_tokens,
+                           t.total_cache_write_tokens, t.total_reasoning_tokens, t.cache_savings_usd, t.priced_tokens
                       FROM usage_analytics.usage_daily_totals t WHERE t.date BETWEEN $2 AND $3
                     UNION ALL
                     SELECT agent_id, framework, provider, requests, successful, input_tokens, output_tokens,
-                           cost, unpriced, rt_sum, rt_count FROM raw)
+                           cost, unpriced, rt_sum, rt_count, cache_read, cache_write, reasoning, cache_savings,
+                           priced_tokens FROM raw)
                    AS x (agent_id, framework, provider, requests, successful, input_tokens, output_tokens, cost,
-                         unpriced, rt_sum, rt_count)
+                         unpriced, rt_sum, rt_count, cache_read, cache_write, reasoning, cache_savings,
+                         priced_tokens)
              GROUP BY 1, 2, 3
             -- A group whose rows were all deleted is no group.
             HAVING sum(requests) <> 0
@@ -410,7 +440,10 @@ BEGIN
                    sum(f.requests) AS requests, sum(f.successful) AS successful,
                    sum(f.input_tokens) AS input_tokens, sum(f.output_tokens) AS output_tokens,
                    sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
-                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
+                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count,
+                   sum(f.cache_read_tokens) AS cache_read, sum(f.cache_write_tokens) AS cache_write,
+                   sum(f.reasoning_tokens) AS reasoning, sum(f.cache_savings_usd) AS cache_savings,
+                   sum(f.priced_tokens) AS priced_tokens
               FROM usage_analytics._usage_facts($1, $2, $3, $4) f
              GROUP BY 1, 2, 3, 4
         )
@@ -418,7 +451,10 @@ BEGIN
                   FROM (SELECT agent_id, framework, provider, sum(requests) AS requests,
                                sum(successful) AS successful, sum(input_tokens) AS input_tokens,
                                sum(output_tokens) AS output_tokens, sum(cost) AS cost, sum(unpriced) AS unpriced,
-                               sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
+                               sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count,
+                               sum(cache_read) AS cache_read, sum(cache_write) AS cache_write,
+                               sum(reasoning) AS reasoning, sum(cache_savings) AS cache_savings,
+                               sum(priced_tokens) AS priced_tokens
                           FROM g GROUP BY 1, 2, 3) d),
                (SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]')
                   FROM (SELECT user_id, sum(requests) AS requests, sum(input_tokens + output_tokens) AS tokens,
@@ -455,14 +491,23 @@ REVOKE ALL ON FUNCTION usage_analytics.get_usage_summary FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.get_usage_summary TO PUBLIC;
 
 -- Usage per day, ISO week (Monday) or month, UTC; from the same sources as
--- get_usage_summary.
+-- get_usage_summary, with the same efficiency figures per period.
 CREATE FUNCTION usage_analytics.usage_trend(granularity text, filters jsonb DEFAULT '{}')
 RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
-               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric)
+               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric,
+               cache_read_tokens bigint, cache_write_tokens bigint, reasoning_tokens bigint,
+               cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
+               tokens_per_usd numeric)
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    plan record;
+    plan  record;
+    facts text;
+    first_day date;
+    last_day  date;
+    fresh     date[];
+    raw_lo    timestamptz[];
+    raw_hi    timestamptz[];
 BEGIN
     IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
         RAISE EXCEPTION 'usage_trend: granularity must be day, week or month, got %',
@@ -472,37 +517,50 @@ BEGIN
     filters := coalesce(filters, '{}');
     PERFORM usage_analytics.check_filters(filters);
     IF usage_analytics._filter_dates_only(filters) AND usage_analytics.is_admin() THEN
+        -- Whole days from the per-day totals, edge days raw (as _summary_system).
         plan := usage_analytics._whole_days(filters);
-        RETURN QUERY EXECUTE $q$
-            SELECT date_trunc($6, x.day::timestamp) AT TIME ZONE 'UTC',
-                   sum(x.requests)::bigint, sum(x.successful)::bigint,
-                   sum(x.input_tokens)::bigint, sum(x.output_tokens)::bigint, sum(x.cost),
-                   CASE WHEN sum(x.rt_count) > 0 THEN sum(x.rt_sum)::numeric / sum(x.rt_count) END
-              FROM (SELECT t.date, t.total_requests, t.successful_requests, t.total_input_tokens,
-                           t.total_output_tokens, t.total_cost_usd, t.response_time_sum_ms, t.response_time_count
-                      FROM usage_analytics.usage_daily_totals t WHERE t.date BETWEEN $2 AND $3
-                    UNION ALL
-                    SELECT f.day, f.requests, f.successful, f.input_tokens, f.output_tokens, f.cost_usd,
-                           f.response_time_sum_ms, f.response_time_count
-                      FROM usage_analytics._usage_facts($1, '{}', $4, $5) f)
-                   AS x (day, requests, successful, input_tokens, output_tokens, cost, rt_sum, rt_count)
-             GROUP BY 1
-            HAVING sum(x.requests) <> 0
-             ORDER BY 1
-        $q$ USING filters, plan.first_day, plan.last_day, plan.raw_lo, plan.raw_hi, lower(granularity);
-        RETURN;
+        first_day := plan.first_day;
+        last_day := plan.last_day;
+        raw_lo := plan.raw_lo;
+        raw_hi := plan.raw_hi;
+        facts := $q$
+            SELECT t.date, t.total_requests, t.successful_requests, t.total_input_tokens, t.total_output_tokens,
+                   t.total_cost_usd, t.unpriced_requests, t.response_time_sum_ms, t.response_time_count,
+                   t.total_cache_read_tokens, t.total_cache_write_tokens, t.total_reasoning_tokens,
+                   t.cache_savings_usd, t.priced_tokens
+              FROM usage_analytics.usage_daily_totals t WHERE t.date BETWEEN $2 AND $3
+            UNION ALL
+            SELECT f.day, f.requests, f.successful, f.input_tokens, f.output_tokens, f.cost_usd, f.unpriced,
+                   f.response_time_sum_ms, f.response_time_count, f.cache_read_tokens, f.cache_write_tokens,
+                   f.reasoning_tokens, f.cache_savings_usd, f.priced_tokens
+              FROM usage_analytics._usage_facts($1, '{}', $4, $5) f$q$;
+    ELSE
+        -- Rollups where fresh, raw rows elsewhere (as _summary_groups).
+        plan := usage_analytics._usage_fact_plan(filters);
+        fresh := plan.fresh;
+        raw_lo := plan.raw_lo;
+        raw_hi := plan.raw_hi;
+        facts := $q$
+            SELECT f.day, f.requests, f.successful, f.input_tokens, f.output_tokens, f.cost_usd, f.unpriced,
+                   f.response_time_sum_ms, f.response_time_count, f.cache_read_tokens, f.cache_write_tokens,
+                   f.reasoning_tokens, f.cache_savings_usd, f.priced_tokens
+              FROM usage_analytics._usage_facts($1, $7, $4, $5) f$q$;
     END IF;
-    plan := usage_analytics._usage_fact_plan(filters);
-    RETURN QUERY EXECUTE $q$
-        SELECT date_trunc($5, f.day::timestamp) AT TIME ZONE 'UTC',
-               sum(f.requests)::bigint, sum(f.successful)::bigint,
-               sum(f.input_tokens)::bigint, sum(f.output_tokens)::bigint, sum(f.cost_usd),
-               CASE WHEN sum(f.response_time_count) > 0
-                    THEN sum(f.response_time_sum_ms)::numeric / sum(f.response_time_count) END
-          FROM usage_analytics._usage_facts($1, $2, $3, $4) f
+    RETURN QUERY EXECUTE format($q$
+        SELECT date_trunc($6, x.day::timestamp) AT TIME ZONE 'UTC',
+               sum(x.requests)::bigint, sum(x.successful)::bigint,
+               sum(x.input_tokens)::bigint, sum(x.output_tokens)::bigint, sum(x.cost),
+               CASE WHEN sum(x.rt_count) > 0 THEN sum(x.rt_sum)::numeric / sum(x.rt_count) END,
+               sum(x.cache_read)::bigint, sum(x.cache_write)::bigint, sum(x.reasoning)::bigint,
+               sum(x.cache_savings), sum(x.unpriced)::bigint,
+               CASE WHEN sum(x.requests) > sum(x.unpriced) THEN sum(x.cost) / (sum(x.requests) - sum(x.unpriced)) END,
+               CASE WHEN sum(x.cost) > 0 THEN sum(x.priced_tokens) / sum(x.cost) END
+          FROM (%s) AS x (day, requests, successful, input_tokens, output_tokens, cost, unpriced, rt_sum, rt_count,
+                          cache_read, cache_write, reasoning, cache_savings, priced_tokens)
          GROUP BY 1
+        HAVING sum(x.requests) <> 0
          ORDER BY 1
-    $q$ USING filters, plan.fresh, plan.raw_lo, plan.raw_hi, lower(granularity);
+    $q$, facts) USING filters, first_day, last_day, raw_lo, raw_hi, lower(granularity), fresh;
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.usage_trend FROM PUBLIC;

@@ -48,7 +48,13 @@ BEGIN
                count(*) AS requests, count(*) FILTER (WHERE u.success) AS successful,
                coalesce(sum(u.input_tokens), 0) AS input_tokens, coalesce(sum(u.output_tokens), 0) AS output_tokens,
                coalesce(sum(u.cost_usd), 0) AS cost, count(*) FILTER (WHERE u.cost_usd IS NULL) AS unpriced,
-               coalesce(sum(u.response_time_ms), 0) AS rt_sum, count(u.response_time_ms) AS rt_count
+               coalesce(sum(u.response_time_ms), 0) AS rt_sum, count(u.response_time_ms) AS rt_count,
+               coalesce(sum(u.cache_read_tokens), 0) AS cache_read,
+               coalesce(sum(u.cache_write_tokens::bigint + u.cache_write_1h_tokens), 0) AS cache_write,
+               coalesce(sum(u.reasoning_tokens), 0) AS reasoning,
+               coalesce(sum(u.cache_savings_usd), 0) AS cache_savings,
+               coalesce(sum(u.input_tokens::bigint + u.output_tokens) FILTER (WHERE u.cost_usd IS NOT NULL), 0)
+                   AS priced_tokens
           FROM usage_analytics.agent_usage_detailed u
          WHERE u."timestamp" >= lo AND u."timestamp" < hi
          GROUP BY 1, 2, 3, 4, 5
@@ -60,14 +66,16 @@ BEGIN
     INSERT INTO usage_analytics.agent_performance_metrics
         (user_id, agent_id, agent_name, framework, provider, date, total_requests, successful_requests,
          failed_requests, total_input_tokens, total_output_tokens, total_tokens, total_cost_usd,
-         avg_response_time_ms, popular_actions, unpriced_requests, response_time_sum_ms, response_time_count)
+         avg_response_time_ms, popular_actions, unpriced_requests, response_time_sum_ms, response_time_count,
+         total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd, priced_tokens)
     SELECT r.user_id, r.agent_id, max(r.agent_name), r.framework, r.provider, target,
            sum(r.requests), sum(r.successful), sum(r.requests) - sum(r.successful),
            sum(r.input_tokens), sum(r.output_tokens), sum(r.input_tokens) + sum(r.output_tokens),
            sum(r.cost),
            CASE WHEN sum(r.rt_count) > 0 THEN round(sum(r.rt_sum)::numeric / sum(r.rt_count)) END,
            coalesce(jsonb_object_agg(r.action, r.requests) FILTER (WHERE r.action_rank <= 5), '{}'),
-           sum(r.unpriced), sum(r.rt_sum), sum(r.rt_count)
+           sum(r.unpriced), sum(r.rt_sum), sum(r.rt_count),
+           sum(r.cache_read), sum(r.cache_write), sum(r.reasoning), sum(r.cache_savings), sum(r.priced_tokens)
       FROM ranked r
      GROUP BY r.user_id, r.agent_id, r.framework, r.provider;
     GET DIAGNOSTICS written = ROW_COUNT;

@@ -28,7 +28,25 @@ CREATE TABLE usage_analytics.agent_usage_detailed (
     -- The canonical model that was priced; NULL when none resolved.
     model            text,
     -- The model name as the caller sent it (kept for unknown models).
-    requested_model  text
+    requested_model  text,
+    -- Token classes, with OpenTelemetry GenAI semantics: input_tokens counts
+    -- every input token, cached ones included; output_tokens includes
+    -- reasoning. Cache writes are 5-minute (default) or 1-hour writes.
+    cache_read_tokens     integer NOT NULL DEFAULT 0 CHECK (cache_read_tokens >= 0),
+    cache_write_tokens    integer NOT NULL DEFAULT 0 CHECK (cache_write_tokens >= 0),
+    cache_write_1h_tokens integer NOT NULL DEFAULT 0 CHECK (cache_write_1h_tokens >= 0),
+    reasoning_tokens      integer NOT NULL DEFAULT 0 CHECK (reasoning_tokens >= 0),
+    service_tier     text    NOT NULL DEFAULT 'standard'
+                             CHECK (service_tier IN ('standard', 'batch', 'flex', 'priority')),
+    -- Who set cost_usd: 'catalog' (the extension priced the row), 'caller'
+    -- (supplied with the row, e.g. a provider's own figure), NULL: unpriced.
+    cost_source      text    CHECK (cost_source IN ('catalog', 'caller')),
+    -- What the cache reads would have cost at the input price, minus what
+    -- they did cost (set with the cost by the catalog; NULL when unpriced).
+    cache_savings_usd numeric CHECK (cache_savings_usd > '-Infinity' AND cache_savings_usd < 'Infinity'),
+    CONSTRAINT agent_usage_detailed_token_classes CHECK (
+        cache_read_tokens::bigint + cache_write_tokens + cache_write_1h_tokens <= input_tokens
+        AND reasoning_tokens <= output_tokens)
 ) PARTITION BY RANGE ("timestamp");
 
 COMMENT ON TABLE usage_analytics.agent_usage_detailed IS
@@ -82,29 +100,66 @@ REVOKE ALL ON FUNCTION usage_analytics._hide_statistics FROM PUBLIC;
 
 SELECT usage_analytics._hide_statistics('usage_analytics.agent_usage_detailed');
 
--- Prices per 1,000 tokens. A price change is a new row with a later
--- effective_from; old rows keep pricing the requests of their time.
+-- A price as stored: at least 0, at most 1,000,000 USD per 1k tokens, at
+-- most 12 decimal places (so every cost is an exact 28-digit decimal); NULL
+-- where a price is optional.
+CREATE FUNCTION usage_analytics._valid_price(price numeric) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT price IS NULL OR (price >= 0 AND price <= 1000000 AND scale(price) <= 12) $$;
+REVOKE ALL ON FUNCTION usage_analytics._valid_price FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._valid_price TO PUBLIC;
+
+-- Prices per 1,000 tokens, per token class and service tier. A price change
+-- is a new row with a later effective_from; old rows keep pricing the
+-- requests of their time. A missing cache price means the input price, a
+-- missing reasoning price the output price. Context tier: when
+-- above_input_tokens is set and a request's input_tokens exceed it, every
+-- class with an above_* price uses it.
 CREATE TABLE usage_analytics.model_pricing (
     -- The interface's columns first, so positional INSERTs work too.
     provider          text        NOT NULL CHECK (btrim(provider) <> ''),
     model             text        NOT NULL CHECK (btrim(model) <> ''),
     input_usd_per_1k  numeric     NOT NULL CHECK (input_usd_per_1k >= 0),
     output_usd_per_1k numeric     NOT NULL CHECK (output_usd_per_1k >= 0),
-    effective_from    timestamptz NOT NULL DEFAULT '-infinity',
+    effective_from    timestamptz NOT NULL DEFAULT '1970-01-01 00:00:00+00',
     effective_to      timestamptz CHECK (effective_to > effective_from),
     id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     created_at        timestamptz NOT NULL DEFAULT now(),
-    -- Rows installed by CREATE EXTENSION (not dumped by pg_dump: recreated).
+    -- Rows installed by CREATE EXTENSION (the seed and the shipped catalog).
     seeded            boolean     NOT NULL DEFAULT false,
-    UNIQUE (provider, model, effective_from),
+    service_tier              text    NOT NULL DEFAULT 'standard'
+                                      CHECK (service_tier IN ('standard', 'batch', 'flex', 'priority')),
+    cache_read_usd_per_1k     numeric,
+    cache_write_usd_per_1k    numeric,
+    cache_write_1h_usd_per_1k numeric,
+    reasoning_usd_per_1k      numeric,
+    above_input_tokens        integer CHECK (above_input_tokens > 0),
+    above_input_usd_per_1k          numeric,
+    above_output_usd_per_1k         numeric,
+    above_cache_read_usd_per_1k     numeric,
+    above_cache_write_usd_per_1k    numeric,
+    above_cache_write_1h_usd_per_1k numeric,
+    above_reasoning_usd_per_1k      numeric,
+    CONSTRAINT model_pricing_key UNIQUE (provider, model, service_tier, effective_from),
     -- Prices are validated where they are stored, so one bad row can never
     -- take down pricing for every other model (costs stay exact decimals).
     CONSTRAINT model_pricing_price_bounds CHECK (
-        input_usd_per_1k <= 1000000 AND output_usd_per_1k <= 1000000
-        AND scale(input_usd_per_1k) <= 12 AND scale(output_usd_per_1k) <= 12)
+        usage_analytics._valid_price(input_usd_per_1k) AND usage_analytics._valid_price(output_usd_per_1k)
+        AND usage_analytics._valid_price(cache_read_usd_per_1k)
+        AND usage_analytics._valid_price(cache_write_usd_per_1k)
+        AND usage_analytics._valid_price(cache_write_1h_usd_per_1k)
+        AND usage_analytics._valid_price(reasoning_usd_per_1k)
+        AND usage_analytics._valid_price(above_input_usd_per_1k)
+        AND usage_analytics._valid_price(above_output_usd_per_1k)
+        AND usage_analytics._valid_price(above_cache_read_usd_per_1k)
+        AND usage_analytics._valid_price(above_cache_write_usd_per_1k)
+        AND usage_analytics._valid_price(above_cache_write_1h_usd_per_1k)
+        AND usage_analytics._valid_price(above_reasoning_usd_per_1k))
 );
 
--- The seed's twelve models, in force since forever.
+-- The twelve models of the original product, in force since 1970 (a finite
+-- date: clients such as psycopg cannot read '-infinity'). The shipped
+-- catalog (price_catalog.sql) adds every current model.
 INSERT INTO usage_analytics.model_pricing (provider, model, input_usd_per_1k, output_usd_per_1k, seeded)
 SELECT provider, model, input_usd_per_1k, output_usd_per_1k, true FROM (VALUES
     ('openai',     'gpt-4o',                            0.0025,   0.01),
@@ -159,7 +214,14 @@ CREATE TABLE usage_analytics.agent_performance_metrics (
     -- Exact inputs of avg_response_time_ms, so averages over many days stay exact.
     response_time_sum_ms  bigint  NOT NULL,
     response_time_count   integer NOT NULL,
-    created_at            timestamptz NOT NULL DEFAULT now()
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    total_cache_read_tokens  bigint  NOT NULL DEFAULT 0,
+    -- 5-minute and 1-hour cache writes together.
+    total_cache_write_tokens bigint  NOT NULL DEFAULT 0,
+    total_reasoning_tokens   bigint  NOT NULL DEFAULT 0,
+    cache_savings_usd        numeric NOT NULL DEFAULT 0,
+    -- Input + output tokens of the priced requests (for tokens per dollar).
+    priced_tokens            bigint  NOT NULL DEFAULT 0
 );
 CREATE INDEX agent_performance_metrics_date_idx
     ON usage_analytics.agent_performance_metrics (date);
@@ -185,6 +247,11 @@ CREATE TABLE usage_analytics.usage_daily_totals (
     response_time_sum_ms bigint  NOT NULL,
     response_time_count  bigint  NOT NULL,
     shard                integer NOT NULL DEFAULT 0,
+    total_cache_read_tokens  bigint  NOT NULL DEFAULT 0,
+    total_cache_write_tokens bigint  NOT NULL DEFAULT 0,
+    total_reasoning_tokens   bigint  NOT NULL DEFAULT 0,
+    cache_savings_usd        numeric NOT NULL DEFAULT 0,
+    priced_tokens            bigint  NOT NULL DEFAULT 0,
     CONSTRAINT usage_daily_totals_key UNIQUE NULLS NOT DISTINCT (date, agent_id, framework, provider, shard)
 );
 

@@ -45,6 +45,13 @@ const EXPORT_COLUMNS: &[(&str, Cell)] = &[
     ("timestamp", Cell::Value),
     ("model", Cell::Text),
     ("requested_model", Cell::Text),
+    ("cache_read_tokens", Cell::Value),
+    ("cache_write_tokens", Cell::Value),
+    ("cache_write_1h_tokens", Cell::Value),
+    ("reasoning_tokens", Cell::Value),
+    ("service_tier", Cell::Text),
+    ("cost_source", Cell::Text),
+    ("cache_savings_usd", Cell::Value),
 ];
 
 /// One RFC 4180 CSV document (header row, CRLF line ends, timestamps in ISO

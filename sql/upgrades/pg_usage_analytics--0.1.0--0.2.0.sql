@@ -19,19 +19,80 @@ ALTER TABLE usage_analytics.agent_usage_detailed
     DROP CONSTRAINT agent_usage_detailed_cost_usd_check,
     ADD CONSTRAINT agent_usage_detailed_cost_usd_check CHECK (cost_usd >= 0 AND cost_usd < 'Infinity');
 
+-- Token classes, service tier and who priced the row. Rows recorded by
+-- 0.1.0 had no classes (all 0, standard tier). cost_source: 'catalog' for
+-- every priced row (a constant default: no rewrite), then NULL for the
+-- unpriced ones and 'caller' for those whose cost is not what the price
+-- book of their time gives (supplied by the caller).
+ALTER TABLE usage_analytics.agent_usage_detailed
+    ADD COLUMN cache_read_tokens     integer NOT NULL DEFAULT 0 CHECK (cache_read_tokens >= 0),
+    ADD COLUMN cache_write_tokens    integer NOT NULL DEFAULT 0 CHECK (cache_write_tokens >= 0),
+    ADD COLUMN cache_write_1h_tokens integer NOT NULL DEFAULT 0 CHECK (cache_write_1h_tokens >= 0),
+    ADD COLUMN reasoning_tokens      integer NOT NULL DEFAULT 0 CHECK (reasoning_tokens >= 0),
+    ADD COLUMN service_tier text NOT NULL DEFAULT 'standard'
+        CHECK (service_tier IN ('standard', 'batch', 'flex', 'priority')),
+    ADD COLUMN cost_source text DEFAULT 'catalog' CHECK (cost_source IN ('catalog', 'caller')),
+    ADD CONSTRAINT agent_usage_detailed_token_classes CHECK (
+        cache_read_tokens::bigint + cache_write_tokens + cache_write_1h_tokens <= input_tokens
+        AND reasoning_tokens <= output_tokens);
+ALTER TABLE usage_analytics.agent_usage_detailed
+    ALTER COLUMN cost_source DROP DEFAULT,
+    ADD COLUMN cache_savings_usd numeric
+        CHECK (cache_savings_usd > '-Infinity' AND cache_savings_usd < 'Infinity');
+UPDATE usage_analytics.agent_usage_detailed SET cost_source = NULL WHERE cost_usd IS NULL;
+UPDATE usage_analytics.agent_usage_detailed SET cost_source = 'caller'
+ WHERE cost_usd IS NOT NULL
+   AND cost_usd IS DISTINCT FROM usage_analytics.calculate_cost(provider, coalesce(requested_model, model),
+                                                                input_tokens, output_tokens, "timestamp");
+
+-- Prices per class and tier; installed prices start in 1970 instead of at
+-- '-infinity', which clients such as psycopg cannot read.
+CREATE FUNCTION usage_analytics._valid_price(price numeric) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT price IS NULL OR (price >= 0 AND price <= 1000000 AND scale(price) <= 12) $$;
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM usage_analytics.model_pricing
-                WHERE NOT (input_usd_per_1k <= 1000000 AND output_usd_per_1k <= 1000000
-                           AND scale(input_usd_per_1k) <= 12 AND scale(output_usd_per_1k) <= 12)) THEN
+                WHERE NOT (usage_analytics._valid_price(input_usd_per_1k)
+                           AND usage_analytics._valid_price(output_usd_per_1k))) THEN
         RAISE EXCEPTION 'model_pricing holds prices above 1000000 USD per 1k tokens or with more than 12 decimal places'
             USING HINT = 'Correct or delete those rows (they break pricing), then run ALTER EXTENSION pg_usage_analytics UPDATE again.';
     END IF;
 END;
 $$;
-ALTER TABLE usage_analytics.model_pricing ADD CONSTRAINT model_pricing_price_bounds CHECK (
-    input_usd_per_1k <= 1000000 AND output_usd_per_1k <= 1000000
-    AND scale(input_usd_per_1k) <= 12 AND scale(output_usd_per_1k) <= 12);
+ALTER TABLE usage_analytics.model_pricing
+    DROP CONSTRAINT model_pricing_provider_model_effective_from_key,
+    ALTER COLUMN effective_from SET DEFAULT '1970-01-01 00:00:00+00',
+    ADD COLUMN service_tier text NOT NULL DEFAULT 'standard'
+        CHECK (service_tier IN ('standard', 'batch', 'flex', 'priority')),
+    ADD COLUMN cache_read_usd_per_1k     numeric,
+    ADD COLUMN cache_write_usd_per_1k    numeric,
+    ADD COLUMN cache_write_1h_usd_per_1k numeric,
+    ADD COLUMN reasoning_usd_per_1k      numeric,
+    ADD COLUMN above_input_tokens        integer CHECK (above_input_tokens > 0),
+    ADD COLUMN above_input_usd_per_1k          numeric,
+    ADD COLUMN above_output_usd_per_1k         numeric,
+    ADD COLUMN above_cache_read_usd_per_1k     numeric,
+    ADD COLUMN above_cache_write_usd_per_1k    numeric,
+    ADD COLUMN above_cache_write_1h_usd_per_1k numeric,
+    ADD COLUMN above_reasoning_usd_per_1k      numeric,
+    ADD CONSTRAINT model_pricing_key UNIQUE (provider, model, service_tier, effective_from),
+    ADD CONSTRAINT model_pricing_price_bounds CHECK (
+        usage_analytics._valid_price(input_usd_per_1k) AND usage_analytics._valid_price(output_usd_per_1k)
+        AND usage_analytics._valid_price(cache_read_usd_per_1k)
+        AND usage_analytics._valid_price(cache_write_usd_per_1k)
+        AND usage_analytics._valid_price(cache_write_1h_usd_per_1k)
+        AND usage_analytics._valid_price(reasoning_usd_per_1k)
+        AND usage_analytics._valid_price(above_input_usd_per_1k)
+        AND usage_analytics._valid_price(above_output_usd_per_1k)
+        AND usage_analytics._valid_price(above_cache_read_usd_per_1k)
+        AND usage_analytics._valid_price(above_cache_write_usd_per_1k)
+        AND usage_analytics._valid_price(above_cache_write_1h_usd_per_1k)
+        AND usage_analytics._valid_price(above_reasoning_usd_per_1k));
+ALTER TABLE usage_analytics.model_pricing DISABLE TRIGGER audit_change;  -- not an admin action
+UPDATE usage_analytics.model_pricing SET effective_from = '1970-01-01 00:00:00+00'
+ WHERE effective_from = '-infinity';
+ALTER TABLE usage_analytics.model_pricing ENABLE TRIGGER audit_change;
 
 -- Default models still as 0.1.0 installed them are "seeded".
 ALTER TABLE usage_analytics.provider_default_model ADD COLUMN seeded boolean NOT NULL DEFAULT false;
@@ -85,8 +146,25 @@ BEGIN
 END;
 $$;
 
--- Bookkeeping shards: one per writing backend (pid) instead of pid mod 8.
-ALTER TABLE usage_analytics.usage_counters ALTER COLUMN shard TYPE integer;
+-- Bookkeeping shards: one per writing backend (pid) instead of pid mod 8;
+-- token classes in the counters and rollups (0.1.0 had none: 0).
+ALTER TABLE usage_analytics.usage_counters
+    ALTER COLUMN shard TYPE integer,
+    ADD COLUMN cache_read_tokens  bigint NOT NULL DEFAULT 0,
+    ADD COLUMN cache_write_tokens bigint NOT NULL DEFAULT 0,
+    ADD COLUMN reasoning_tokens   bigint NOT NULL DEFAULT 0;
+ALTER TABLE usage_analytics.agent_performance_metrics
+    ADD COLUMN total_cache_read_tokens  bigint  NOT NULL DEFAULT 0,
+    ADD COLUMN total_cache_write_tokens bigint  NOT NULL DEFAULT 0,
+    ADD COLUMN total_reasoning_tokens   bigint  NOT NULL DEFAULT 0,
+    ADD COLUMN cache_savings_usd        numeric NOT NULL DEFAULT 0,
+    ADD COLUMN priced_tokens            bigint  NOT NULL DEFAULT 0;
+
+-- Functions whose result columns changed are replaced below.
+DROP FUNCTION usage_analytics.usage_export(jsonb);
+DROP FUNCTION usage_analytics._usage_facts(jsonb, date[], timestamptz[], timestamptz[]);
+DROP FUNCTION usage_analytics.usage_trend(text, jsonb);
+DROP FUNCTION usage_analytics.metrics_usage_counters();
 ALTER TABLE usage_analytics.usage_daily_user
     ADD COLUMN shard integer NOT NULL DEFAULT 0,
     ADD COLUMN changes bigint NOT NULL DEFAULT 0,
@@ -100,15 +178,22 @@ ALTER TABLE usage_analytics.usage_daily_user
 DROP INDEX usage_analytics.usage_daily_totals_date_idx;
 ALTER TABLE usage_analytics.usage_daily_totals
     ADD COLUMN shard integer NOT NULL DEFAULT 0,
+    ADD COLUMN total_cache_read_tokens  bigint  NOT NULL DEFAULT 0,
+    ADD COLUMN total_cache_write_tokens bigint  NOT NULL DEFAULT 0,
+    ADD COLUMN total_reasoning_tokens   bigint  NOT NULL DEFAULT 0,
+    ADD COLUMN cache_savings_usd        numeric NOT NULL DEFAULT 0,
+    ADD COLUMN priced_tokens            bigint  NOT NULL DEFAULT 0,
     ADD CONSTRAINT usage_daily_totals_key UNIQUE NULLS NOT DISTINCT (date, agent_id, framework, provider, shard);
 DELETE FROM usage_analytics.usage_daily_totals;
 INSERT INTO usage_analytics.usage_daily_totals
     (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
-     total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count, shard)
+     total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count, shard,
+     priced_tokens)
 SELECT ("timestamp" AT TIME ZONE 'UTC')::date, agent_id, framework, provider, count(*),
        count(*) FILTER (WHERE success), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
        coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE cost_usd IS NULL), coalesce(sum(response_time_ms), 0),
-       count(response_time_ms), 0
+       count(response_time_ms), 0,
+       coalesce(sum(input_tokens::bigint + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
   FROM usage_analytics.agent_usage_detailed
  GROUP BY 1, 2, 3, 4;
 DELETE FROM usage_analytics.usage_daily_user;
@@ -186,6 +271,13 @@ END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._hide_statistics FROM PUBLIC;
 
+-- from sql/schema.sql
+CREATE OR REPLACE FUNCTION usage_analytics._valid_price(price numeric) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT price IS NULL OR (price >= 0 AND price <= 1000000 AND scale(price) <= 12) $$;
+REVOKE ALL ON FUNCTION usage_analytics._valid_price FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._valid_price TO PUBLIC;
+
 -- from sql/identity.sql
 CREATE OR REPLACE FUNCTION usage_analytics.is_admin()
 RETURNS boolean
@@ -261,12 +353,17 @@ AS $f$
         INSERT INTO usage_analytics.usage_daily_totals AS t
             (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
              total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count,
-             shard)
+             shard, total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd,
+             priced_tokens)
         SELECT ("timestamp" AT TIME ZONE 'UTC')::date, agent_id, framework, provider,
                $1 * count(*), $1 * count(*) FILTER (WHERE success),
                $1 * coalesce(sum(input_tokens), 0), $1 * coalesce(sum(output_tokens), 0),
                $1 * coalesce(sum(cost_usd), 0), $1 * count(*) FILTER (WHERE cost_usd IS NULL),
-               $1 * coalesce(sum(response_time_ms), 0), $1 * count(response_time_ms), pg_backend_pid()
+               $1 * coalesce(sum(response_time_ms), 0), $1 * count(response_time_ms), pg_backend_pid(),
+               $1 * coalesce(sum(cache_read_tokens), 0),
+               $1 * coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0),
+               $1 * coalesce(sum(reasoning_tokens), 0), $1 * coalesce(sum(cache_savings_usd), 0),
+               $1 * coalesce(sum(input_tokens::bigint + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
           FROM %1$I
          GROUP BY 1, 2, 3, 4
         ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
@@ -277,7 +374,12 @@ AS $f$
             total_cost_usd       = t.total_cost_usd + excluded.total_cost_usd,
             unpriced_requests    = t.unpriced_requests + excluded.unpriced_requests,
             response_time_sum_ms = t.response_time_sum_ms + excluded.response_time_sum_ms,
-            response_time_count  = t.response_time_count + excluded.response_time_count
+            response_time_count  = t.response_time_count + excluded.response_time_count,
+            total_cache_read_tokens  = t.total_cache_read_tokens + excluded.total_cache_read_tokens,
+            total_cache_write_tokens = t.total_cache_write_tokens + excluded.total_cache_write_tokens,
+            total_reasoning_tokens   = t.total_reasoning_tokens + excluded.total_reasoning_tokens,
+            cache_savings_usd        = t.cache_savings_usd + excluded.cache_savings_usd,
+            priced_tokens            = t.priced_tokens + excluded.priced_tokens
     )
     INSERT INTO usage_analytics.usage_daily_user AS d
         (day, user_id, shard, requests, input_tokens, output_tokens, cost_usd, first_seen, last_seen, changes)
@@ -327,7 +429,10 @@ BEGIN
                count(*) FILTER (WHERE response_time_ms <= 10000) AS le_10s,
                count(*) FILTER (WHERE response_time_ms <= 20000) AS le_20s,
                count(*) FILTER (WHERE response_time_ms <= 30000) AS le_30s,
-               count(*) FILTER (WHERE response_time_ms <= 60000) AS le_60s
+               count(*) FILTER (WHERE response_time_ms <= 60000) AS le_60s,
+               coalesce(sum(cache_read_tokens), 0) AS cache_read,
+               coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0) AS cache_write,
+               coalesce(sum(reasoning_tokens), 0) AS reasoning
           FROM new_usage
          GROUP BY 1, 2, 3, 4, 5, 6
     ), k AS MATERIALIZED (
@@ -363,7 +468,8 @@ BEGIN
     SELECT pg_backend_pid(), l[1], l[2], l[3], l[4], l[5], success,
            sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced),
            sum(rt_count), sum(rt_sum), sum(le_100ms), sum(le_250ms), sum(le_500ms), sum(le_1s),
-           sum(le_2500ms), sum(le_5s), sum(le_10s), sum(le_20s), sum(le_30s), sum(le_60s)
+           sum(le_2500ms), sum(le_5s), sum(le_10s), sum(le_20s), sum(le_30s), sum(le_60s),
+           sum(cache_read), sum(cache_write), sum(reasoning)
       FROM labelled
      GROUP BY l, success
     ON CONFLICT (provider, framework, agent_id, model, message_type, success, shard) DO UPDATE SET
@@ -383,7 +489,10 @@ BEGIN
         rt_le_10s            = c.rt_le_10s + excluded.rt_le_10s,
         rt_le_20s            = c.rt_le_20s + excluded.rt_le_20s,
         rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
-        rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s;
+        rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s,
+        cache_read_tokens    = c.cache_read_tokens + excluded.cache_read_tokens,
+        cache_write_tokens   = c.cache_write_tokens + excluded.cache_write_tokens,
+        reasoning_tokens     = c.reasoning_tokens + excluded.reasoning_tokens;
 
     EXECUTE usage_analytics._daily_usage_upsert('new_usage') USING 1, 0;
     PERFORM usage_analytics._note_active_users(array_agg(user_id), array_agg("timestamp"))
@@ -451,7 +560,8 @@ BEGIN
                sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced_requests),
                sum(response_time_count), sum(response_time_sum_ms),
                sum(rt_le_100ms), sum(rt_le_250ms), sum(rt_le_500ms), sum(rt_le_1s), sum(rt_le_2500ms),
-               sum(rt_le_5s), sum(rt_le_10s), sum(rt_le_20s), sum(rt_le_30s), sum(rt_le_60s)
+               sum(rt_le_5s), sum(rt_le_10s), sum(rt_le_20s), sum(rt_le_30s), sum(rt_le_60s),
+               sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens)
           FROM gone
          GROUP BY provider, framework, agent_id, model, message_type, success
          ORDER BY provider, framework, agent_id, model, message_type, success
@@ -472,7 +582,10 @@ BEGIN
             rt_le_10s            = c.rt_le_10s + excluded.rt_le_10s,
             rt_le_20s            = c.rt_le_20s + excluded.rt_le_20s,
             rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
-            rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s
+            rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s,
+            cache_read_tokens    = c.cache_read_tokens + excluded.cache_read_tokens,
+            cache_write_tokens   = c.cache_write_tokens + excluded.cache_write_tokens,
+            reasoning_tokens     = c.reasoning_tokens + excluded.reasoning_tokens
         RETURNING 1
     )
     SELECT count(*) INTO folded_counters FROM gone;
@@ -509,10 +622,12 @@ BEGIN
         INSERT INTO usage_analytics.usage_daily_totals AS t
             (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
              total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count,
-             shard)
+             shard, total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd,
+             priced_tokens)
         SELECT date, agent_id, framework, provider, sum(total_requests), sum(successful_requests),
                sum(total_input_tokens), sum(total_output_tokens), sum(total_cost_usd), sum(unpriced_requests),
-               sum(response_time_sum_ms), sum(response_time_count), 0
+               sum(response_time_sum_ms), sum(response_time_count), 0, sum(total_cache_read_tokens),
+               sum(total_cache_write_tokens), sum(total_reasoning_tokens), sum(cache_savings_usd), sum(priced_tokens)
           FROM gone
          GROUP BY date, agent_id, framework, provider
         ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
@@ -523,7 +638,12 @@ BEGIN
             total_cost_usd       = t.total_cost_usd + excluded.total_cost_usd,
             unpriced_requests    = t.unpriced_requests + excluded.unpriced_requests,
             response_time_sum_ms = t.response_time_sum_ms + excluded.response_time_sum_ms,
-            response_time_count  = t.response_time_count + excluded.response_time_count
+            response_time_count  = t.response_time_count + excluded.response_time_count,
+            total_cache_read_tokens  = t.total_cache_read_tokens + excluded.total_cache_read_tokens,
+            total_cache_write_tokens = t.total_cache_write_tokens + excluded.total_cache_write_tokens,
+            total_reasoning_tokens   = t.total_reasoning_tokens + excluded.total_reasoning_tokens,
+            cache_savings_usd        = t.cache_savings_usd + excluded.cache_savings_usd,
+            priced_tokens            = t.priced_tokens + excluded.priced_tokens
         RETURNING 1
     )
     SELECT folded_days + count(*) INTO folded_days FROM gone;
@@ -569,7 +689,8 @@ CREATE OR REPLACE FUNCTION usage_analytics.metrics_usage_counters()
 RETURNS TABLE (provider text, framework text, agent_id text, model text, message_type text,
                success boolean, requests bigint, input_tokens numeric, output_tokens numeric,
                cost_usd numeric, unpriced_requests bigint, response_time_count bigint,
-               response_time_sum_seconds numeric, response_time_buckets bigint[])
+               response_time_sum_seconds numeric, response_time_buckets bigint[],
+               cache_read_tokens numeric, cache_write_tokens numeric, reasoning_tokens numeric)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
@@ -579,7 +700,8 @@ AS $$
            sum(response_time_sum_ms) / 1000.0,
            ARRAY[sum(rt_le_100ms), sum(rt_le_250ms), sum(rt_le_500ms), sum(rt_le_1s),
                  sum(rt_le_2500ms), sum(rt_le_5s), sum(rt_le_10s), sum(rt_le_20s),
-                 sum(rt_le_30s), sum(rt_le_60s)]::bigint[]
+                 sum(rt_le_30s), sum(rt_le_60s)]::bigint[],
+           sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens)
       FROM usage_analytics.usage_counters
      GROUP BY 1, 2, 3, 4, 5, 6
      ORDER BY 1, 2, 3, 4, 5, 6
@@ -808,7 +930,7 @@ BEGIN
     END IF;
     INSERT INTO usage_analytics.model_pricing AS mp (provider, model, input_usd_per_1k, output_usd_per_1k, effective_from)
     VALUES (p, m, input_usd_per_1k, output_usd_per_1k, set_model_price.effective_from)
-    ON CONFLICT ON CONSTRAINT model_pricing_provider_model_effective_from_key DO UPDATE
+    ON CONFLICT ON CONSTRAINT model_pricing_key DO UPDATE
         SET input_usd_per_1k = excluded.input_usd_per_1k, output_usd_per_1k = excluded.output_usd_per_1k;
 END;
 $$;
@@ -979,12 +1101,16 @@ CREATE OR REPLACE FUNCTION usage_analytics.usage_export(filters jsonb DEFAULT '{
 RETURNS TABLE (id uuid, user_id uuid, agent_id text, agent_name text, framework text, provider text,
                message_type text, input_tokens integer, output_tokens integer, total_tokens integer,
                cost_usd numeric, response_time_ms integer, success boolean, error_message text,
-               request_metadata jsonb, "timestamp" timestamptz, model text, requested_model text)
+               request_metadata jsonb, "timestamp" timestamptz, model text, requested_model text,
+               cache_read_tokens integer, cache_write_tokens integer, cache_write_1h_tokens integer,
+               reasoning_tokens integer, service_tier text, cost_source text, cache_savings_usd numeric)
 LANGUAGE sql STABLE
 AS $$
     SELECT u.id, u.user_id, u.agent_id, u.agent_name, u.framework, u.provider, u.message_type,
            u.input_tokens, u.output_tokens, u.total_tokens, u.cost_usd, u.response_time_ms,
-           u.success, u.error_message, u.request_metadata, u."timestamp", u.model, u.requested_model
+           u.success, u.error_message, u.request_metadata, u."timestamp", u.model, u.requested_model,
+           u.cache_read_tokens, u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens,
+           u.service_tier, u.cost_source, u.cache_savings_usd
       FROM usage_analytics.agent_usage_detailed u
      WHERE usage_analytics.check_filters(filters)
        AND usage_analytics._usage_matches(u, filters)
@@ -1085,13 +1211,17 @@ CREATE OR REPLACE FUNCTION usage_analytics._usage_facts(filters jsonb, fresh dat
                                              raw_hi timestamptz[])
 RETURNS TABLE (day date, user_id uuid, agent_id text, framework text, provider text,
                requests bigint, successful bigint, input_tokens bigint, output_tokens bigint,
-               cost_usd numeric, unpriced bigint, response_time_sum_ms bigint, response_time_count bigint)
+               cost_usd numeric, unpriced bigint, response_time_sum_ms bigint, response_time_count bigint,
+               cache_read_tokens bigint, cache_write_tokens bigint, reasoning_tokens bigint,
+               cache_savings_usd numeric, priced_tokens bigint)
 LANGUAGE sql STABLE
 AS $$
     SELECT r.date, r.user_id, r.agent_id, r.framework, r.provider,
            r.total_requests::bigint, r.successful_requests::bigint,
            r.total_input_tokens, r.total_output_tokens, r.total_cost_usd,
-           r.unpriced_requests::bigint, r.response_time_sum_ms, r.response_time_count::bigint
+           r.unpriced_requests::bigint, r.response_time_sum_ms, r.response_time_count::bigint,
+           r.total_cache_read_tokens, r.total_cache_write_tokens, r.total_reasoning_tokens,
+           r.cache_savings_usd, r.priced_tokens
       FROM usage_analytics.agent_performance_metrics r
      WHERE r.date = ANY (fresh)
        AND usage_analytics._rollup_matches(r, filters)
@@ -1100,7 +1230,10 @@ AS $$
            count(*), count(*) FILTER (WHERE u.success),
            coalesce(sum(u.input_tokens), 0), coalesce(sum(u.output_tokens), 0),
            coalesce(sum(u.cost_usd), 0), count(*) FILTER (WHERE u.cost_usd IS NULL),
-           coalesce(sum(u.response_time_ms), 0), count(u.response_time_ms)
+           coalesce(sum(u.response_time_ms), 0), count(u.response_time_ms),
+           coalesce(sum(u.cache_read_tokens), 0), coalesce(sum(u.cache_write_tokens::bigint + u.cache_write_1h_tokens), 0),
+           coalesce(sum(u.reasoning_tokens), 0), coalesce(sum(u.cache_savings_usd), 0),
+           coalesce(sum(u.input_tokens::bigint + u.output_tokens) FILTER (WHERE u.cost_usd IS NOT NULL), 0)
       FROM unnest(raw_lo, raw_hi) AS span(lo, hi)
       JOIN LATERAL (
             SELECT * FROM usage_analytics.agent_usage_detailed x
@@ -1161,14 +1294,18 @@ AS $$
         SELECT * FROM jsonb_to_recordset(dims)
             AS x(agent_id text, framework text, provider text, requests numeric, successful numeric,
                  input_tokens numeric, output_tokens numeric, cost numeric, unpriced numeric,
-                 rt_sum numeric, rt_count numeric)
+                 rt_sum numeric, rt_count numeric, cache_read numeric, cache_write numeric, reasoning numeric,
+                 cache_savings numeric, priced_tokens numeric)
     ), u AS (
         SELECT * FROM jsonb_to_recordset(users) AS x(user_id uuid, requests numeric, tokens numeric, cost numeric)
     ), t AS (
         SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(successful), 0) AS successful,
                coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
                coalesce(sum(cost), 0) AS cost, coalesce(sum(unpriced), 0) AS unpriced,
-               sum(rt_sum) AS rt_sum, coalesce(sum(rt_count), 0) AS rt_count
+               sum(rt_sum) AS rt_sum, coalesce(sum(rt_count), 0) AS rt_count,
+               coalesce(sum(cache_read), 0) AS cache_read, coalesce(sum(cache_write), 0) AS cache_write,
+               coalesce(sum(reasoning), 0) AS reasoning, coalesce(sum(cache_savings), 0) AS cache_savings,
+               coalesce(sum(priced_tokens), 0) AS priced_tokens
           FROM d
     )
     SELECT jsonb_build_object(
@@ -1183,6 +1320,13 @@ AS $$
         'avg_response_time_ms', CASE WHEN t.rt_count > 0 THEN t.rt_sum / t.rt_count END,
         'unique_users', (SELECT count(*) FROM u),
         'unpriced_requests', t.unpriced,
+        'cache_read_tokens', t.cache_read,
+        'cache_write_tokens', t.cache_write,
+        'reasoning_tokens', t.reasoning,
+        'cache_savings_usd', t.cache_savings,
+        -- Efficiency: over priced requests only (an unpriced one has no cost).
+        'cost_per_request_usd', CASE WHEN t.requests > t.unpriced THEN t.cost / (t.requests - t.unpriced) END,
+        'tokens_per_usd', CASE WHEN t.cost > 0 THEN t.priced_tokens / t.cost END,
         'cost_by_provider', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
                                FROM (SELECT coalesce(provider, 'unknown') k, sum(cost) v FROM d GROUP BY 1) x),
         'cost_by_framework', (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
@@ -1214,22 +1358,30 @@ BEGIN
             SELECT f.user_id, f.agent_id, f.framework, f.provider, sum(f.requests) AS requests,
                    sum(f.successful) AS successful, sum(f.input_tokens) AS input_tokens,
                    sum(f.output_tokens) AS output_tokens, sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
-                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
+                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count,
+                   sum(f.cache_read_tokens) AS cache_read, sum(f.cache_write_tokens) AS cache_write,
+                   sum(f.reasoning_tokens) AS reasoning, sum(f.cache_savings_usd) AS cache_savings,
+                   sum(f.priced_tokens) AS priced_tokens
               FROM usage_analytics._usage_facts($1, '{}', $4, $5) f
              GROUP BY 1, 2, 3, 4
         ), d AS (
             SELECT agent_id, framework, provider, sum(requests) AS requests, sum(successful) AS successful,
                    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost) AS cost,
-                   sum(unpriced) AS unpriced, sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
+                   sum(unpriced) AS unpriced, sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count,
+                   sum(cache_read) AS cache_read, sum(cache_write) AS cache_write, sum(reasoning) AS reasoning,
+                   sum(cache_savings) AS cache_savings, sum(priced_tokens) AS priced_tokens
               FROM (SELECT t.agent_id, t.framework, t.provider, t.total_requests, t.successful_requests,
                            t.total_input_tokens, t.total_output_tokens, t.total_cost_usd, t.unpriced_requests,
-                           t.response_time_sum_ms, t.response_time_count
+                           t.response_time_sum_ms, t.response_time_count, t.total_cache_read_tokens,
+                           t.total_cache_write_tokens, t.total_reasoning_tokens, t.cache_savings_usd, t.priced_tokens
                       FROM usage_analytics.usage_daily_totals t WHERE t.date BETWEEN $2 AND $3
                     UNION ALL
                     SELECT agent_id, framework, provider, requests, successful, input_tokens, output_tokens,
-                           cost, unpriced, rt_sum, rt_count FROM raw)
+                           cost, unpriced, rt_sum, rt_count, cache_read, cache_write, reasoning, cache_savings,
+                           priced_tokens FROM raw)
                    AS x (agent_id, framework, provider, requests, successful, input_tokens, output_tokens, cost,
-                         unpriced, rt_sum, rt_count)
+                         unpriced, rt_sum, rt_count, cache_read, cache_write, reasoning, cache_savings,
+                         priced_tokens)
              GROUP BY 1, 2, 3
             -- A group whose rows were all deleted is no group.
             HAVING sum(requests) <> 0
@@ -1265,7 +1417,10 @@ BEGIN
                    sum(f.requests) AS requests, sum(f.successful) AS successful,
                    sum(f.input_tokens) AS input_tokens, sum(f.output_tokens) AS output_tokens,
                    sum(f.cost_usd) AS cost, sum(f.unpriced) AS unpriced,
-                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count
+                   sum(f.response_time_sum_ms) AS rt_sum, sum(f.response_time_count) AS rt_count,
+                   sum(f.cache_read_tokens) AS cache_read, sum(f.cache_write_tokens) AS cache_write,
+                   sum(f.reasoning_tokens) AS reasoning, sum(f.cache_savings_usd) AS cache_savings,
+                   sum(f.priced_tokens) AS priced_tokens
               FROM usage_analytics._usage_facts($1, $2, $3, $4) f
              GROUP BY 1, 2, 3, 4
         )
@@ -1273,7 +1428,10 @@ BEGIN
                   FROM (SELECT agent_id, framework, provider, sum(requests) AS requests,
                                sum(successful) AS successful, sum(input_tokens) AS input_tokens,
                                sum(output_tokens) AS output_tokens, sum(cost) AS cost, sum(unpriced) AS unpriced,
-                               sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count
+                               sum(rt_sum) AS rt_sum, sum(rt_count) AS rt_count,
+                               sum(cache_read) AS cache_read, sum(cache_write) AS cache_write,
+                               sum(reasoning) AS reasoning, sum(cache_savings) AS cache_savings,
+                               sum(priced_tokens) AS priced_tokens
                           FROM g GROUP BY 1, 2, 3) d),
                (SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]')
                   FROM (SELECT user_id, sum(requests) AS requests, sum(input_tokens + output_tokens) AS tokens,
@@ -1309,11 +1467,20 @@ GRANT EXECUTE ON FUNCTION usage_analytics.get_usage_summary TO PUBLIC;
 -- from sql/queries.sql
 CREATE OR REPLACE FUNCTION usage_analytics.usage_trend(granularity text, filters jsonb DEFAULT '{}')
 RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
-               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric)
+               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric,
+               cache_read_tokens bigint, cache_write_tokens bigint, reasoning_tokens bigint,
+               cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
+               tokens_per_usd numeric)
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    plan record;
+    plan  record;
+    facts text;
+    first_day date;
+    last_day  date;
+    fresh     date[];
+    raw_lo    timestamptz[];
+    raw_hi    timestamptz[];
 BEGIN
     IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
         RAISE EXCEPTION 'usage_trend: granularity must be day, week or month, got %',
@@ -1323,37 +1490,50 @@ BEGIN
     filters := coalesce(filters, '{}');
     PERFORM usage_analytics.check_filters(filters);
     IF usage_analytics._filter_dates_only(filters) AND usage_analytics.is_admin() THEN
+        -- Whole days from the per-day totals, edge days raw (as _summary_system).
         plan := usage_analytics._whole_days(filters);
-        RETURN QUERY EXECUTE $q$
-            SELECT date_trunc($6, x.day::timestamp) AT TIME ZONE 'UTC',
-                   sum(x.requests)::bigint, sum(x.successful)::bigint,
-                   sum(x.input_tokens)::bigint, sum(x.output_tokens)::bigint, sum(x.cost),
-                   CASE WHEN sum(x.rt_count) > 0 THEN sum(x.rt_sum)::numeric / sum(x.rt_count) END
-              FROM (SELECT t.date, t.total_requests, t.successful_requests, t.total_input_tokens,
-                           t.total_output_tokens, t.total_cost_usd, t.response_time_sum_ms, t.response_time_count
-                      FROM usage_analytics.usage_daily_totals t WHERE t.date BETWEEN $2 AND $3
-                    UNION ALL
-                    SELECT f.day, f.requests, f.successful, f.input_tokens, f.output_tokens, f.cost_usd,
-                           f.response_time_sum_ms, f.response_time_count
-                      FROM usage_analytics._usage_facts($1, '{}', $4, $5) f)
-                   AS x (day, requests, successful, input_tokens, output_tokens, cost, rt_sum, rt_count)
-             GROUP BY 1
-            HAVING sum(x.requests) <> 0
-             ORDER BY 1
-        $q$ USING filters, plan.first_day, plan.last_day, plan.raw_lo, plan.raw_hi, lower(granularity);
-        RETURN;
+        first_day := plan.first_day;
+        last_day := plan.last_day;
+        raw_lo := plan.raw_lo;
+        raw_hi := plan.raw_hi;
+        facts := $q$
+            SELECT t.date, t.total_requests, t.successful_requests, t.total_input_tokens, t.total_output_tokens,
+                   t.total_cost_usd, t.unpriced_requests, t.response_time_sum_ms, t.response_time_count,
+                   t.total_cache_read_tokens, t.total_cache_write_tokens, t.total_reasoning_tokens,
+                   t.cache_savings_usd, t.priced_tokens
+              FROM usage_analytics.usage_daily_totals t WHERE t.date BETWEEN $2 AND $3
+            UNION ALL
+            SELECT f.day, f.requests, f.successful, f.input_tokens, f.output_tokens, f.cost_usd, f.unpriced,
+                   f.response_time_sum_ms, f.response_time_count, f.cache_read_tokens, f.cache_write_tokens,
+                   f.reasoning_tokens, f.cache_savings_usd, f.priced_tokens
+              FROM usage_analytics._usage_facts($1, '{}', $4, $5) f$q$;
+    ELSE
+        -- Rollups where fresh, raw rows elsewhere (as _summary_groups).
+        plan := usage_analytics._usage_fact_plan(filters);
+        fresh := plan.fresh;
+        raw_lo := plan.raw_lo;
+        raw_hi := plan.raw_hi;
+        facts := $q$
+            SELECT f.day, f.requests, f.successful, f.input_tokens, f.output_tokens, f.cost_usd, f.unpriced,
+                   f.response_time_sum_ms, f.response_time_count, f.cache_read_tokens, f.cache_write_tokens,
+                   f.reasoning_tokens, f.cache_savings_usd, f.priced_tokens
+              FROM usage_analytics._usage_facts($1, $7, $4, $5) f$q$;
     END IF;
-    plan := usage_analytics._usage_fact_plan(filters);
-    RETURN QUERY EXECUTE $q$
-        SELECT date_trunc($5, f.day::timestamp) AT TIME ZONE 'UTC',
-               sum(f.requests)::bigint, sum(f.successful)::bigint,
-               sum(f.input_tokens)::bigint, sum(f.output_tokens)::bigint, sum(f.cost_usd),
-               CASE WHEN sum(f.response_time_count) > 0
-                    THEN sum(f.response_time_sum_ms)::numeric / sum(f.response_time_count) END
-          FROM usage_analytics._usage_facts($1, $2, $3, $4) f
+    RETURN QUERY EXECUTE format($q$
+        SELECT date_trunc($6, x.day::timestamp) AT TIME ZONE 'UTC',
+               sum(x.requests)::bigint, sum(x.successful)::bigint,
+               sum(x.input_tokens)::bigint, sum(x.output_tokens)::bigint, sum(x.cost),
+               CASE WHEN sum(x.rt_count) > 0 THEN sum(x.rt_sum)::numeric / sum(x.rt_count) END,
+               sum(x.cache_read)::bigint, sum(x.cache_write)::bigint, sum(x.reasoning)::bigint,
+               sum(x.cache_savings), sum(x.unpriced)::bigint,
+               CASE WHEN sum(x.requests) > sum(x.unpriced) THEN sum(x.cost) / (sum(x.requests) - sum(x.unpriced)) END,
+               CASE WHEN sum(x.cost) > 0 THEN sum(x.priced_tokens) / sum(x.cost) END
+          FROM (%s) AS x (day, requests, successful, input_tokens, output_tokens, cost, unpriced, rt_sum, rt_count,
+                          cache_read, cache_write, reasoning, cache_savings, priced_tokens)
          GROUP BY 1
+        HAVING sum(x.requests) <> 0
          ORDER BY 1
-    $q$ USING filters, plan.fresh, plan.raw_lo, plan.raw_hi, lower(granularity);
+    $q$, facts) USING filters, first_day, last_day, raw_lo, raw_hi, lower(granularity), fresh;
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.usage_trend FROM PUBLIC;
@@ -1402,7 +1582,13 @@ BEGIN
                count(*) AS requests, count(*) FILTER (WHERE u.success) AS successful,
                coalesce(sum(u.input_tokens), 0) AS input_tokens, coalesce(sum(u.output_tokens), 0) AS output_tokens,
                coalesce(sum(u.cost_usd), 0) AS cost, count(*) FILTER (WHERE u.cost_usd IS NULL) AS unpriced,
-               coalesce(sum(u.response_time_ms), 0) AS rt_sum, count(u.response_time_ms) AS rt_count
+               coalesce(sum(u.response_time_ms), 0) AS rt_sum, count(u.response_time_ms) AS rt_count,
+               coalesce(sum(u.cache_read_tokens), 0) AS cache_read,
+               coalesce(sum(u.cache_write_tokens::bigint + u.cache_write_1h_tokens), 0) AS cache_write,
+               coalesce(sum(u.reasoning_tokens), 0) AS reasoning,
+               coalesce(sum(u.cache_savings_usd), 0) AS cache_savings,
+               coalesce(sum(u.input_tokens::bigint + u.output_tokens) FILTER (WHERE u.cost_usd IS NOT NULL), 0)
+                   AS priced_tokens
           FROM usage_analytics.agent_usage_detailed u
          WHERE u."timestamp" >= lo AND u."timestamp" < hi
          GROUP BY 1, 2, 3, 4, 5
@@ -1414,14 +1600,16 @@ BEGIN
     INSERT INTO usage_analytics.agent_performance_metrics
         (user_id, agent_id, agent_name, framework, provider, date, total_requests, successful_requests,
          failed_requests, total_input_tokens, total_output_tokens, total_tokens, total_cost_usd,
-         avg_response_time_ms, popular_actions, unpriced_requests, response_time_sum_ms, response_time_count)
+         avg_response_time_ms, popular_actions, unpriced_requests, response_time_sum_ms, response_time_count,
+         total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd, priced_tokens)
     SELECT r.user_id, r.agent_id, max(r.agent_name), r.framework, r.provider, target,
            sum(r.requests), sum(r.successful), sum(r.requests) - sum(r.successful),
            sum(r.input_tokens), sum(r.output_tokens), sum(r.input_tokens) + sum(r.output_tokens),
            sum(r.cost),
            CASE WHEN sum(r.rt_count) > 0 THEN round(sum(r.rt_sum)::numeric / sum(r.rt_count)) END,
            coalesce(jsonb_object_agg(r.action, r.requests) FILTER (WHERE r.action_rank <= 5), '{}'),
-           sum(r.unpriced), sum(r.rt_sum), sum(r.rt_count)
+           sum(r.unpriced), sum(r.rt_sum), sum(r.rt_count),
+           sum(r.cache_read), sum(r.cache_write), sum(r.reasoning), sum(r.cache_savings), sum(r.priced_tokens)
       FROM ranked r
      GROUP BY r.user_id, r.agent_id, r.framework, r.provider;
     GET DIAGNOSTICS written = ROW_COUNT;
@@ -1803,3 +1991,7 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- Rollups carry the new sums (priced tokens, token classes): every day
+-- 0.1.0 rolled up is rolled up again, with the same request counts.
+SELECT usage_analytics.rollup_daily(day) FROM usage_analytics.rollup_state ORDER BY day;

@@ -126,6 +126,13 @@ fn raw_summary(client: &mut Client, clause: &str) -> serde_json::Value {
            'total_tokens', coalesce(sum(total_tokens), 0), 'total_cost_usd', coalesce(sum(cost_usd), 0),
            'avg_response_time_ms', avg(response_time_ms), 'unique_users', count(DISTINCT user_id),
            'unpriced_requests', count(*) FILTER (WHERE cost_usd IS NULL),
+           'cache_read_tokens', coalesce(sum(cache_read_tokens), 0),
+           'cache_write_tokens', coalesce(sum(cache_write_tokens + cache_write_1h_tokens), 0),
+           'reasoning_tokens', coalesce(sum(reasoning_tokens), 0),
+           'cache_savings_usd', coalesce(sum(cache_savings_usd), 0),
+           'cost_per_request_usd', sum(cost_usd) / nullif(count(cost_usd), 0),
+           'tokens_per_usd', sum(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NOT NULL)
+                             / nullif(sum(cost_usd), 0),
            'cost_by_provider', (SELECT coalesce(jsonb_object_agg(k, v), '{{}}') FROM
                 (SELECT coalesce(provider, 'unknown') k, coalesce(sum(cost_usd), 0) v FROM r GROUP BY 1) x),
            'cost_by_framework', (SELECT coalesce(jsonb_object_agg(k, v), '{{}}') FROM

@@ -117,7 +117,14 @@ fn upgrading_from_every_released_version_loses_nothing() {
                                   (SELECT count(*) FROM usage_analytics.model_pricing),
                                   (SELECT count(*) FROM usage_analytics.admin_audit_log),
                                   (SELECT sum(requests) FROM usage_analytics.metrics_usage_counters()),
-                                  usage_analytics.get_usage_summary()::text";
+                                  -- the keys 0.1.0 had (later versions add keys)
+                                  (SELECT jsonb_object_agg(key, value)::text
+                                     FROM jsonb_each(usage_analytics.get_usage_summary())
+                                    WHERE key IN ('total_requests', 'successful_requests', 'failed_requests',
+                                                  'success_rate', 'total_input_tokens', 'total_output_tokens',
+                                                  'total_tokens', 'total_cost_usd', 'avg_response_time_ms',
+                                                  'unique_users', 'unpriced_requests', 'cost_by_provider',
+                                                  'cost_by_framework', 'requests_by_agent', 'top_users'))";
         let before = text_rows(&mut client, fingerprint);
         client
             .batch_execute("ALTER EXTENSION pg_usage_analytics UPDATE")

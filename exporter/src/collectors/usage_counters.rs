@@ -33,7 +33,7 @@ pub static REQUESTS: Desc = Desc {
 pub static TOKENS: Desc = Desc {
     name: "ai_usage_tokens_total",
     kind: MetricType::Counter,
-    help: "Tokens processed, by direction (input or output).",
+    help: "Tokens processed, by direction: input (every input token, cached ones included), output (reasoning included), and of those cache_read, cache_write (5-minute and 1-hour cache writes) and reasoning.",
     labels: &["provider", "framework", "agent_id", "model", "direction"],
 };
 pub static COST: Desc = Desc {
@@ -57,12 +57,19 @@ pub static RESPONSE_TIME: Desc = Desc {
 
 /// The `direction` values of `ai_usage_tokens_total`, in export order, each with the
 /// column of [`SQL_COUNTERS`] that holds it.
-pub const TOKEN_DIRECTIONS: &[(&str, &str)] = &[("input", "input_tokens"), ("output", "output_tokens")];
+pub const TOKEN_DIRECTIONS: &[(&str, &str)] = &[
+    ("input", "input_tokens"),
+    ("output", "output_tokens"),
+    ("cache_read", "cache_read_tokens"),
+    ("cache_write", "cache_write_tokens"),
+    ("reasoning", "reasoning_tokens"),
+];
 
 const SQL_COUNTERS: &str = "SELECT provider, framework, agent_id, model, message_type, success, \
        requests::int8, input_tokens::float8, output_tokens::float8, cost_usd::float8, \
        unpriced_requests::int8, response_time_count::int8, response_time_sum_seconds::float8, \
-       response_time_buckets::int8[] \
+       response_time_buckets::int8[], cache_read_tokens::float8, cache_write_tokens::float8, \
+       reasoning_tokens::float8 \
   FROM usage_analytics.metrics_usage_counters()";
 const SQL_BOUNDS: &str = "SELECT usage_analytics.metrics_response_time_bucket_bounds()::float8[] AS bounds";
 
