@@ -1,6 +1,6 @@
 //! The pure logic of pg_usage_analytics, free of Postgres so it is tested
 //! (unit, property and fuzz tests) without a database: model resolution and
-//! exact pricing, the filter parser, CSV writing and input validation.
+//! exact pricing, usage normalization, the LiteLLM catalog import, the filter parser, CSV writing and input validation.
 
 pub mod csv;
 pub mod filters;
@@ -8,4 +8,5 @@ pub mod hll;
 pub mod pricing;
 #[cfg(test)]
 mod proptests;
+pub mod usage;
 pub mod validate;
