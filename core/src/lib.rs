@@ -2,6 +2,7 @@
 //! (unit, property and fuzz tests) without a database: model resolution and
 //! exact pricing, usage normalization, the LiteLLM catalog import, the filter parser, CSV writing and input validation.
 
+pub mod catalog;
 pub mod csv;
 pub mod filters;
 pub mod hll;
