@@ -802,7 +802,7 @@ pub fn cost_of(price: &PricePoint, input_tokens: i64, output_tokens: i64) -> Res
 
 /// Drops what wraps a model id: paths (`openai/gpt-4o`, `models/gemini-…`),
 /// a `vendor:` prefix, `:0`/`:free` suffixes and `us.anthropic.` prefixes.
-fn strip_wrappers(lowered: &str) -> &str {
+pub(crate) fn strip_wrappers(lowered: &str) -> &str {
     let mut s = lowered.rsplit('/').next().unwrap_or(lowered).trim();
     if let Some((head, tail)) = s.split_once(':') {
         if VENDOR_PREFIXES.contains(&head.trim()) {
@@ -852,7 +852,7 @@ pub fn normalize(id: &str) -> String {
 /// `candidate` is `known` itself or `known` followed by dated/version
 /// suffixes only (`-2024-08-06`, `-20241022`, `-0125`, `-002`, `-latest`, `-v2`).
 /// A first suffix of one or two digits is a point release, not a version.
-fn matches_with_version_suffix(candidate: &str, known: &str) -> bool {
+pub(crate) fn matches_with_version_suffix(candidate: &str, known: &str) -> bool {
     let Some(rest) = candidate.strip_prefix(known) else {
         return false;
     };
@@ -1289,5 +1289,221 @@ pub(crate) mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn point_releases_are_other_models() {
+        let mut book = seed_book();
+        let one = |book: &mut PriceBook, model: &str| {
+            book.add_price("openai", model, point(Decimal::ONE, Decimal::ONE));
+        };
+        one(&mut book, "gpt-4");
+        for (model, expected) in [
+            ("gpt-4", Some("gpt-4")),
+            ("gpt-4-0613", Some("gpt-4")),
+            ("gpt-4-2024-04-09", Some("gpt-4")),
+            ("gpt-4.1", None),
+            ("gpt-4-1", None),
+            ("gpt-4.1-2025-04-14", None),
+            ("gpt-4.10", None),
+            ("gpt-4-v2", Some("gpt-4")),
+        ] {
+            assert_eq!(
+                book.resolve(Some("openai"), Some(model)).as_deref(),
+                expected,
+                "{model}"
+            );
+        }
+        one(&mut book, "gpt-4.1");
+        one(&mut book, "gpt-4o-2024-05-13");
+        one(&mut book, "ft:gpt-4o-mini");
+        for (model, expected) in [
+            ("gpt-4.1", Some("gpt-4.1")),
+            ("gpt-4-1", Some("gpt-4.1")),
+            ("gpt-4.1-2025-04-14", Some("gpt-4.1")),
+            ("gpt-4o-2024-05-13", Some("gpt-4o-2024-05-13")),
+            ("gpt-4o-2024-08-06", Some("gpt-4o")),
+            ("ft:gpt-4o-mini:org::abc", Some("ft:gpt-4o-mini")),
+            ("openai/ft:gpt-4o-mini:org:name:abc", Some("ft:gpt-4o-mini")),
+            ("ft:gpt-4o:org::abc", None),
+            ("ft:gpt-4o-mini", Some("ft:gpt-4o-mini")),
+        ] {
+            assert_eq!(
+                book.resolve(Some("openai"), Some(model)).as_deref(),
+                expected,
+                "{model}"
+            );
+        }
+    }
+
+    fn rates(input: &str, output: &str) -> ModelRates {
+        ModelRates::input_output(dec(input), dec(output))
+    }
+
+    fn tiered(tier: ServiceTier, rates: ModelRates) -> TieredPricePoint {
+        TieredPricePoint {
+            effective_from: 0,
+            effective_to: None,
+            service_tier: tier,
+            rates,
+        }
+    }
+
+    #[test]
+    fn service_tiers_never_fall_back_to_standard() {
+        let mut book = PriceBook::default();
+        book.add_tiered_price("openai", "m", tiered(ServiceTier::Standard, rates("2", "8")));
+        book.add_tiered_price("openai", "m", tiered(ServiceTier::Batch, rates("1", "4")));
+        let usage = TokenUsage::input_output(1000, 1000);
+        let cost = |tier| {
+            book.cost_usage(Some("openai"), Some("m"), &usage, 0, tier)
+                .unwrap()
+        };
+        assert_eq!(cost(ServiceTier::Standard), Some(dec("10")));
+        assert_eq!(cost(ServiceTier::Batch), Some(dec("5")));
+        assert_eq!(cost(ServiceTier::Flex), None);
+        assert_eq!(cost(ServiceTier::Priority), None);
+        // A gateway uses the pricing provider's tiers.
+        assert_eq!(
+            book.cost_usage(
+                Some("openrouter"),
+                Some("openai/m"),
+                &usage,
+                0,
+                ServiceTier::Batch
+            ),
+            Ok(Some(dec("5")))
+        );
+        assert_eq!(book.rows_in_force(0).len(), 2);
+        assert_eq!(book.rows_in_force(-1).len(), 0);
+    }
+
+    #[test]
+    fn class_prices_and_fallbacks() {
+        let usage = TokenUsage {
+            input_tokens: 1000,
+            output_tokens: 500,
+            cache_read_tokens: 100,
+            cache_write_tokens: 200,
+            cache_write_1h_tokens: 300,
+            reasoning_tokens: 400,
+        };
+        // No class prices: everything at input/output.
+        assert_eq!(cost_of_usage(&rates("1", "2"), &usage), Ok(dec("2")));
+        let mut full = rates("1", "2");
+        full.base.cache_read = Some(dec("0.1"));
+        full.base.cache_write = Some(dec("1.25"));
+        full.base.cache_write_1h = Some(dec("2"));
+        full.base.reasoning = Some(dec("3"));
+        // 400×1 + 100×0.1 + 200×1.25 + 300×2 + 100×2 + 400×3, per 1K
+        assert_eq!(cost_of_usage(&full, &usage), Ok(dec("2.66")));
+        full.context = Some(ContextTier {
+            threshold_tokens: 999,
+            above: ClassPriceOverrides {
+                input: Some(dec("10")),
+                reasoning: Some(dec("30")),
+                ..ClassPriceOverrides::default()
+            },
+        });
+        // Above T: input 10, reasoning 30, the rest keep their base prices.
+        assert_eq!(cost_of_usage(&full, &usage), Ok(dec("17.06")));
+        let mut partial = rates("1", "2");
+        partial.context = full.context.clone();
+        // Missing cache prices follow the above-T input, reasoning its own above-T price.
+        // 1000×10 + 100×2 + 400×30, per 1K
+        assert_eq!(cost_of_usage(&partial, &usage), Ok(dec("22.2")));
+        assert_eq!(
+            partial.applied(999),
+            AppliedPrices {
+                input: dec("1"),
+                output: dec("2"),
+                cache_read: dec("1"),
+                cache_write: dec("1"),
+                cache_write_1h: dec("1"),
+                reasoning: dec("2"),
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_or_inexact_usage_is_an_error() {
+        let bad = TokenUsage {
+            input_tokens: 10,
+            cache_read_tokens: 11,
+            ..TokenUsage::default()
+        };
+        let err = cost_of_usage(&rates("1", "1"), &bad).unwrap_err();
+        assert!(
+            matches!(&err, CostError::InvalidUsage(e) if e.key == "cache_read_tokens"),
+            "{err}"
+        );
+        let err = seed_book()
+            .cost_usage(
+                Some("openai"),
+                Some("nothing-known"),
+                &bad,
+                0,
+                ServiceTier::Standard,
+            )
+            .unwrap_err();
+        assert!(matches!(err, CostError::InvalidUsage(_)));
+        let usage = TokenUsage {
+            input_tokens: 1,
+            cache_write_1h_tokens: 1,
+            ..TokenUsage::default()
+        };
+        let mut tiny = rates("0", "0");
+        tiny.base.cache_write_1h = Some(Decimal::from_i128_with_scale(1, 28));
+        let err = cost_of_usage(&tiny, &usage).unwrap_err();
+        assert!(matches!(err, CostError::NotExactUsage(_)));
+        assert!(
+            err.to_string()
+                .contains("1-hour cache write 0.0000000000000000000000000001"),
+            "{err}"
+        );
+        // The 0.1 API keeps its own error.
+        let mut book = PriceBook::default();
+        book.add_price(
+            "x",
+            "m",
+            point(Decimal::from_i128_with_scale(1, 28), Decimal::ZERO),
+        );
+        assert!(matches!(
+            book.cost(Some("x"), Some("m"), 1, 0, 0),
+            Err(CostError::NotExact { input_tokens: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn tiers_and_rates_are_validated() {
+        assert_eq!(ServiceTier::from_str(" Batch "), Ok(ServiceTier::Batch));
+        assert_eq!(ServiceTier::from_str("default"), Ok(ServiceTier::Standard));
+        assert!(ServiceTier::from_str("auto")
+            .unwrap_err()
+            .contains("standard, batch, flex, priority"));
+        for tier in ServiceTier::ALL {
+            assert_eq!(tier.as_str().parse(), Ok(tier));
+        }
+        let mut r = rates("1", "2");
+        assert_eq!(r.validate(), Ok(()));
+        r.base.cache_read = Some(dec("-1"));
+        assert!(r
+            .validate()
+            .unwrap_err()
+            .starts_with("cache_read: price -1 is negative"));
+        r.base.cache_read = None;
+        r.context = Some(ContextTier {
+            threshold_tokens: 5,
+            above: ClassPriceOverrides::default(),
+        });
+        assert!(r.validate().unwrap_err().contains("no above-threshold price"));
+        r.context = Some(ContextTier {
+            threshold_tokens: 5,
+            above: ClassPriceOverrides {
+                output: Some(dec("0.0000000000001")),
+                ..ClassPriceOverrides::default()
+            },
+        });
+        assert!(r.validate().unwrap_err().starts_with("above_output:"));
     }
 }
