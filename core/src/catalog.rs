@@ -852,3 +852,297 @@ mod tests {
         );
     }
 }
+
+/// Tests on a trimmed copy of the real catalog (LiteLLM 1.110.2's
+/// `model_prices_and_context_window_backup.json`, numbers as written there).
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+    use crate::pricing::{PriceBook, PricePoint, TieredPricePoint};
+    use crate::usage::normalize_usage;
+    use serde_json::json;
+    use std::str::FromStr;
+
+    const SAMPLE: &str = include_str!("../tests/fixtures/litellm_sample.json");
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn book(import: &CatalogImport) -> PriceBook {
+        let mut book = PriceBook::default();
+        for row in &import.rows {
+            book.add_tiered_price(
+                &row.provider,
+                &row.model,
+                TieredPricePoint {
+                    effective_from: 0,
+                    effective_to: None,
+                    service_tier: row.service_tier,
+                    rates: row.rates.clone(),
+                },
+            );
+        }
+        book
+    }
+
+    #[test]
+    fn imports_the_sample() {
+        let import = parse_litellm(SAMPLE).unwrap();
+        let models: BTreeSet<(String, String)> = import
+            .rows
+            .iter()
+            .map(|r| (r.provider.clone(), r.model.clone()))
+            .collect();
+        for (provider, model) in [
+            ("openai", "gpt-4o"),
+            ("openai", "gpt-4o-2024-05-13"),
+            ("openai", "gpt-4.1"),
+            ("openai", "gpt-5"),
+            ("openai", "o3"),
+            ("openai", "ft:gpt-4o-mini-2024-07-18"),
+            ("openai", "gpt-3.5-turbo-instruct"),
+            ("anthropic", "claude-sonnet-4-5"),
+            ("anthropic", "claude-opus-4-5"),
+            ("google", "gemini-2.5-pro"),
+            ("google", "gemini-2.5-flash"),
+            ("mistral", "mistral-large-latest"),
+            ("mistral", "mistral-medium-3.5"),
+            ("mistral", "mistral-medium-3-5"),
+            ("deepseek", "deepseek-chat"),
+            ("deepseek", "deepseek-reasoner"),
+            ("xai", "grok-4.20"),
+            ("perplexity", "sonar"),
+            ("perplexity", "sonar-pro"),
+        ] {
+            assert!(
+                models.contains(&(provider.into(), model.into())),
+                "{provider}/{model}"
+            );
+        }
+        let skipped: BTreeMap<&str, &str> = import
+            .skipped
+            .iter()
+            .filter(|s| s.tier.is_none())
+            .map(|s| (s.key.as_str(), s.reason.as_str()))
+            .collect();
+        assert!(skipped["text-embedding-3-small"].contains("embedding"));
+        assert!(skipped["mistral/mistral-embed"].contains("embedding"));
+        assert!(skipped["azure/gpt-4o"].contains("\"azure\" is not imported"));
+        assert!(skipped["gemini-2.5-pro"].contains("vertex_ai-language-models"));
+        assert!(skipped["perplexity/openai/gpt-5"].contains("resold"));
+        assert!(skipped["deepseek-chat"].contains("duplicate of \"deepseek/deepseek-chat\""));
+        assert!(skipped["sample_spec"].contains("not imported"));
+        for row in &import.rows {
+            row.rates.validate().unwrap_or_else(|e| panic!("{row:?}: {e}"));
+        }
+
+        let gpt4o: BTreeMap<ServiceTier, &ModelRates> = import
+            .rows
+            .iter()
+            .filter(|r| r.model == "gpt-4o")
+            .map(|r| (r.service_tier, &r.rates))
+            .collect();
+        assert_eq!(
+            gpt4o.keys().copied().collect::<Vec<_>>(),
+            [ServiceTier::Standard, ServiceTier::Batch, ServiceTier::Priority]
+        );
+        let standard = &gpt4o[&ServiceTier::Standard].base;
+        assert_eq!(
+            (standard.input, standard.output, standard.cache_read),
+            (dec("0.0025"), dec("0.01"), Some(dec("0.00125")))
+        );
+        let priority = &gpt4o[&ServiceTier::Priority].base;
+        assert_eq!(
+            (priority.input, priority.output, priority.cache_read),
+            (dec("0.00425"), dec("0.017"), Some(dec("0.002125")))
+        );
+        let pro = import
+            .rows
+            .iter()
+            .find(|r| r.model == "gemini-2.5-pro" && r.service_tier == ServiceTier::Standard)
+            .unwrap();
+        let context = pro.rates.context.as_ref().unwrap();
+        assert_eq!(context.threshold_tokens, 200_000);
+        assert_eq!(context.above.input, Some(dec("0.0025")));
+        assert_eq!(context.above.output, Some(dec("0.015")));
+        assert_eq!(context.above.cache_read, Some(dec("0.00025")));
+    }
+
+    #[test]
+    fn resolves_against_the_catalog() {
+        let book = book(&parse_litellm(SAMPLE).unwrap());
+        let cases: &[(&str, Option<&str>)] = &[
+            ("gpt-4o", Some("gpt-4o")),
+            ("GPT-4o", Some("gpt-4o")),
+            ("openai/gpt-4o", Some("gpt-4o")),
+            ("gpt-4o-2024-05-13", Some("gpt-4o-2024-05-13")),
+            ("gpt-4o-2024-08-06", Some("gpt-4o")),
+            ("gpt-4o-mini-2024-07-18", Some("gpt-4o-mini-2024-07-18")),
+            ("gpt-4o-mini-2025-01-01", Some("gpt-4o-mini")),
+            ("gpt-4.1", Some("gpt-4.1")),
+            ("gpt-4.1-2025-04-14", Some("gpt-4.1-2025-04-14")),
+            ("gpt-4.1-2026-01-01", Some("gpt-4.1")),
+            ("gpt-4", Some("gpt-4")),
+            ("gpt-4-0613", Some("gpt-4")),
+            ("gpt-4.5", None),
+            ("gpt-4-5", None),
+            ("gpt-4.1-mini", None),
+            ("gpt-5-2025-08-07", Some("gpt-5")),
+            ("gpt-5.1", None),
+            (
+                "ft:gpt-4o-mini-2024-07-18:acme::abc123",
+                Some("ft:gpt-4o-mini-2024-07-18"),
+            ),
+            (
+                "ft:gpt-4o-2024-08-06:acme:custom:xyz",
+                Some("ft:gpt-4o-2024-08-06"),
+            ),
+            ("ft:gpt-4o-mini:acme::abc123", None),
+            ("ft:gpt-4.1-2025-04-14:acme::abc", None),
+            ("claude-sonnet-4-5", Some("claude-sonnet-4-5")),
+            ("claude-sonnet-4-5-20250929", Some("claude-sonnet-4-5-20250929")),
+            ("claude-sonnet-4-5-20991231", Some("claude-sonnet-4-5")),
+            ("anthropic/claude-opus-4-5", Some("claude-opus-4-5")),
+            ("claude-opus-4-1", None),
+            ("claude-opus-4", None),
+            ("models/gemini-2.5-pro", Some("gemini-2.5-pro")),
+            ("gemini/gemini-2.5-flash", Some("gemini-2.5-flash")),
+            ("gemini-2.5-flash-001", Some("gemini-2.5-flash")),
+            ("gemini-2.5-flash-lite", None),
+            ("mistral-medium-3.5", Some("mistral-medium-3.5")),
+            ("mistral-medium-3-5", Some("mistral-medium-3-5")),
+            ("xai/grok-4.20", Some("grok-4.20")),
+            ("grok-4.20-0309", Some("grok-4.20")),
+            ("grok-4.20-reasoning-latest", Some("grok-4.20-reasoning-latest")),
+            ("grok-4", None),
+            ("sonar", Some("sonar")),
+            ("perplexity/sonar-pro", Some("sonar-pro")),
+            ("deepseek-chat", Some("deepseek-chat")),
+            ("text-embedding-3-small", None),
+        ];
+        for (model, expected) in cases {
+            assert_eq!(
+                book.resolve(Some("openai"), Some(model)).as_deref(),
+                *expected,
+                "{model}"
+            );
+        }
+    }
+
+    #[test]
+    fn prices_real_requests_exactly() {
+        let book = book(&parse_litellm(SAMPLE).unwrap());
+        let cost = |provider: &str, model: &str, usage: serde_json::Value, tier: ServiceTier| {
+            let usage = normalize_usage(Some(provider), &usage).unwrap();
+            book.cost_usage(Some(provider), Some(model), &usage, 0, tier)
+                .unwrap()
+                .map(|c| c.to_string())
+        };
+        let claude = json!({"input_tokens": 100, "cache_read_input_tokens": 500,
+                            "cache_creation_input_tokens": 400, "output_tokens": 50,
+                            "cache_creation": {"ephemeral_5m_input_tokens": 300, "ephemeral_1h_input_tokens": 100}});
+        // 100×3e-6 + 500×3e-7 + 300×3.75e-6 + 100×6e-6 + 50×1.5e-5
+        assert_eq!(
+            cost(
+                "anthropic",
+                "claude-sonnet-4-5-20250929",
+                claude.clone(),
+                ServiceTier::Standard
+            )
+            .as_deref(),
+            Some("0.002925")
+        );
+        // Batch: no 1-hour batch price, so those writes cost the batch input price.
+        // 100×1.5e-6 + 500×1.5e-7 + 300×1.875e-6 + 100×1.5e-6 + 50×7.5e-6
+        assert_eq!(
+            cost(
+                "anthropic",
+                "claude-sonnet-4-5",
+                claude.clone(),
+                ServiceTier::Batch
+            )
+            .as_deref(),
+            Some("0.0013125")
+        );
+        assert_eq!(
+            cost("anthropic", "claude-sonnet-4-5", claude, ServiceTier::Flex),
+            None
+        );
+
+        // Gemini 2.5 Pro at exactly 200k input: base prices; thoughts at the output price.
+        let at_threshold = json!({"promptTokenCount": 200000, "cachedContentTokenCount": 100000,
+                                  "candidatesTokenCount": 600, "thoughtsTokenCount": 400});
+        // 100000×1.25e-6 + 100000×1.25e-7 + 1000×1e-5
+        assert_eq!(
+            cost(
+                "google",
+                "models/gemini-2.5-pro",
+                at_threshold,
+                ServiceTier::Standard
+            )
+            .as_deref(),
+            Some("0.1475")
+        );
+        let above = json!({"promptTokenCount": 250000, "cachedContentTokenCount": 100000,
+                           "candidatesTokenCount": 600, "thoughtsTokenCount": 400});
+        // 150000×2.5e-6 + 100000×2.5e-7 + 1000×1.5e-5
+        assert_eq!(
+            cost("google", "gemini-2.5-pro", above.clone(), ServiceTier::Standard).as_deref(),
+            Some("0.415")
+        );
+        // Flex above 200k: 150000×1.25e-6 + 100000×2.5e-7 + 1000×7.5e-6
+        assert_eq!(
+            cost("google", "gemini-2.5-pro", above, ServiceTier::Flex).as_deref(),
+            Some("0.22")
+        );
+
+        // gpt-5 flex with cached input and reasoning (Responses API):
+        // 2000×6.25e-7 + 8000×6.25e-8 + 3000×5e-6
+        let responses = json!({"input_tokens": 10000, "input_tokens_details": {"cached_tokens": 8000},
+                               "output_tokens": 3000, "output_tokens_details": {"reasoning_tokens": 2500}});
+        assert_eq!(
+            cost("openai", "gpt-5-2025-08-07", responses, ServiceTier::Flex).as_deref(),
+            Some("0.01675")
+        );
+        // The 0.1 API is unchanged for a catalog model.
+        assert_eq!(
+            book.cost(Some("openai"), Some("gpt-4o"), 1000, 1000, 0),
+            Ok(Some(dec("0.0125")))
+        );
+        // A 0.1 row and a catalog row side by side.
+        let mut book = book;
+        book.add_price(
+            "perplexity",
+            "llama-3.1-sonar-small-128k-online",
+            PricePoint {
+                effective_from: 0,
+                effective_to: None,
+                input_usd_per_1k: dec("0.0002"),
+                output_usd_per_1k: dec("0.0002"),
+            },
+        );
+        assert_eq!(
+            book.cost(
+                Some("perplexity"),
+                Some("llama-3-1-sonar-small-128k-online"),
+                500,
+                500,
+                0
+            ),
+            Ok(Some(dec("0.0002")))
+        );
+    }
+
+    #[test]
+    fn reimporting_the_same_catalog_changes_nothing() {
+        let import = parse_litellm(SAMPLE).unwrap();
+        let book = book(&import);
+        let diff = classify(&book.rows_in_force(0), &import.rows);
+        assert_eq!(diff.count(Change::Added), 0);
+        assert_eq!(diff.count(Change::Changed), 0);
+        assert!(diff.count(Change::Unchanged) > 20);
+        let fresh = classify(&[], &import.rows);
+        assert_eq!(fresh.count(Change::Added), diff.count(Change::Unchanged));
+    }
+}
