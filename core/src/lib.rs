@@ -9,5 +9,7 @@ pub mod hll;
 pub mod pricing;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod proptests_cost;
 pub mod usage;
 pub mod validate;
