@@ -1145,4 +1145,52 @@ mod fixture_tests {
         let fresh = classify(&[], &import.rows);
         assert_eq!(fresh.count(Change::Added), diff.count(Change::Unchanged));
     }
+
+    /// `LITELLM_CATALOG=/path/model_prices_and_context_window_backup.json
+    /// cargo test -p usage-analytics-core full_catalog -- --ignored --nocapture`
+    /// imports a whole catalog and prints what it holds.
+    #[test]
+    #[ignore]
+    fn full_catalog() {
+        let Ok(path) = std::env::var("LITELLM_CATALOG") else {
+            return;
+        };
+        let text = std::fs::read_to_string(path).unwrap();
+        let import = parse_litellm(&text).unwrap();
+        let mut per: BTreeMap<(String, ServiceTier), usize> = BTreeMap::new();
+        for row in &import.rows {
+            *per.entry((row.provider.clone(), row.service_tier)).or_default() += 1;
+        }
+        let models: BTreeSet<(&str, &str)> = import
+            .rows
+            .iter()
+            .map(|r| (r.provider.as_str(), r.model.as_str()))
+            .collect();
+        let mut per_model: BTreeMap<&str, usize> = BTreeMap::new();
+        for (provider, _) in &models {
+            *per_model.entry(provider).or_default() += 1;
+        }
+        println!("rows {} models {} {per_model:?}", import.rows.len(), models.len());
+        println!("rows per (provider, tier) {per:?}");
+        let context = import.rows.iter().filter(|r| r.rates.context.is_some()).count();
+        println!("rows with a context tier {context}");
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        for s in &import.skipped {
+            let reason = if s.reason.starts_with("provider ") {
+                "provider not imported".to_string()
+            } else if s.reason.starts_with("mode ") {
+                s.reason.clone()
+            } else {
+                println!("skipped {} {:?}: {}", s.key, s.tier, s.reason);
+                s.reason.split(':').next().unwrap_or("").to_string()
+            };
+            *reasons.entry(reason).or_default() += 1;
+        }
+        println!("skipped entries {} {reasons:?}", import.skipped_entries());
+        let book = book(&import);
+        println!(
+            "{}",
+            classify(&book.rows_in_force(0), &import.rows).summary_json(import.skipped_entries())
+        );
+    }
 }
