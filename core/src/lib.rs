@@ -1,11 +1,15 @@
 //! The pure logic of pg_usage_analytics, free of Postgres so it is tested
 //! (unit, property and fuzz tests) without a database: model resolution and
-//! exact pricing, the filter parser, CSV writing and input validation.
+//! exact pricing, usage normalization, the LiteLLM catalog import, the filter parser, CSV writing and input validation.
 
+pub mod catalog;
 pub mod csv;
 pub mod filters;
 pub mod hll;
 pub mod pricing;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod proptests_cost;
+pub mod usage;
 pub mod validate;

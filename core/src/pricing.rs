@@ -3,10 +3,47 @@
 //!
 //! Timestamps are opaque, ordered `i64` microseconds (Postgres' internal
 //! `timestamptz` representation); this module only compares them.
+//!
+//! # Prices (0.2)
+//! Every price is USD per 1,000 tokens (as `model_pricing` stores it), an
+//! exact `Decimal`. A [`TieredPricePoint`] prices one (provider, model,
+//! service tier) from `effective_from`: base [`ClassPrices`] (input and
+//! output, optional cache-read, 5-minute cache-write, 1-hour cache-write and
+//! reasoning prices) and an optional [`ContextTier`] (threshold T and above-T
+//! prices for any class). The cost of a [`TokenUsage`] is
+//!
+//! ```text
+//! (input − cache_read − cache_write − cache_write_1h) × input price
+//! + cache_read × cache-read price + cache_write × cache-write price
+//! + cache_write_1h × 1-hour cache-write price
+//! + (output − reasoning) × output price + reasoning × reasoning price
+//! ```
+//!
+//! with the prices "in effect" ([`ModelRates::applied`]): when the price has
+//! a threshold T and `input_tokens > T`, each class takes its above-T price
+//! if it has one; then a missing cache price (read, write or 1-hour write)
+//! is the input price in effect and a missing reasoning price the output
+//! price in effect. Each service tier has its own price history; a tier with
+//! no price for the model leaves the request unpriced (`None`), never priced
+//! at the standard tier. Every cost is exact or an error
+//! ([`CostError::NotExact`], [`CostError::NotExactUsage`]), never rounded.
+//!
+//! # Resolution (0.2)
+//! [`PriceBook::resolve`]: (1) an exact known id, case-insensitive, after
+//! dropping any `provider/` or `models/`-style path prefix; (2) `ft:BASE:…`
+//! resolves to the known id `ft:BASE` or to nothing; (3) only then the 0.1
+//! rules: vendor wrappers dropped, separators folded ([`normalize`]), and the
+//! longest known id that the name extends by version suffixes only (a date,
+//! `-latest`, `-vN`, or a first suffix of at least three digits such as
+//! `-0125`/`-002`; so `gpt-4.1` and `gpt-4-1` are never `gpt-4`). Every step
+//! is a hash lookup (at most one per `-` in the name), never a scan of the
+//! known models.
 
+use crate::usage::{TokenUsage, UsageError};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::fmt;
+use std::str::FromStr;
 
 /// Prefixes that SDKs, gateways and clouds put before a model id
 /// (`openai:gpt-4o`, `anthropic.claude-3-haiku-…`, `google-gla:gemini-…`).
@@ -31,7 +68,9 @@ const VENDOR_PREFIXES: &[&str] = &[
 /// AWS cross-region inference profiles: `us.anthropic.claude-…`.
 const REGION_PREFIXES: &[&str] = &["us", "eu", "apac", "global"];
 
-/// One price row from `model_pricing`, per 1,000 tokens.
+/// One price row from `model_pricing`, per 1,000 tokens: the 0.1 model
+/// (standard tier, input and output only). [`PriceBook::add_price`] takes it
+/// as a [`TieredPricePoint`] with only those two classes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PricePoint {
     pub effective_from: i64,
@@ -40,10 +79,243 @@ pub struct PricePoint {
     pub output_usd_per_1k: Decimal,
 }
 
-impl PricePoint {
-    fn in_force_at(&self, at: i64) -> bool {
-        self.effective_from <= at && self.effective_to.is_none_or(|to| at < to)
+fn in_force(effective_from: i64, effective_to: Option<i64>, at: i64) -> bool {
+    effective_from <= at && effective_to.is_none_or(|to| at < to)
+}
+
+/// The service tiers a request can be billed at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServiceTier {
+    #[default]
+    Standard,
+    Batch,
+    Flex,
+    Priority,
+}
+
+impl ServiceTier {
+    pub const ALL: [ServiceTier; 4] = [
+        ServiceTier::Standard,
+        ServiceTier::Batch,
+        ServiceTier::Flex,
+        ServiceTier::Priority,
+    ];
+
+    /// The name stored in `service_tier` columns.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceTier::Standard => "standard",
+            ServiceTier::Batch => "batch",
+            ServiceTier::Flex => "flex",
+            ServiceTier::Priority => "priority",
+        }
     }
+}
+
+impl fmt::Display for ServiceTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ServiceTier {
+    type Err = String;
+
+    /// `standard`, `batch`, `flex` or `priority`, case-insensitive and
+    /// trimmed; `default` (OpenAI's name for the standard tier reported in
+    /// responses) is `standard`. Anything else (`auto`, `scale`, …) is an
+    /// error naming the accepted values.
+    fn from_str(text: &str) -> Result<ServiceTier, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "standard" | "default" => Ok(ServiceTier::Standard),
+            "batch" => Ok(ServiceTier::Batch),
+            "flex" => Ok(ServiceTier::Flex),
+            "priority" => Ok(ServiceTier::Priority),
+            _ => Err(format!(
+                "service tier {text:?} is not one of standard, batch, flex, priority"
+            )),
+        }
+    }
+}
+
+/// Base prices of one model at one tier, USD per 1,000 tokens. A missing
+/// cache price means "the input price in effect", a missing reasoning price
+/// "the output price in effect".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClassPrices {
+    pub input: Decimal,
+    pub output: Decimal,
+    pub cache_read: Option<Decimal>,
+    /// 5-minute (default) cache writes.
+    pub cache_write: Option<Decimal>,
+    pub cache_write_1h: Option<Decimal>,
+    pub reasoning: Option<Decimal>,
+}
+
+/// Prices that replace the base ones above a context threshold; a class
+/// without one keeps its base price.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClassPriceOverrides {
+    pub input: Option<Decimal>,
+    pub output: Option<Decimal>,
+    pub cache_read: Option<Decimal>,
+    pub cache_write: Option<Decimal>,
+    pub cache_write_1h: Option<Decimal>,
+    pub reasoning: Option<Decimal>,
+}
+
+impl ClassPriceOverrides {
+    pub fn is_empty(&self) -> bool {
+        *self == ClassPriceOverrides::default()
+    }
+}
+
+/// A context tier: when `input_tokens > threshold_tokens`, every class uses
+/// its price in `above` (when it has one).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContextTier {
+    pub threshold_tokens: i64,
+    pub above: ClassPriceOverrides,
+}
+
+/// Everything that prices one model at one service tier.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModelRates {
+    pub base: ClassPrices,
+    pub context: Option<ContextTier>,
+}
+
+/// The six prices that apply to one request (USD per 1,000 tokens), after
+/// the context tier and the fallbacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppliedPrices {
+    pub input: Decimal,
+    pub output: Decimal,
+    pub cache_read: Decimal,
+    pub cache_write: Decimal,
+    pub cache_write_1h: Decimal,
+    pub reasoning: Decimal,
+}
+
+impl ModelRates {
+    /// Input and output prices only (the 0.1 model).
+    pub fn input_output(input_usd_per_1k: Decimal, output_usd_per_1k: Decimal) -> ModelRates {
+        ModelRates {
+            base: ClassPrices {
+                input: input_usd_per_1k,
+                output: output_usd_per_1k,
+                ..ClassPrices::default()
+            },
+            context: None,
+        }
+    }
+
+    /// The prices in effect for a request with `input_tokens` input tokens:
+    /// above-T prices when the threshold is passed, then the fallbacks.
+    pub fn applied(&self, input_tokens: i64) -> AppliedPrices {
+        let above = self
+            .context
+            .as_ref()
+            .filter(|c| input_tokens > c.threshold_tokens)
+            .map(|c| &c.above);
+        let pick = |base: Option<Decimal>, over: fn(&ClassPriceOverrides) -> Option<Decimal>| {
+            above.and_then(over).or(base)
+        };
+        let input = pick(Some(self.base.input), |o| o.input).unwrap_or(self.base.input);
+        let output = pick(Some(self.base.output), |o| o.output).unwrap_or(self.base.output);
+        AppliedPrices {
+            input,
+            output,
+            cache_read: pick(self.base.cache_read, |o| o.cache_read).unwrap_or(input),
+            cache_write: pick(self.base.cache_write, |o| o.cache_write).unwrap_or(input),
+            cache_write_1h: pick(self.base.cache_write_1h, |o| o.cache_write_1h).unwrap_or(input),
+            reasoning: pick(self.base.reasoning, |o| o.reasoning).unwrap_or(output),
+        }
+    }
+
+    /// Every price as (name, value), base then above-T, present ones only;
+    /// names are the `model_pricing` column stems (`cache_read`,
+    /// `above_cache_read`, …).
+    pub fn prices(&self) -> Vec<(&'static str, Decimal)> {
+        let b = &self.base;
+        let mut out = vec![("input", b.input), ("output", b.output)];
+        let optional = [
+            ("cache_read", b.cache_read),
+            ("cache_write", b.cache_write),
+            ("cache_write_1h", b.cache_write_1h),
+            ("reasoning", b.reasoning),
+        ];
+        out.extend(optional.into_iter().filter_map(|(n, v)| v.map(|v| (n, v))));
+        if let Some(c) = &self.context {
+            let a = &c.above;
+            let above = [
+                ("above_input", a.input),
+                ("above_output", a.output),
+                ("above_cache_read", a.cache_read),
+                ("above_cache_write", a.cache_write),
+                ("above_cache_write_1h", a.cache_write_1h),
+                ("above_reasoning", a.reasoning),
+            ];
+            out.extend(above.into_iter().filter_map(|(n, v)| v.map(|v| (n, v))));
+        }
+        out
+    }
+
+    /// Every price passes [`validate_price`]; a threshold is >= 0 and
+    /// comes with at least one above-T price.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, value) in self.prices() {
+            validate_price(&value).map_err(|e| format!("{name}: {e}"))?;
+        }
+        if let Some(c) = &self.context {
+            if c.threshold_tokens < 0 {
+                return Err(format!("context threshold {} must be >= 0", c.threshold_tokens));
+            }
+            if c.above.is_empty() {
+                return Err(format!(
+                    "context threshold {} has no above-threshold price",
+                    c.threshold_tokens
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One price row with token classes and tiers, per 1,000 tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TieredPricePoint {
+    pub effective_from: i64,
+    pub effective_to: Option<i64>,
+    pub service_tier: ServiceTier,
+    pub rates: ModelRates,
+}
+
+impl TieredPricePoint {
+    fn in_force_at(&self, at: i64) -> bool {
+        in_force(self.effective_from, self.effective_to, at)
+    }
+}
+
+impl From<&PricePoint> for TieredPricePoint {
+    fn from(point: &PricePoint) -> TieredPricePoint {
+        TieredPricePoint {
+            effective_from: point.effective_from,
+            effective_to: point.effective_to,
+            service_tier: ServiceTier::Standard,
+            rates: ModelRates::input_output(point.input_usd_per_1k, point.output_usd_per_1k),
+        }
+    }
+}
+
+/// The prices of one (provider, model, service tier), without dates: what a
+/// catalog import produces and what [`PriceBook::rows_in_force`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PriceRow {
+    pub provider: String,
+    pub model: String,
+    pub service_tier: ServiceTier,
+    pub rates: ModelRates,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -60,6 +332,11 @@ pub enum CostError {
         output_tokens: i64,
         output_usd_per_1k: Decimal,
     },
+    /// The usage breaks an invariant (negative class, cache reads and writes
+    /// beyond the input, reasoning beyond the output).
+    InvalidUsage(UsageError),
+    /// [`NotExact`](CostError::NotExact) for a cost with token classes.
+    NotExactUsage(Box<(TokenUsage, AppliedPrices)>),
 }
 
 impl fmt::Display for CostError {
@@ -78,6 +355,21 @@ impl fmt::Display for CostError {
                 "cost of {input_tokens} input tokens at price {input_usd_per_1k} and {output_tokens} output \
                  tokens at price {output_usd_per_1k} (USD per 1K tokens) does not fit an exact 28-digit decimal"
             ),
+            CostError::InvalidUsage(e) => e.fmt(f),
+            CostError::NotExactUsage(inexact) => {
+                let (usage, prices) = &**inexact;
+                write!(
+                f,
+                "cost of {usage} at prices input {}, output {}, cache read {}, cache write {}, 1-hour cache \
+                 write {}, reasoning {} (USD per 1K tokens) does not fit an exact 28-digit decimal",
+                prices.input,
+                prices.output,
+                prices.cache_read,
+                prices.cache_write,
+                prices.cache_write_1h,
+                prices.reasoning
+                )
+            }
         }
     }
 }
@@ -85,22 +377,37 @@ impl fmt::Display for CostError {
 /// The known models, their prices over time and each provider's default model.
 #[derive(Default, Debug)]
 pub struct PriceBook {
-    /// (normalized id, canonical id), longest normalized id first so the
-    /// first match is the longest one.
-    known: Vec<(String, String)>,
-    /// (provider, canonical model) → price history ordered by effective_from.
-    prices: HashMap<(String, String), Vec<PricePoint>>,
-    /// canonical model → providers that price it, for lookups whose provider
-    /// differs from the pricing row's (a gateway reselling a model).
+    /// Lower-cased id → canonical id, for exact matches.
+    exact: HashMap<String, String>,
+    /// Normalized id → canonical id (the smallest canonical id when several
+    /// normalize alike), for the 0.1 version-suffix rules.
+    normalized: HashMap<String, String>,
+    /// (provider, canonical model, tier) → price history ordered by effective_from.
+    prices: HashMap<(String, String, ServiceTier), Vec<TieredPricePoint>>,
+    /// canonical model → providers that price it (at any tier), sorted, for
+    /// lookups whose provider differs from the pricing row's (a gateway
+    /// reselling a model).
     providers_of: HashMap<String, Vec<String>>,
     defaults: HashMap<String, String>,
 }
 
 impl PriceBook {
+    /// Adds a 0.1 price row: standard tier, input and output prices only.
     pub fn add_price(&mut self, provider: &str, model: &str, point: PricePoint) {
+        self.add_tiered_price(provider, model, TieredPricePoint::from(&point));
+    }
+
+    /// Adds a price row with token classes, for one service tier. Provider
+    /// and model are trimmed and lower-cased. The caller validates the
+    /// rates (`ModelRates::validate`); any rates are accepted here, and a
+    /// cost that cannot be exact is an error at pricing time.
+    pub fn add_tiered_price(&mut self, provider: &str, model: &str, point: TieredPricePoint) {
         let provider = provider.trim().to_lowercase();
         let model = model.trim().to_lowercase();
-        let history = self.prices.entry((provider.clone(), model.clone())).or_default();
+        let history = self
+            .prices
+            .entry((provider.clone(), model.clone(), point.service_tier))
+            .or_default();
         history.push(point);
         history.sort_by_key(|p| p.effective_from);
         let providers = self.providers_of.entry(model.clone()).or_default();
@@ -108,10 +415,13 @@ impl PriceBook {
             providers.push(provider);
             providers.sort();
         }
-        if !self.known.iter().any(|(_, canonical)| *canonical == model) {
-            self.known.push((normalize(&model), model));
-            self.known
-                .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        self.exact.entry(model.clone()).or_insert_with(|| model.clone());
+        let slot = self
+            .normalized
+            .entry(normalize(&model))
+            .or_insert_with(|| model.clone());
+        if model < *slot {
+            *slot = model;
         }
     }
 
@@ -121,39 +431,82 @@ impl PriceBook {
     }
 
     /// The canonical model id for what a provider or SDK sent, the provider's
-    /// default for NULL/empty, `None` when nothing known matches.
+    /// default for NULL/empty, `None` when nothing known matches (see the
+    /// module docs for the rules).
     pub fn resolve(&self, provider: Option<&str>, model: Option<&str>) -> Option<String> {
         let model = model.map(str::trim).unwrap_or("");
         if model.is_empty() {
             let provider = provider?.trim().to_lowercase();
             return self.defaults.get(&provider).cloned();
         }
-        let candidate = normalize(strip_wrappers(&model.to_lowercase()));
-        self.known
-            .iter()
-            .find(|(normalized, _)| matches_with_version_suffix(&candidate, normalized))
-            .map(|(_, canonical)| canonical.clone())
-    }
-
-    /// The price in force at `at` for a canonical model, preferring the
-    /// pricing row of the given provider.
-    pub fn price_at(&self, provider: Option<&str>, model: &str, at: i64) -> Option<&PricePoint> {
-        let provider = provider.map(|p| p.trim().to_lowercase());
-        let own = provider
-            .as_ref()
-            .and_then(|p| self.prices.get(&(p.clone(), model.to_string())));
-        let history = match own {
-            Some(history) => history,
-            None => {
-                let first = self.providers_of.get(model)?.first()?;
-                self.prices.get(&(first.clone(), model.to_string()))?
+        let lowered = model.to_lowercase();
+        // 1. An exact known id, with or without path prefixes.
+        let mut id = lowered.as_str();
+        loop {
+            if let Some(canonical) = self.exact.get(id.trim()) {
+                return Some(canonical.clone());
             }
-        };
-        history.iter().rev().find(|p| p.in_force_at(at))
+            match id.split_once('/') {
+                Some((_, rest)) => id = rest,
+                None => break,
+            }
+        }
+        // 2. A fine-tuned model is priced as its `ft:BASE` or not at all.
+        if let Some(rest) = id.trim().strip_prefix("ft:") {
+            let base = rest.split(':').next().unwrap_or("").trim();
+            return self.exact.get(&format!("ft:{base}")).cloned();
+        }
+        // 3. The 0.1 rules: the longest known id extended by version suffixes.
+        let candidate = normalize(strip_wrappers(&lowered));
+        let mut end = candidate.len();
+        loop {
+            let prefix = &candidate[..end];
+            if let Some(canonical) = self.normalized.get(prefix) {
+                if matches_with_version_suffix(&candidate, prefix) {
+                    return Some(canonical.clone());
+                }
+            }
+            match prefix.rfind('-') {
+                Some(dash) => end = dash,
+                None => return None,
+            }
+        }
     }
 
-    /// Resolves the model and prices the tokens at `at`. `Ok(None)` means no
-    /// price is known (unknown model, or no price in force then).
+    /// The standard-tier price in force at `at` for a canonical model,
+    /// preferring the pricing row of the given provider.
+    pub fn price_at(&self, provider: Option<&str>, model: &str, at: i64) -> Option<&TieredPricePoint> {
+        self.price_at_tier(provider, model, at, ServiceTier::Standard)
+    }
+
+    /// The price in force at `at` for a canonical model at a service tier.
+    /// The given provider's rows win when it prices the model at any tier
+    /// (then a tier it lacks is `None`); otherwise (a gateway) the rows of
+    /// the first provider, by name, that prices the model.
+    pub fn price_at_tier(
+        &self,
+        provider: Option<&str>,
+        model: &str,
+        at: i64,
+        tier: ServiceTier,
+    ) -> Option<&TieredPricePoint> {
+        let model = model.trim().to_lowercase();
+        let providers = self.providers_of.get(&model)?;
+        let provider = provider
+            .map(|p| p.trim().to_lowercase())
+            .filter(|p| providers.contains(p))
+            .or_else(|| providers.first().cloned())?;
+        self.prices
+            .get(&(provider, model, tier))?
+            .iter()
+            .rev()
+            .find(|p| p.in_force_at(at))
+    }
+
+    /// Resolves the model and prices the tokens at `at` (standard tier).
+    /// `Ok(None)` means no price is known (unknown model, or no price in
+    /// force then). Equals `cost_usage` with only input and output tokens
+    /// at the standard tier.
     pub fn cost(
         &self,
         provider: Option<&str>,
@@ -163,14 +516,94 @@ impl PriceBook {
         at: i64,
     ) -> Result<Option<Decimal>, CostError> {
         check_tokens(input_tokens, output_tokens)?;
+        let usage = TokenUsage::input_output(input_tokens, output_tokens);
+        match self.cost_usage(provider, model, &usage, at, ServiceTier::Standard) {
+            Err(CostError::NotExactUsage(inexact)) => Err(CostError::NotExact {
+                input_tokens,
+                input_usd_per_1k: inexact.1.input,
+                output_tokens,
+                output_usd_per_1k: inexact.1.output,
+            }),
+            other => other,
+        }
+    }
+
+    /// Resolves the model and prices a request's token classes at `at` and
+    /// `tier`. `Ok(None)`: unknown model, or no price in force then at that
+    /// tier. Errors: a usage that breaks an invariant (`InvalidUsage`,
+    /// checked before anything else) or a cost that is not exact.
+    pub fn cost_usage(
+        &self,
+        provider: Option<&str>,
+        model: Option<&str>,
+        usage: &TokenUsage,
+        at: i64,
+        tier: ServiceTier,
+    ) -> Result<Option<Decimal>, CostError> {
+        usage.validate().map_err(CostError::InvalidUsage)?;
         let Some(canonical) = self.resolve(provider, model) else {
             return Ok(None);
         };
-        match self.price_at(provider, &canonical, at) {
-            Some(price) => cost_of(price, input_tokens, output_tokens).map(Some),
+        match self.price_at_tier(provider, &canonical, at, tier) {
+            Some(price) => cost_of_usage(&price.rates, usage).map(Some),
             None => Ok(None),
         }
     }
+
+    /// Every (provider, model, tier) price in force at `at`: the "rows in
+    /// force" that `catalog::classify` compares an import with. Sorted by
+    /// provider, model, tier.
+    pub fn rows_in_force(&self, at: i64) -> Vec<PriceRow> {
+        let mut rows: Vec<PriceRow> = self
+            .prices
+            .iter()
+            .filter_map(|((provider, model, tier), history)| {
+                let point = history.iter().rev().find(|p| p.in_force_at(at))?;
+                Some(PriceRow {
+                    provider: provider.clone(),
+                    model: model.clone(),
+                    service_tier: *tier,
+                    rates: point.rates.clone(),
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            (&a.provider, &a.model, a.service_tier).cmp(&(&b.provider, &b.model, b.service_tier))
+        });
+        rows
+    }
+}
+
+/// Exact cost of a request's token classes at the given rates (see the
+/// module docs), trailing zeros removed. The usage must be valid
+/// (`TokenUsage::validate`), else `InvalidUsage`.
+pub fn cost_of_usage(rates: &ModelRates, usage: &TokenUsage) -> Result<Decimal, CostError> {
+    usage.validate().map_err(CostError::InvalidUsage)?;
+    let prices = rates.applied(usage.input_tokens);
+    // validate() bounds the cached classes by the input, so no overflow.
+    let uncached =
+        usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens - usage.cache_write_1h_tokens;
+    let terms = [
+        (prices.input, uncached),
+        (prices.cache_read, usage.cache_read_tokens),
+        (prices.cache_write, usage.cache_write_tokens),
+        (prices.cache_write_1h, usage.cache_write_1h_tokens),
+        (prices.output, usage.output_tokens - usage.reasoning_tokens),
+        (prices.reasoning, usage.reasoning_tokens),
+    ];
+    let mut total = Scaled {
+        mantissa: 0,
+        scale: 0,
+    };
+    for (price, tokens) in terms {
+        total = Scaled::of(price)
+            .per_thousand_times(tokens)
+            .and_then(|term| total.checked_add(term))
+            .ok_or_else(|| CostError::NotExactUsage(Box::new((*usage, prices))))?;
+    }
+    total
+        .to_decimal()
+        .ok_or_else(|| CostError::NotExactUsage(Box::new((*usage, prices))))
 }
 
 pub fn check_tokens(input_tokens: i64, output_tokens: i64) -> Result<(), CostError> {
@@ -369,7 +802,7 @@ pub fn cost_of(price: &PricePoint, input_tokens: i64, output_tokens: i64) -> Res
 
 /// Drops what wraps a model id: paths (`openai/gpt-4o`, `models/gemini-…`),
 /// a `vendor:` prefix, `:0`/`:free` suffixes and `us.anthropic.` prefixes.
-fn strip_wrappers(lowered: &str) -> &str {
+pub(crate) fn strip_wrappers(lowered: &str) -> &str {
     let mut s = lowered.rsplit('/').next().unwrap_or(lowered).trim();
     if let Some((head, tail)) = s.split_once(':') {
         if VENDOR_PREFIXES.contains(&head.trim()) {
@@ -418,7 +851,8 @@ pub fn normalize(id: &str) -> String {
 
 /// `candidate` is `known` itself or `known` followed by dated/version
 /// suffixes only (`-2024-08-06`, `-20241022`, `-0125`, `-002`, `-latest`, `-v2`).
-fn matches_with_version_suffix(candidate: &str, known: &str) -> bool {
+/// A first suffix of one or two digits is a point release, not a version.
+pub(crate) fn matches_with_version_suffix(candidate: &str, known: &str) -> bool {
     let Some(rest) = candidate.strip_prefix(known) else {
         return false;
     };
@@ -428,7 +862,13 @@ fn matches_with_version_suffix(candidate: &str, known: &str) -> bool {
     let Some(rest) = rest.strip_prefix('-') else {
         return false;
     };
-    rest.split('-').all(is_version_token)
+    let mut tokens = rest.split('-');
+    // The first suffix is a date or version (`2024`, `20241022`, `0125`,
+    // `002`, `latest`, `v2`), never a point release (`gpt-4.1`, `gpt-4-1`).
+    let first_is_version = tokens
+        .next()
+        .is_some_and(|first| is_version_token(first) && (first.len() >= 3 || first.starts_with('v')));
+    first_is_version && tokens.all(is_version_token)
 }
 
 fn is_version_token(token: &str) -> bool {
@@ -849,5 +1289,221 @@ pub(crate) mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn point_releases_are_other_models() {
+        let mut book = seed_book();
+        let one = |book: &mut PriceBook, model: &str| {
+            book.add_price("openai", model, point(Decimal::ONE, Decimal::ONE));
+        };
+        one(&mut book, "gpt-4");
+        for (model, expected) in [
+            ("gpt-4", Some("gpt-4")),
+            ("gpt-4-0613", Some("gpt-4")),
+            ("gpt-4-2024-04-09", Some("gpt-4")),
+            ("gpt-4.1", None),
+            ("gpt-4-1", None),
+            ("gpt-4.1-2025-04-14", None),
+            ("gpt-4.10", None),
+            ("gpt-4-v2", Some("gpt-4")),
+        ] {
+            assert_eq!(
+                book.resolve(Some("openai"), Some(model)).as_deref(),
+                expected,
+                "{model}"
+            );
+        }
+        one(&mut book, "gpt-4.1");
+        one(&mut book, "gpt-4o-2024-05-13");
+        one(&mut book, "ft:gpt-4o-mini");
+        for (model, expected) in [
+            ("gpt-4.1", Some("gpt-4.1")),
+            ("gpt-4-1", Some("gpt-4.1")),
+            ("gpt-4.1-2025-04-14", Some("gpt-4.1")),
+            ("gpt-4o-2024-05-13", Some("gpt-4o-2024-05-13")),
+            ("gpt-4o-2024-08-06", Some("gpt-4o")),
+            ("ft:gpt-4o-mini:org::abc", Some("ft:gpt-4o-mini")),
+            ("openai/ft:gpt-4o-mini:org:name:abc", Some("ft:gpt-4o-mini")),
+            ("ft:gpt-4o:org::abc", None),
+            ("ft:gpt-4o-mini", Some("ft:gpt-4o-mini")),
+        ] {
+            assert_eq!(
+                book.resolve(Some("openai"), Some(model)).as_deref(),
+                expected,
+                "{model}"
+            );
+        }
+    }
+
+    fn rates(input: &str, output: &str) -> ModelRates {
+        ModelRates::input_output(dec(input), dec(output))
+    }
+
+    fn tiered(tier: ServiceTier, rates: ModelRates) -> TieredPricePoint {
+        TieredPricePoint {
+            effective_from: 0,
+            effective_to: None,
+            service_tier: tier,
+            rates,
+        }
+    }
+
+    #[test]
+    fn service_tiers_never_fall_back_to_standard() {
+        let mut book = PriceBook::default();
+        book.add_tiered_price("openai", "m", tiered(ServiceTier::Standard, rates("2", "8")));
+        book.add_tiered_price("openai", "m", tiered(ServiceTier::Batch, rates("1", "4")));
+        let usage = TokenUsage::input_output(1000, 1000);
+        let cost = |tier| {
+            book.cost_usage(Some("openai"), Some("m"), &usage, 0, tier)
+                .unwrap()
+        };
+        assert_eq!(cost(ServiceTier::Standard), Some(dec("10")));
+        assert_eq!(cost(ServiceTier::Batch), Some(dec("5")));
+        assert_eq!(cost(ServiceTier::Flex), None);
+        assert_eq!(cost(ServiceTier::Priority), None);
+        // A gateway uses the pricing provider's tiers.
+        assert_eq!(
+            book.cost_usage(
+                Some("openrouter"),
+                Some("openai/m"),
+                &usage,
+                0,
+                ServiceTier::Batch
+            ),
+            Ok(Some(dec("5")))
+        );
+        assert_eq!(book.rows_in_force(0).len(), 2);
+        assert_eq!(book.rows_in_force(-1).len(), 0);
+    }
+
+    #[test]
+    fn class_prices_and_fallbacks() {
+        let usage = TokenUsage {
+            input_tokens: 1000,
+            output_tokens: 500,
+            cache_read_tokens: 100,
+            cache_write_tokens: 200,
+            cache_write_1h_tokens: 300,
+            reasoning_tokens: 400,
+        };
+        // No class prices: everything at input/output.
+        assert_eq!(cost_of_usage(&rates("1", "2"), &usage), Ok(dec("2")));
+        let mut full = rates("1", "2");
+        full.base.cache_read = Some(dec("0.1"));
+        full.base.cache_write = Some(dec("1.25"));
+        full.base.cache_write_1h = Some(dec("2"));
+        full.base.reasoning = Some(dec("3"));
+        // 400×1 + 100×0.1 + 200×1.25 + 300×2 + 100×2 + 400×3, per 1K
+        assert_eq!(cost_of_usage(&full, &usage), Ok(dec("2.66")));
+        full.context = Some(ContextTier {
+            threshold_tokens: 999,
+            above: ClassPriceOverrides {
+                input: Some(dec("10")),
+                reasoning: Some(dec("30")),
+                ..ClassPriceOverrides::default()
+            },
+        });
+        // Above T: input 10, reasoning 30, the rest keep their base prices.
+        assert_eq!(cost_of_usage(&full, &usage), Ok(dec("17.06")));
+        let mut partial = rates("1", "2");
+        partial.context = full.context.clone();
+        // Missing cache prices follow the above-T input, reasoning its own above-T price.
+        // 1000×10 + 100×2 + 400×30, per 1K
+        assert_eq!(cost_of_usage(&partial, &usage), Ok(dec("22.2")));
+        assert_eq!(
+            partial.applied(999),
+            AppliedPrices {
+                input: dec("1"),
+                output: dec("2"),
+                cache_read: dec("1"),
+                cache_write: dec("1"),
+                cache_write_1h: dec("1"),
+                reasoning: dec("2"),
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_or_inexact_usage_is_an_error() {
+        let bad = TokenUsage {
+            input_tokens: 10,
+            cache_read_tokens: 11,
+            ..TokenUsage::default()
+        };
+        let err = cost_of_usage(&rates("1", "1"), &bad).unwrap_err();
+        assert!(
+            matches!(&err, CostError::InvalidUsage(e) if e.key == "cache_read_tokens"),
+            "{err}"
+        );
+        let err = seed_book()
+            .cost_usage(
+                Some("openai"),
+                Some("nothing-known"),
+                &bad,
+                0,
+                ServiceTier::Standard,
+            )
+            .unwrap_err();
+        assert!(matches!(err, CostError::InvalidUsage(_)));
+        let usage = TokenUsage {
+            input_tokens: 1,
+            cache_write_1h_tokens: 1,
+            ..TokenUsage::default()
+        };
+        let mut tiny = rates("0", "0");
+        tiny.base.cache_write_1h = Some(Decimal::from_i128_with_scale(1, 28));
+        let err = cost_of_usage(&tiny, &usage).unwrap_err();
+        assert!(matches!(err, CostError::NotExactUsage(_)));
+        assert!(
+            err.to_string()
+                .contains("1-hour cache write 0.0000000000000000000000000001"),
+            "{err}"
+        );
+        // The 0.1 API keeps its own error.
+        let mut book = PriceBook::default();
+        book.add_price(
+            "x",
+            "m",
+            point(Decimal::from_i128_with_scale(1, 28), Decimal::ZERO),
+        );
+        assert!(matches!(
+            book.cost(Some("x"), Some("m"), 1, 0, 0),
+            Err(CostError::NotExact { input_tokens: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn tiers_and_rates_are_validated() {
+        assert_eq!(ServiceTier::from_str(" Batch "), Ok(ServiceTier::Batch));
+        assert_eq!(ServiceTier::from_str("default"), Ok(ServiceTier::Standard));
+        assert!(ServiceTier::from_str("auto")
+            .unwrap_err()
+            .contains("standard, batch, flex, priority"));
+        for tier in ServiceTier::ALL {
+            assert_eq!(tier.as_str().parse(), Ok(tier));
+        }
+        let mut r = rates("1", "2");
+        assert_eq!(r.validate(), Ok(()));
+        r.base.cache_read = Some(dec("-1"));
+        assert!(r
+            .validate()
+            .unwrap_err()
+            .starts_with("cache_read: price -1 is negative"));
+        r.base.cache_read = None;
+        r.context = Some(ContextTier {
+            threshold_tokens: 5,
+            above: ClassPriceOverrides::default(),
+        });
+        assert!(r.validate().unwrap_err().contains("no above-threshold price"));
+        r.context = Some(ContextTier {
+            threshold_tokens: 5,
+            above: ClassPriceOverrides {
+                output: Some(dec("0.0000000000001")),
+                ..ClassPriceOverrides::default()
+            },
+        });
+        assert!(r.validate().unwrap_err().starts_with("above_output:"));
     }
 }
