@@ -9,6 +9,9 @@
 pub mod fixtures;
 
 pub use fixtures::cluster::{cluster, Cluster, CRON_DB};
+pub use fixtures::collector::{
+    collector_binary, gzip, http_post, prepare_collector_db, send_genai_spans, Collector, Posted,
+};
 pub use fixtures::db::{db_error, scalar, text_rows};
 pub use fixtures::exporter::{exporter_binary, Exporter};
 pub use fixtures::exposition::{Exposition, Sample};
