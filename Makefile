@@ -40,9 +40,11 @@ install-release: deps
 ## script to the current version (scripts/upgrade_functions.py).
 SQL_SOURCES := sql/roles.sql sql/schema.sql sql/identity.sql sql/counters.sql sql/audit.sql sql/admin.sql \
                sql/partitions.sql sql/queries.sql sql/rollups.sql sql/self_test.sql
+# Files new in this version: the upgrade script includes them whole.
+NEW_SQL_SOURCES := sql/budgets.sql
 CURRENT_UPGRADE := sql/upgrades/pg_usage_analytics--0.1.0--$(VERSION).sql
 upgrade-script:
-	python3 scripts/upgrade_functions.py $(CURRENT_UPGRADE) $(SQL_SOURCES)
+	python3 scripts/upgrade_functions.py $(CURRENT_UPGRADE) $(SQL_SOURCES) --new $(NEW_SQL_SOURCES)
 
 ## Released versions' install scripts and the upgrade scripts between them,
 ## so ALTER EXTENSION pg_usage_analytics UPDATE works from any shipped version.
@@ -118,3 +120,22 @@ bench: deps install-release
 
 clean:
 	cargo clean
+
+## package: Debian packages from the release build, into target-package/debian/:
+## postgresql-15-pg-usage-analytics, usage-analytics-exporter and (once collector/
+## exists) usage-analytics-collector. Own target dir, so debug builds stay valid.
+PACKAGE_TARGET_DIR ?= $(CURDIR)/target-package
+.PHONY: package package-test package-test-host
+package: deps upgrade-script
+	CARGO_TARGET_DIR="$(PACKAGE_TARGET_DIR)" PG_CONFIG="$(PG_CONFIG)" bash packaging/package.sh
+
+## package-test: the packages on a clean Debian 12 root (debootstrap into target/debroot,
+## the base root cached in target/debroot-cache): install, CREATE EXTENSION, self_test(),
+## upgrades, the exporter, systemd-analyze verify, purge.
+package-test: package
+	CARGO_TARGET_DIR="$(PACKAGE_TARGET_DIR)" timeout 2700 bash packaging/test.sh chroot
+
+## package-test-host: the extension package with dpkg on this machine, from the packaged
+## files alone; the make-installed files are backed up before and restored after.
+package-test-host: package
+	CARGO_TARGET_DIR="$(PACKAGE_TARGET_DIR)" PG_CONFIG="$(PG_CONFIG)" timeout 600 bash packaging/test.sh host

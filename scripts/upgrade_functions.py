@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Regenerates the function section of an upgrade script from sql/*.sql.
+"""Regenerates the generated section of an upgrade script from sql/*.sql.
 
-Every SQL function and procedure of the install files is replayed as
-CREATE OR REPLACE, each with the REVOKE/GRANT statements that follow it,
-between the markers below, so an upgrade always ends with exactly the
-functions and privileges a fresh install has (tests/tests/upgrade.rs
-compares the two catalogs). Usage: upgrade_functions.py UPGRADE_SCRIPT SQL_FILE...
+Every SQL function and procedure of the install files that existed in the
+previous version is replayed as CREATE OR REPLACE, each with the
+REVOKE/GRANT statements that follow it; files new in this version (given
+after --new) are included whole after them, since none of their objects
+exist yet. An upgrade therefore always ends with exactly the functions,
+privileges and new objects a fresh install has (tests/tests/upgrade.rs
+compares the two catalogs).
+
+Usage: upgrade_functions.py UPGRADE_SCRIPT SQL_FILE... [--new NEW_SQL_FILE...]
 """
 import re
 import sys
@@ -28,7 +32,8 @@ def definitions(text):
         yield "CREATE OR REPLACE " + text[match.start() + len("CREATE "):end] + "\n" + privileges
 
 
-def main(script, sources):
+def main(script, args):
+    sources, new = (args[: args.index("--new")], args[args.index("--new") + 1:]) if "--new" in args else (args, [])
     with open(script) as f:
         current = f.read()
     head, rest = current.split(BEGIN)
@@ -38,6 +43,9 @@ def main(script, sources):
         with open(source) as f:
             for definition in definitions(f.read()):
                 parts.append(f"-- from {source}\n{definition}\n")
+    for source in new:
+        with open(source) as f:
+            parts.append(f"-- {source}, new in this version, whole\n{f.read()}\n")
     with open(script, "w") as f:
         f.write(head + BEGIN + "\n".join(parts) + END + tail)
 

@@ -62,12 +62,18 @@ BEGIN
         IF TG_TABLE_NAME = 'model_pricing' THEN
             DELETE FROM usage_analytics.model_pricing p
              WHERE p.id = NEW.id
-                OR (p.provider, p.model, p.effective_from) = (NEW.provider, NEW.model, NEW.effective_from);
+                OR (p.provider, p.model, p.service_tier, p.effective_from)
+                   = (NEW.provider, NEW.model, NEW.service_tier, NEW.effective_from);
+        ELSIF TG_TABLE_NAME = 'model_tiers' THEN
+            DELETE FROM usage_analytics.model_tiers t WHERE (t.provider, t.model) = (NEW.provider, NEW.model);
         ELSE
             DELETE FROM usage_analytics.provider_default_model d WHERE d.provider = NEW.provider;
         END IF;
-    ELSIF TG_OP = 'UPDATE' AND OLD.seeded AND NOT usage_analytics._restoring() THEN
-        NEW.seeded := false;
+    ELSIF TG_OP = 'UPDATE' AND TG_TABLE_NAME <> 'model_tiers' THEN
+        -- Nested: OLD.seeded exists only in the pricing tables.
+        IF OLD.seeded AND NOT usage_analytics._restoring() THEN
+            NEW.seeded := false;
+        END IF;
     END IF;
     RETURN NEW;
 END;

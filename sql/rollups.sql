@@ -189,7 +189,7 @@ GRANT EXECUTE ON FUNCTION usage_analytics.rollup_range TO usage_analytics_admin;
 
 -- What the scheduled job runs (CALL usage_analytics.run_maintenance()):
 -- partitions ahead, yesterday's and today's rollups, then folding the
--- bookkeeping of exited backends. Each step commits on its own, so the
+-- bookkeeping of exited backends and expired budget reservations. Each step commits on its own, so the
 -- short locks of partition creation are never held through a rollup, and a
 -- failing step does not undo the others. A procedure (transaction control),
 -- so it runs as its caller; every step it calls checks its own rights.
@@ -204,6 +204,8 @@ BEGIN
     PERFORM usage_analytics.rollup_daily((now() AT TIME ZONE 'UTC')::date);
     COMMIT;
     PERFORM usage_analytics._compact_bookkeeping();
+    COMMIT;
+    PERFORM usage_analytics.budget_maintenance();
     COMMIT;
 END;
 $$;
@@ -224,6 +226,7 @@ BEGIN
     PERFORM usage_analytics.ensure_partitions();
     written := usage_analytics.rollup_range((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date);
     PERFORM usage_analytics._compact_bookkeeping();
+    PERFORM usage_analytics.budget_maintenance();
     RETURN written;
 END;
 $$;

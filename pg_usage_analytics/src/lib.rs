@@ -90,6 +90,20 @@ extension_sql_file!(
     requires = ["admin", "queries", "rollups", resolve_model, calculate_cost]
 );
 extension_sql_file!(
+    "../../sql/budgets.sql",
+    name = "budgets",
+    requires = [
+        "queries",
+        "rollups",
+        "admin",
+        "audit",
+        "counters",
+        calculate_cost,
+        resolve_model,
+        check_filters
+    ]
+);
+extension_sql_file!(
     "../../sql/row_security.sql",
     name = "row_security",
     requires = [
