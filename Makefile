@@ -41,10 +41,15 @@ install-release: deps
 SQL_SOURCES := sql/roles.sql sql/schema.sql sql/identity.sql sql/counters.sql sql/audit.sql sql/admin.sql \
                sql/partitions.sql sql/queries.sql sql/rollups.sql sql/self_test.sql
 # Files new in this version: the upgrade script includes them whole.
-NEW_SQL_SOURCES := sql/budgets.sql
+NEW_SQL_SOURCES := sql/price_catalog.sql sql/budgets.sql
 CURRENT_UPGRADE := sql/upgrades/pg_usage_analytics--0.1.0--$(VERSION).sql
 upgrade-script:
 	python3 scripts/upgrade_functions.py $(CURRENT_UPGRADE) $(SQL_SOURCES) --new $(NEW_SQL_SOURCES)
+
+## price-catalog: refresh the shipped LiteLLM price catalog from PyPI
+## (LITELLM_VERSION=x.y.z for a given litellm release).
+price-catalog:
+	bash scripts/refresh_price_catalog.sh $(LITELLM_VERSION)
 
 ## Released versions' install scripts and the upgrade scripts between them,
 ## so ALTER EXTENSION pg_usage_analytics UPDATE works from any shipped version.

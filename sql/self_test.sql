@@ -11,14 +11,14 @@ DECLARE
     has_cron boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron');
     job_active boolean;
 BEGIN
-    SELECT string_agg(m, ', ') INTO missing
-      FROM unnest(ARRAY['gpt-4o', 'gpt-4o-mini', 'gpt-4-turbo', 'gpt-3.5-turbo', 'claude-3-5-sonnet',
-                        'claude-3-opus', 'claude-3-haiku', 'llama-3.1-sonar-small-128k-online',
-                        'llama-3.1-sonar-large-128k-online', 'llama-3.1-sonar-huge-128k-online',
-                        'gemini-1.5-pro', 'gemini-1.5-flash']) AS m
-     WHERE usage_analytics.calculate_cost(NULL, m, 1000, 1000) IS NULL;
-    RETURN QUERY SELECT 'pricing_seeded', missing IS NULL,
-        coalesce('no price in force for ' || missing, 'all 12 seed models priced');
+    SELECT string_agg(p.provider || '/' || p.model, ', ') INTO missing
+      FROM (SELECT DISTINCT provider, model FROM usage_analytics.model_pricing
+             WHERE seeded AND service_tier = 'standard'
+               AND usage_analytics.calculate_cost(provider, model, 1000, 1000) IS NULL) p;
+    RETURN QUERY SELECT 'pricing_installed', missing IS NULL,
+        coalesce('no price in force for ' || missing,
+                 (SELECT count(DISTINCT (provider, model)) FROM usage_analytics.model_pricing WHERE seeded)
+                 || ' installed models priced (the original twelve and the shipped catalog)');
 
     SELECT string_agg(d.provider || ' -> ' || d.model, ', ') INTO missing
       FROM usage_analytics.provider_default_model d
@@ -27,10 +27,11 @@ BEGIN
         coalesce('unpriced defaults: ' || missing, 'every provider default model is priced');
 
     RETURN QUERY SELECT 'model_detection',
-        usage_analytics.resolve_model('openai', 'gpt-4o-mini-2024-07-18') = 'gpt-4o-mini'
+        usage_analytics.resolve_model('openai', 'OpenAI/GPT-4o') = 'gpt-4o'
         AND usage_analytics.resolve_model('anthropic', 'claude-3.5-sonnet') = 'claude-3-5-sonnet'
+        AND usage_analytics.resolve_model('openai', 'gpt-4o-mini-2024-07-18') IS NOT NULL
         AND usage_analytics.resolve_model('openai', 'no-such-model') IS NULL,
-        'dated, dotted and unknown model names resolve as documented';
+        'prefixed, dotted, dated and unknown model names resolve as documented';
 
     SELECT string_agg(c.relname, ', ') INTO missing
       FROM pg_class c

@@ -66,6 +66,12 @@ checked_jsonb!(
     usage_analytics_core::filters::MAX_FILTERS_DEPTH
 );
 checked_jsonb!(
+    /// A usage document (`usage` argument), in any provider's shape.
+    UsageArg,
+    "usage",
+    validate::MAX_METADATA_DEPTH
+);
+checked_jsonb!(
     /// A `request_metadata` argument.
     MetadataArg,
     "request_metadata",

@@ -23,6 +23,7 @@ mod errors;
 mod filters;
 mod json_args;
 mod price_cache;
+mod price_catalog;
 mod usage;
 
 ::pgrx::pg_module_magic!();
@@ -90,6 +91,19 @@ extension_sql_file!(
     requires = ["admin", "queries", "rollups", resolve_model, calculate_cost]
 );
 extension_sql_file!(
+    "../../sql/price_catalog.sql",
+    name = "price_catalog",
+    requires = [
+        "admin",
+        "audit",
+        "rollups",
+        "queries",
+        _import_price_catalog,
+        _shipped_price_catalog,
+        _catalog_cost
+    ]
+);
+extension_sql_file!(
     "../../sql/budgets.sql",
     name = "budgets",
     requires = [
@@ -113,7 +127,9 @@ extension_sql_file!(
         "audit",
         "admin",
         "rollups",
-        "self_test"
+        "self_test",
+        "price_catalog",
+        "budgets"
     ]
 );
 extension_sql_file!("../../sql/pg_dump.sql", name = "pg_dump", finalize);

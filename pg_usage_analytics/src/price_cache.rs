@@ -21,11 +21,19 @@
 //! sent, so a load that saw no invalidation arrive holds every change whose
 //! invalidation this backend has processed.
 
+use crate::errors::raise_invalid;
+use crate::json_args::UsageArg;
 use pgrx::prelude::*;
+use pgrx::JsonB;
 use rust_decimal::Decimal;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use usage_analytics_core::pricing::{parse_price, PriceBook, PricePoint};
+use std::str::FromStr;
+use usage_analytics_core::pricing::{
+    parse_price, ClassPriceOverrides, ClassPrices, ContextTier, ModelRates, PriceBook, ServiceTier,
+    TieredPricePoint,
+};
+use usage_analytics_core::usage::{normalize_usage as normalize, TokenUsage};
 
 thread_local! {
     static BOOK: RefCell<Option<Rc<PriceBook>>> = const { RefCell::new(None) };
@@ -109,41 +117,100 @@ fn watch_pricing_tables() -> Result<(), pgrx::spi::Error> {
     })
 }
 
+/// The price columns of `model_pricing` after provider, model, tier and
+/// dates, in the order `price_columns` reads them.
+const PRICE_COLUMNS: [&str; 12] = [
+    "input_usd_per_1k",
+    "output_usd_per_1k",
+    "cache_read_usd_per_1k",
+    "cache_write_usd_per_1k",
+    "cache_write_1h_usd_per_1k",
+    "reasoning_usd_per_1k",
+    "above_input_usd_per_1k",
+    "above_output_usd_per_1k",
+    "above_cache_read_usd_per_1k",
+    "above_cache_write_usd_per_1k",
+    "above_cache_write_1h_usd_per_1k",
+    "above_reasoning_usd_per_1k",
+];
+
+/// One `model_pricing` row's rates; an error names the bad price.
+fn rates(prices: &[Option<String>], threshold: Option<i32>) -> Result<ModelRates, String> {
+    let parsed: Vec<Option<Decimal>> = prices
+        .iter()
+        .zip(PRICE_COLUMNS)
+        .map(|(text, column)| {
+            text.as_deref()
+                .map(|t| parse_price(t).map_err(|e| format!("{column}: {e}")))
+                .transpose()
+        })
+        .collect::<Result<_, _>>()?;
+    let (Some(input), Some(output)) = (parsed[0], parsed[1]) else {
+        return Err("input_usd_per_1k and output_usd_per_1k are required".into());
+    };
+    let above = ClassPriceOverrides {
+        input: parsed[6],
+        output: parsed[7],
+        cache_read: parsed[8],
+        cache_write: parsed[9],
+        cache_write_1h: parsed[10],
+        reasoning: parsed[11],
+    };
+    let rates = ModelRates {
+        base: ClassPrices {
+            input,
+            output,
+            cache_read: parsed[2],
+            cache_write: parsed[3],
+            cache_write_1h: parsed[4],
+            reasoning: parsed[5],
+        },
+        context: threshold.map(|t| ContextTier {
+            threshold_tokens: t.into(),
+            above,
+        }),
+    };
+    rates.validate()?;
+    Ok(rates)
+}
+
 fn load() -> Result<PriceBook, pgrx::spi::Error> {
     Spi::connect(|client| {
         let mut book = PriceBook::default();
-        let rows = client.select(
-            "SELECT provider, model, input_usd_per_1k::text, output_usd_per_1k::text, \
-                    effective_from, effective_to \
+        let query = format!(
+            "SELECT provider, model, service_tier, effective_from, effective_to, above_input_tokens, {} \
                FROM usage_analytics.model_pricing",
-            None,
-            &[],
-        )?;
+            PRICE_COLUMNS.map(|c| format!("{c}::text")).join(", ")
+        );
+        let rows = client.select(&query, None, &[])?;
         for row in rows {
             let provider: String = row.get(1)?.unwrap_or_default();
             let model: String = row.get(2)?.unwrap_or_default();
-            let input: String = row.get(3)?.unwrap_or_default();
-            let output: String = row.get(4)?.unwrap_or_default();
-            let from: Option<TimestampWithTimeZone> = row.get(5)?;
-            let to: Option<TimestampWithTimeZone> = row.get(6)?;
+            let tier: String = row.get(3)?.unwrap_or_default();
+            let from: Option<TimestampWithTimeZone> = row.get(4)?;
+            let to: Option<TimestampWithTimeZone> = row.get(5)?;
+            let threshold: Option<i32> = row.get(6)?;
+            let prices: Vec<Option<String>> = (7..7 + PRICE_COLUMNS.len())
+                .map(|i| row.get(i))
+                .collect::<Result<_, _>>()?;
             // model_pricing's CHECK keeps prices exact decimals; a row that
             // still does not fit (written before the CHECK existed) leaves
-            // that one model unpriced instead of failing every insert.
-            let (input_usd_per_1k, output_usd_per_1k) = match (parse_price(&input), parse_price(&output)) {
-                (Ok(i), Ok(o)) => (i, o),
+            // that one price out instead of failing every insert.
+            let (service_tier, rates) = match (ServiceTier::from_str(&tier), rates(&prices, threshold)) {
+                (Ok(t), Ok(r)) => (t, r),
                 (Err(e), _) | (_, Err(e)) => {
-                    warning!("model_pricing: the price of {provider}/{model} is ignored: {e}");
+                    warning!("model_pricing: the price of {provider}/{model} ({tier}) is ignored: {e}");
                     continue;
                 }
             };
-            book.add_price(
+            book.add_tiered_price(
                 &provider,
                 &model,
-                PricePoint {
+                TieredPricePoint {
                     effective_from: from.map(pg_sys::TimestampTz::from).unwrap_or(i64::MIN),
                     effective_to: to.map(pg_sys::TimestampTz::from),
-                    input_usd_per_1k,
-                    output_usd_per_1k,
+                    service_tier,
+                    rates,
                 },
             );
         }
@@ -197,14 +264,92 @@ fn calculate_cost(
     let at = at.map(pg_sys::TimestampTz::from)?;
     match price_book().cost(provider, model, input_tokens, output_tokens, at) {
         Ok(cost) => cost.map(to_numeric),
-        Err(e) => crate::errors::raise_invalid(format!("calculate_cost: {e}")),
+        Err(e) => raise_invalid(format!("calculate_cost: {e}")),
+    }
+}
+
+/// A request's cost and cache savings (what its cache reads would have cost
+/// at the input price in effect, minus their cost), exact; None when no
+/// price is known for the model at that time and tier.
+pub fn cost_and_savings(
+    book: &PriceBook,
+    provider: Option<&str>,
+    model: Option<&str>,
+    usage: &TokenUsage,
+    at: i64,
+    tier: ServiceTier,
+) -> Result<Option<(Decimal, Option<Decimal>)>, String> {
+    let Some(cost) = book
+        .cost_usage(provider, model, usage, at, tier)
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let savings = book
+        .resolve(provider, model)
+        .and_then(|canonical| book.price_at_tier(provider, &canonical, at, tier).cloned())
+        .and_then(|point| {
+            let applied = point.rates.applied(usage.input_tokens);
+            // Per 1k tokens: the scale grows by 3, the digits do not, so exact.
+            (applied.input - applied.cache_read)
+                .checked_mul(Decimal::from(usage.cache_read_tokens))?
+                .checked_mul(Decimal::new(1, 3))
+        });
+    Ok(Some((cost, savings)))
+}
+
+fn service_tier(argument: &str, value: Option<&str>) -> ServiceTier {
+    ServiceTier::from_str(value.unwrap_or("standard"))
+        .unwrap_or_else(|e| raise_invalid(format!("{argument}: invalid service_tier: {e}")))
+}
+
+/// The token classes of a usage document in any provider's shape (OpenAI
+/// Chat Completions or Responses, Anthropic Messages, Gemini usageMetadata,
+/// OpenTelemetry gen_ai.usage.* attributes, or canonical), as the canonical
+/// document.
+#[pg_extern(immutable, parallel_safe)]
+fn normalize_usage(provider: Option<&str>, usage: Option<UsageArg>) -> Option<JsonB> {
+    let usage = usage?;
+    let tokens =
+        normalize(provider, &usage.0).unwrap_or_else(|e| raise_invalid(format!("normalize_usage: {e}")));
+    Some(JsonB(tokens.to_canonical_json()))
+}
+
+/// Exact USD cost of a usage document (any shape `normalize_usage` reads)
+/// at the prices in force at `at` for the service tier; NULL when no price
+/// is known (an unknown model, or a tier the model has no price for).
+#[pg_extern(stable, parallel_safe, name = "calculate_cost")]
+fn calculate_cost_of_usage(
+    provider: Option<&str>,
+    model: Option<&str>,
+    usage: Option<UsageArg>,
+    at: default!(Option<TimestampWithTimeZone>, "now()"),
+    service_tier: default!(Option<&str>, "'standard'"),
+) -> Option<AnyNumeric> {
+    let usage = usage?;
+    let at = at.map(pg_sys::TimestampTz::from)?;
+    let tokens =
+        normalize(provider, &usage.0).unwrap_or_else(|e| raise_invalid(format!("calculate_cost: {e}")));
+    let tier = self::service_tier("calculate_cost", service_tier);
+    match cost_and_savings(&price_book(), provider, model, &tokens, at, tier) {
+        Ok(priced) => priced.map(|(cost, _)| to_numeric(cost)),
+        Err(e) => raise_invalid(format!("calculate_cost: {e}")),
     }
 }
 
 // Pricing is public knowledge: anyone with schema access may price.
 extension_sql!(
-    "GRANT EXECUTE ON FUNCTION usage_analytics.resolve_model, usage_analytics.calculate_cost TO PUBLIC;\n\
+    "GRANT EXECUTE ON FUNCTION usage_analytics.resolve_model, usage_analytics.normalize_usage, \
+     usage_analytics.calculate_cost(text, text, bigint, bigint, timestamptz), \
+     usage_analytics.calculate_cost(text, text, jsonb, timestamptz, text) TO PUBLIC;\n\
      REVOKE ALL ON FUNCTION usage_analytics.invalidate_price_cache FROM PUBLIC;",
     name = "price_cache_grants",
-    requires = ["roles", resolve_model, calculate_cost, invalidate_price_cache]
+    requires = [
+        "roles",
+        resolve_model,
+        normalize_usage,
+        calculate_cost,
+        calculate_cost_of_usage,
+        invalidate_price_cache
+    ]
 );

@@ -2,13 +2,17 @@
 //! `track_detailed_usage`, the checked entry point for applications.
 
 use crate::errors::raise_invalid;
-use crate::json_args::MetadataArg;
-use crate::price_cache::{price_book, to_numeric};
+use crate::json_args::{MetadataArg, UsageArg};
+use crate::price_cache::{cost_and_savings, price_book, to_numeric};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{JsonB, PgTupleDesc, Uuid};
 use std::cell::RefCell;
+use std::str::FromStr;
+use usage_analytics_core::pricing::ServiceTier;
+use usage_analytics_core::usage::normalize_usage;
+use usage_analytics_core::usage::TokenUsage;
 use usage_analytics_core::validate::{
     self, InvalidArgument, MAX_AGENT_NAME_CHARS, MAX_ERROR_MESSAGE_CHARS, MAX_IDENTIFIER_CHARS,
 };
@@ -32,6 +36,13 @@ struct UsageColumns {
     cost_usd: Option<usize>,
     input_tokens: Option<usize>,
     output_tokens: Option<usize>,
+    cache_read_tokens: Option<usize>,
+    cache_write_tokens: Option<usize>,
+    cache_write_1h_tokens: Option<usize>,
+    reasoning_tokens: Option<usize>,
+    service_tier: Option<usize>,
+    cost_source: Option<usize>,
+    cache_savings_usd: Option<usize>,
     timestamp: Option<usize>,
 }
 
@@ -51,6 +62,13 @@ impl UsageColumns {
                 "cost_usd" => &mut columns.cost_usd,
                 "input_tokens" => &mut columns.input_tokens,
                 "output_tokens" => &mut columns.output_tokens,
+                "cache_read_tokens" => &mut columns.cache_read_tokens,
+                "cache_write_tokens" => &mut columns.cache_write_tokens,
+                "cache_write_1h_tokens" => &mut columns.cache_write_1h_tokens,
+                "reasoning_tokens" => &mut columns.reasoning_tokens,
+                "service_tier" => &mut columns.service_tier,
+                "cost_source" => &mut columns.cost_source,
+                "cache_savings_usd" => &mut columns.cache_savings_usd,
                 "timestamp" => &mut columns.timestamp,
                 _ => continue,
             };
@@ -202,16 +220,40 @@ fn price_usage_row<'a>(
     let model: Option<String> = sent.or_else(|| row.get(columns.model));
     let book = price_book();
     let canonical = book.resolve(provider.as_deref(), model.as_deref());
-    if row.get::<pg_sys::Datum>(columns.cost_usd).is_none() {
-        let input: i64 = row.get::<i32>(columns.input_tokens).unwrap_or(0).into();
-        let output: i64 = row.get::<i32>(columns.output_tokens).unwrap_or(0).into();
+    if row.get::<pg_sys::Datum>(columns.cost_usd).is_some() {
+        // A cost supplied with the row (a provider's own figure) is kept.
+        row.set(columns.cost_source, Some("caller"));
+        row.set::<AnyNumeric>(columns.cache_savings_usd, None);
+    } else {
+        let class = |column: Option<usize>| -> i64 { row.get::<i32>(column).unwrap_or(0).into() };
+        let usage = TokenUsage {
+            input_tokens: class(columns.input_tokens),
+            output_tokens: class(columns.output_tokens),
+            cache_read_tokens: class(columns.cache_read_tokens),
+            cache_write_tokens: class(columns.cache_write_tokens),
+            cache_write_1h_tokens: class(columns.cache_write_1h_tokens),
+            reasoning_tokens: class(columns.reasoning_tokens),
+        };
+        if let Err(e) = usage.validate() {
+            raise_invalid(format!("agent_usage_detailed: {e}"));
+        }
+        let tier: Option<String> = row.get(columns.service_tier);
+        let tier = ServiceTier::from_str(tier.as_deref().unwrap_or("standard"))
+            .unwrap_or_else(|e| raise_invalid(format!("agent_usage_detailed: invalid service_tier: {e}")));
         let at = row
             .get::<TimestampWithTimeZone>(columns.timestamp)
             .map(pg_sys::TimestampTz::from)
             .unwrap_or(i64::MAX);
-        match book.cost(provider.as_deref(), model.as_deref(), input, output, at) {
-            Ok(Some(cost)) => row.set(columns.cost_usd, Some(to_numeric(cost))),
-            Ok(None) => {}
+        match cost_and_savings(&book, provider.as_deref(), model.as_deref(), &usage, at, tier) {
+            Ok(Some((cost, savings))) => {
+                row.set(columns.cost_usd, Some(to_numeric(cost)));
+                row.set(columns.cost_source, Some("catalog"));
+                row.set(columns.cache_savings_usd, savings.map(to_numeric));
+            }
+            Ok(None) => {
+                row.set::<&str>(columns.cost_source, None);
+                row.set::<AnyNumeric>(columns.cache_savings_usd, None);
+            }
             Err(e) => raise_invalid(format!("agent_usage_detailed: {e}")),
         }
     }
@@ -237,12 +279,50 @@ thread_local! {
 
 const INSERT_SQL: &str = "INSERT INTO usage_analytics.agent_usage_detailed \
     (id, user_id, agent_id, agent_name, framework, provider, message_type, input_tokens, \
-     output_tokens, response_time_ms, success, error_message, request_metadata, model) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+     output_tokens, response_time_ms, success, error_message, request_metadata, model, \
+     cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, service_tier) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+
+/// The token classes of a call: from `usage` (any provider's shape) when
+/// given, in which case input_tokens/output_tokens may be NULL and, if
+/// given, must agree; otherwise from input_tokens/output_tokens alone.
+fn token_classes(
+    provider: Option<&str>,
+    input_tokens: Option<i32>,
+    output_tokens: Option<i32>,
+    usage: Option<&serde_json::Value>,
+) -> TokenUsage {
+    let Some(usage) = usage else {
+        let (input, output) = checked(validate::tokens(input_tokens, output_tokens));
+        return TokenUsage::input_output(input.into(), output.into());
+    };
+    let classes = normalize_usage(provider, usage)
+        .unwrap_or_else(|e| raise_invalid(format!("track_detailed_usage: invalid usage: {e}")));
+    for (argument, given, normalized) in [
+        ("input_tokens", input_tokens, classes.input_tokens),
+        ("output_tokens", output_tokens, classes.output_tokens),
+    ] {
+        if let Some(given) = given {
+            if i64::from(given) != normalized {
+                raise_invalid(format!(
+                    "track_detailed_usage: invalid {argument}: {given} disagrees with usage, which gives {normalized}"
+                ));
+            }
+        }
+    }
+    checked(validate::tokens(
+        i32::try_from(classes.input_tokens).ok(),
+        i32::try_from(classes.output_tokens).ok(),
+    ));
+    classes
+}
 
 /// Records one AI request with its exact cost and returns its id. Arguments
-/// are in the seed's `trackDetailedUsage` order. Bad input raises an error
-/// naming the argument, and nothing is written.
+/// are in the order of the original product's `trackDetailedUsage`, then the
+/// model and the provider's usage document (any shape `normalize_usage`
+/// reads; its token classes are priced). `request_metadata.service_tier`
+/// sets the service tier. Bad input raises an error naming the argument,
+/// and nothing is written.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn track_detailed_usage(
@@ -259,6 +339,7 @@ fn track_detailed_usage(
     error_message: default!(Option<&str>, "NULL"),
     request_metadata: default!(Option<MetadataArg>, "'{}'"),
     model: default!(Option<&str>, "NULL"),
+    usage: default!(Option<UsageArg>, "NULL"),
 ) -> Uuid {
     let Some(user_id) = user_id else {
         raise_invalid("track_detailed_usage: invalid user_id: must not be NULL");
@@ -272,7 +353,12 @@ fn track_detailed_usage(
     let framework = checked(validate::identifier("framework", framework, true));
     let provider = checked(validate::identifier("provider", provider, true));
     let message_type = checked(validate::identifier("message_type", message_type, true));
-    let (input_tokens, output_tokens) = checked(validate::tokens(input_tokens, output_tokens));
+    let classes = token_classes(
+        Some(provider.as_str()),
+        input_tokens,
+        output_tokens,
+        usage.as_ref().map(|u| &u.0),
+    );
     let response_time_ms = checked(validate::non_negative("response_time_ms", response_time_ms));
     let Some(success) = success else {
         raise_invalid("track_detailed_usage: invalid success: must not be NULL");
@@ -286,13 +372,26 @@ fn track_detailed_usage(
         .map(|j| j.0)
         .unwrap_or_else(|| serde_json::json!({}));
     checked(validate::metadata(&metadata));
+    let tier = metadata
+        .get("service_tier")
+        .map(|t| match t.as_str().map(ServiceTier::from_str) {
+            Some(Ok(tier)) => tier,
+            Some(Err(e)) => raise_invalid(format!(
+                "track_detailed_usage: invalid request_metadata.service_tier: {e}"
+            )),
+            None => {
+                raise_invalid("track_detailed_usage: invalid request_metadata.service_tier: must be a string")
+            }
+        })
+        .unwrap_or_default();
     let model = checked(validate::optional_identifier("model", model));
 
     // The id is made here, not by RETURNING: a writer may record usage for a
     // user whose rows it cannot read (RETURNING would apply SELECT policies).
     let id = Uuid::from_bytes(*uuid::Uuid::new_v4().as_bytes());
     Spi::connect_mut(|client| {
-        let args: [DatumWithOid; 14] = [
+        let class = |v: i64| i32::try_from(v).expect("normalize_usage bounds every class");
+        let args: [DatumWithOid; 19] = [
             id.into(),
             user_id.into(),
             agent_id.into(),
@@ -300,13 +399,18 @@ fn track_detailed_usage(
             framework.into(),
             provider.into(),
             message_type.into(),
-            input_tokens.into(),
-            output_tokens.into(),
+            class(classes.input_tokens).into(),
+            class(classes.output_tokens).into(),
             response_time_ms.into(),
             success.into(),
             error_message.into(),
             JsonB(metadata).into(),
             model.into(),
+            class(classes.cache_read_tokens).into(),
+            class(classes.cache_write_tokens).into(),
+            class(classes.cache_write_1h_tokens).into(),
+            class(classes.reasoning_tokens).into(),
+            tier.as_str().into(),
         ];
         INSERT_PLAN.with(|cell| {
             let mut plan = cell.borrow_mut();

@@ -3,21 +3,32 @@
 
 use integration_tests::{cluster, db_error, scalar};
 
-/// (provider, model as SDKs send it, canonical model or "" for unknown, input, output)
+/// (provider, model as SDKs send it, canonical model or "" for unknown, input, output).
+/// An exact id of the shipped catalog wins (dated snapshots have their own
+/// prices); the alias rules apply only when none matches.
 const CASES: &[(&str, &str, &str, i64, i64)] = &[
     ("openai", "gpt-4o", "gpt-4o", 1000, 1000),
-    ("openai", "gpt-4o-2024-08-06", "gpt-4o", 1234, 567),
-    ("openai", "GPT-4o-2024-05-13", "gpt-4o", 1, 0),
+    ("openai", "gpt-4o-2024-08-06", "gpt-4o-2024-08-06", 1234, 567),
+    ("openai", "GPT-4o-2024-05-13", "gpt-4o-2024-05-13", 1, 0),
     (
         "openai",
         "gpt-4o-mini-2024-07-18",
-        "gpt-4o-mini",
+        "gpt-4o-mini-2024-07-18",
         2_000_000,
         300_000,
     ),
     ("openai", "openai/gpt-4o-mini", "gpt-4o-mini", 7, 9),
-    ("openai", "gpt-4-turbo-2024-04-09", "gpt-4-turbo", 4096, 1024),
-    ("openai", "gpt-3.5-turbo-0125", "gpt-3.5-turbo", 15, 0),
+    (
+        "openai",
+        "gpt-4-turbo-2024-04-09",
+        "gpt-4-turbo-2024-04-09",
+        4096,
+        1024,
+    ),
+    ("openai", "gpt-3.5-turbo-0125", "gpt-3.5-turbo-0125", 15, 0),
+    // A point release is another model, never its predecessor.
+    ("openai", "gpt-4.1", "gpt-4.1", 1000, 1000),
+    ("openai", "gpt-4.1-2025-04-14", "gpt-4.1-2025-04-14", 10, 10),
     ("openai", "", "gpt-4o-mini", 100, 100),
     (
         "anthropic",
@@ -81,7 +92,9 @@ const CASES: &[(&str, &str, &str, i64, i64)] = &[
     ("google", "gemini-1.5-flash-latest", "gemini-1.5-flash", 33, 66),
     ("google", "gemini-1.5-flash-8b", "", 10, 10),
     ("openai", "gpt-4o-audio-preview", "", 10, 10),
-    ("other", "mistral-large-latest", "", 10, 10),
+    // Through a gateway ("other"), a catalog id is still priced.
+    ("other", "mistral-large-latest", "mistral-large-latest", 10, 10),
+    ("openai", "no-such-model-2025", "", 10, 10),
 ];
 
 #[test]
@@ -96,10 +109,24 @@ fn calculate_cost_matches_an_independent_oracle() {
         );
         let expected_model = (!canonical.is_empty()).then(|| canonical.to_string());
         assert_eq!(resolved, expected_model, "resolve_model({provider}, {model})");
-        // Oracle: exact numeric arithmetic straight from the price table.
+        // Oracle: exact numeric arithmetic straight from the price table:
+        // the standard-tier row in force now (the caller's provider's, else
+        // the first provider's), above-threshold prices past its threshold.
         let sql = format!(
-            "SELECT (SELECT ({input}::numeric * input_usd_per_1k + {output}::numeric * output_usd_per_1k) / 1000
-                       FROM usage_analytics.model_pricing WHERE model = '{canonical}')
+            "SELECT (SELECT ({input}::numeric * CASE WHEN {input} > above_input_tokens
+                                                      THEN coalesce(above_input_usd_per_1k, input_usd_per_1k)
+                                                      ELSE input_usd_per_1k END
+                             + {output}::numeric * CASE WHEN {input} > above_input_tokens
+                                                        THEN coalesce(above_output_usd_per_1k, output_usd_per_1k)
+                                                        ELSE output_usd_per_1k END) / 1000
+                       FROM usage_analytics.model_pricing
+                      WHERE model = '{canonical}' AND service_tier = 'standard'
+                        AND effective_from <= now() AND (effective_to IS NULL OR effective_to > now())
+                        AND provider = coalesce(
+                              (SELECT provider FROM usage_analytics.model_pricing
+                                WHERE model = '{canonical}' AND provider = '{provider}' LIMIT 1),
+                              (SELECT min(provider) FROM usage_analytics.model_pricing WHERE model = '{canonical}'))
+                      ORDER BY effective_from DESC LIMIT 1)
                     IS NOT DISTINCT FROM
                     usage_analytics.calculate_cost('{provider}', '{model}', {input}, {output})"
         );
@@ -133,7 +160,7 @@ fn tracked_rows_carry_cost_total_and_canonical_model() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "0.008755");
     assert_eq!(row.get::<_, i32>(1), 1801);
-    assert_eq!(row.get::<_, String>(2), "gpt-4o");
+    assert_eq!(row.get::<_, String>(2), "gpt-4o-2024-08-06");
     assert_eq!(row.get::<_, String>(3), "gpt-4o-2024-08-06");
     assert_eq!(row.get::<_, String>(4), "openai");
     assert_eq!(row.get::<_, String>(5), "langchain");
@@ -343,13 +370,13 @@ fn price_history_and_cache_invalidation_across_sessions() {
     admin
         .batch_execute(
             "INSERT INTO usage_analytics.model_pricing (provider, model, input_usd_per_1k, output_usd_per_1k)
-             VALUES ('openai', 'gpt-5', 0.00125, 0.01)",
+             VALUES ('openai', 'house-model', 0.00125, 0.01)",
         )
         .unwrap();
     assert_eq!(
         scalar(
             &mut reader,
-            "SELECT usage_analytics.calculate_cost('openai', 'gpt-5-2025-08-07', 1000, 1000)"
+            "SELECT usage_analytics.calculate_cost('openai', 'house-model-2025-08-07', 1000, 1000)"
         )
         .as_deref(),
         Some("0.01125")
