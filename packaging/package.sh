@@ -58,7 +58,16 @@ for bin in "${bins[@]}"; do
     gzip -9nf "$CARGO_TARGET_DIR/release/man/$bin.1"
 done
 
-# 3. The .deb files: cargo-deb with --no-build (everything is built above).
+# 3. Debian's changelog (one entry for this version, dated by the last commit), then the
+#    .deb files: cargo-deb with --no-build (everything is built above).
+maintainer=$(sed -n 's/^maintainer = "\(.*\)"/\1/p' exporter/Cargo.toml | head -1)
+{
+    echo "pg-usage-analytics ($version-1) unstable; urgency=medium"
+    echo
+    echo "  * pg_usage_analytics $version; see README.md (Upgrades) for what changed."
+    echo
+    echo " -- $maintainer  $(LC_ALL=C date -u -R -d "@$SOURCE_DATE_EPOCH")"
+} | gzip -9n > "$CARGO_TARGET_DIR/release/changelog.Debian.gz"
 rm -rf "$out" && mkdir -p "$out"
 cargo deb -p pg_usage_analytics --no-build --output "$out"
 cargo deb -p usage-analytics-exporter --no-build --output "$out"
@@ -76,6 +85,6 @@ for deb in "$out"/*.deb; do
     echo "== $(basename "$deb")"
     dpkg-deb --field "$deb" Package Version Architecture Depends Recommends Suggests
     dpkg-deb --contents "$deb" | awk '$6 !~ /\/$/ {print "   ", $1, $2, $6}'
-    scripts=$(dpkg-deb --info "$deb" | grep -oE ' (pre|post)(inst|rm) ' | tr -d ' ' | paste -sd' ')
+    scripts=$(dpkg-deb --info "$deb" | { grep -oE ' (pre|post)(inst|rm) ' || true; } | tr -d ' ' | paste -sd' ')
     [[ -z $scripts ]] || echo "    maintainer scripts: $scripts"
 done
