@@ -80,6 +80,26 @@ expect_fail "rule tests catch a changed cost threshold (50 -> 500 USD/h)" "FAILE
 expect_fail "rule tests catch AIUsageExporterDown losing its absent() branch" "FAILED" \
     mutant alerts.rules.yml 'absent(up{job="usage-analytics"})' 'absent(up{job="usage-analytics"}) unless on() vector(1)'
 
+expect_fail "rule tests catch cost per priced request counting unpriced requests as priced" "FAILED" \
+    mutant recording.rules.yml \
+    "sum by (provider, model) (rate(ai_usage_unpriced_requests_total[5m]))" \
+    "0 * sum by (provider, model) (rate(ai_usage_unpriced_requests_total[5m]))"
+expect_fail "rule tests catch a changed budget warning threshold (0.8 -> 0.9)" "FAILED" \
+    mutant budgets.rules.yml "expr: vector(0.8)" "expr: vector(0.9)"
+
+rules_loaded() {  # prometheus.yml must load every rules/*.yml (and nothing else)
+    "$PYTHON" - <<'EOF'
+import glob, os, re, sys
+cfg = open("prometheus/prometheus.yml").read()
+block = re.search(r"(?m)^rule_files:\n((?:[ \t]+- .*\n)+)", cfg)
+loaded = sorted(re.findall(r"- (\S+)", block.group(1))) if block else []
+present = sorted(os.path.relpath(p, "prometheus") for p in glob.glob("prometheus/rules/*.yml"))
+print("rule_files: %s\nrules/*.yml: %s" % (loaded, present))
+sys.exit(0 if loaded == present else 1)
+EOF
+}
+run "prometheus.yml rule_files lists every prometheus/rules/*.yml" rules_loaded
+
 promtool_rules="$("$PROMTOOL" check rules prometheus/rules/*.yml 2>&1 \
     | sed -n 's/.*SUCCESS: \([0-9]*\) rules found.*/\1/p' | awk '{n += $1} END {print n + 0}')"
 parsed_rules="$("$PYTHON" e2e_queries.py --list-rules | tail -n1 | cut -d' ' -f1)"
