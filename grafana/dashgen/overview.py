@@ -1,11 +1,38 @@
 """Dashboard "AI usage overview" (uid ai-usage-overview): spend, traffic, users, health."""
-from .panels import (BUCKET, COLOR_TEXT, CORAL, COST, FRAMEWORK_COLORS, Ids,
-                     LATENCY_NOTE, NAVY, PROVIDER_COLORS, RANGE_NOTE, REQ,
-                     REQ_OK, SAND, SEA, STEEL, TEAL, TOK, UNPRICED, barchart,
-                     by_name, by_thresholds, color_overrides, dashboard,
-                     err_or_zero, fixed, merge, organize, piechart, range_map,
+from grafana_foundation_sdk.models import dashboard as dm
+
+from .panels import (BUCKET, BUDGET_LIMIT, BUDGET_PROJECTED, BUDGET_RATIO,
+                     BUDGET_SPENT, COLOR_TEXT, CORAL, COST,
+                     FRAMEWORK_COLORS, Ids, LATENCY_NOTE, NAVY, PROVIDER_COLORS,
+                     RANGE_NOTE, REPRICED, REQ, REQ_OK, SAND, SEA, STEEL, TEAL, TOK,
+                     TOK_CACHE, UNPRICED, bargauge, barchart, by_name, by_thresholds,
+                     color_overrides, dashboard, err_or_zero, fixed, merge, nan_map,
+                     organize, piechart, priced_requests, priced_tokens, range_map,
                      row, sort_by, stat, steps, table, target, timeseries,
                      transform, value_map)
+
+
+def _in_range(sel):
+    return "increase(%s[$__range])" % sel
+
+
+def _lifetime(sel):
+    return sel
+
+
+def _rate(sel):
+    return "rate(%s[$__rate_interval])" % sel
+
+
+PRICED_NOTE = (" Priced requests are all requests minus the unpriced ones "
+               "(ai_usage_unpriced_requests_total, which has only provider and model "
+               "labels): exact without an Agent or Framework filter; with one, a model "
+               "priced for only some of its requests is undercounted.")
+TOKENS_NOTE = (" The exporter counts tokens per (provider, model), not per priced request, "
+               "so the tokens of priced requests are estimated: each model's input + output "
+               "tokens times its share of priced requests. Exact when a model is priced for "
+               "all or none of its requests in the range (the usual case); for a model "
+               "priced for only some, it assumes the same tokens per request.")
 
 
 def overview():
@@ -101,6 +128,143 @@ def overview():
         "currencyUSD", overrides=color_overrides(PROVIDER_COLORS), stack=True,
         axis_label="USD / hour"))
     y += 9
+
+    P.append(row(ids, "Efficiency and pricing", y))
+    y += 1
+    P.append(stat(
+        ids, "Cost per priced request",
+        "Average cost in USD of one priced request: cost divided by the requests that "
+        "had a price (the summary's cost_per_request_usd). 'n/a' when no priced "
+        "request happened." + PRICED_NOTE + RANGE_NOTE,
+        (0, y, 6, 5),
+        [target("sum(%s) / sum(%s)" % (_in_range(COST), priced_requests(_in_range)),
+                "In range", "A", instant=True),
+         target("sum(%s) / sum(%s)" % (COST, priced_requests(_lifetime)),
+                "All time", "B", instant=True)],
+        "currencyUSD", color=fixed(NAVY), decimals=6, mappings=[nan_map("n/a")]))
+    P.append(stat(
+        ids, "Tokens per dollar",
+        "Input plus output tokens of the priced requests per USD of their cost (the "
+        "summary's tokens_per_usd). 'n/a' when nothing was spent." + TOKENS_NOTE
+        + RANGE_NOTE,
+        (6, y, 6, 5),
+        [target("%s / sum(%s)" % (priced_tokens(_in_range), _in_range(COST)),
+                "In range", "A", instant=True),
+         target("%s / sum(%s)" % (priced_tokens(_lifetime), COST),
+                "All time", "B", instant=True)],
+        "short", color=fixed(TEAL), decimals=0, mappings=[nan_map("n/a")]))
+    P.append(stat(
+        ids, "Repriced cost",
+        "Change of recorded cost made by usage_analytics.reprice() "
+        "(ai_usage_cost_repriced_usd_total): 'Up' and 'Down' in the dashboard's time "
+        "range, and the net change of all time. The cost counters keep every request's "
+        "cost as first recorded, so the database's current total is the cost counter "
+        "plus the net change. Not filterable (the counter has only a direction label).",
+        (12, y, 6, 5),
+        [target('sum(%s)' % _in_range(REPRICED + '{direction="up"}'), "Up", "A", instant=True),
+         target('sum(%s)' % _in_range(REPRICED + '{direction="down"}'), "Down", "B",
+                instant=True),
+         target('sum(%s{direction="up"}) - sum(%s{direction="down"})' % (REPRICED, REPRICED),
+                "Net all time", "C", instant=True)],
+        "currencyUSD", color=fixed(STEEL), decimals=4))
+    P.append(stat(
+        ids, "Cache-read share of input",
+        "Share of input tokens read from the provider's prompt cache (direction "
+        "cache_read of ai_usage_tokens_total over direction input, which includes "
+        "them), in the dashboard's time range and of all time. 'n/a' without input "
+        "tokens." + RANGE_NOTE,
+        (18, y, 6, 5),
+        [target('100 * sum(%s) / sum(%s)'
+                % (_in_range(TOK_CACHE.replace("cache_read|cache_write|reasoning",
+                                               "cache_read")),
+                   _in_range(TOK.replace("input|output", "input"))),
+                "In range", "A", instant=True),
+         target('100 * sum(%s) / sum(%s)'
+                % (TOK_CACHE.replace("cache_read|cache_write|reasoning", "cache_read"),
+                   TOK.replace("input|output", "input")),
+                "All time", "B", instant=True)],
+        "percent", color=fixed(SEA), decimals=1, mappings=[nan_map("n/a")]))
+    y += 5
+    P.append(timeseries(
+        ids, "Cost per priced request by provider",
+        "Average cost in USD of one priced request, per provider, over each "
+        "$__rate_interval window. Gaps where a provider had no priced request. "
+        "Prometheus also records this per provider over 5 minutes as "
+        "ai_usage:cost_usd_per_priced_request:rate5m." + PRICED_NOTE,
+        (0, y, 12, 8),
+        [target("sum by (provider) (%s) / sum by (provider) (%s)"
+                % (_rate(COST), priced_requests(_rate)), "{{provider}}", "A")],
+        "currencyUSD", overrides=color_overrides(PROVIDER_COLORS), decimals=6,
+        axis_label="USD / request"))
+    P.append(timeseries(
+        ids, "Tokens per dollar by provider",
+        "Input plus output tokens of priced requests per USD, per provider, over each "
+        "$__rate_interval window; higher is cheaper. Recorded per provider over 5 "
+        "minutes as ai_usage:tokens_per_usd:rate5m." + TOKENS_NOTE,
+        (12, y, 12, 8),
+        [target("%s / sum by (provider) (%s)"
+                % (priced_tokens(_rate, "provider"), _rate(COST)), "{{provider}}", "A")],
+        "short", overrides=color_overrides(PROVIDER_COLORS), decimals=0,
+        axis_label="tokens / USD"))
+    y += 8
+    P.append(timeseries(
+        ids, "Cache and reasoning tokens by provider",
+        "Tokens per second read from (cache_read) and written to (cache_write, 5-minute "
+        "and 1-hour) the providers' prompt caches, and reasoning tokens. They are not "
+        "extra tokens: cache reads and writes are part of the input, reasoning of the "
+        "output, so 'Token throughput' already counts them.",
+        (0, y, 12, 8),
+        [target("sum by (provider, direction) (%s)" % _rate(TOK_CACHE),
+                "{{provider}} {{direction}}", "A")],
+        "short", axis_label="tokens / s"))
+    P.append(bargauge(
+        ids, "Models that need a price",
+        "Unpriced requests in the dashboard's time range per (provider, model): the "
+        "model names sent that matched no price, so their cost is missing from every "
+        "cost figure. Add prices with usage_analytics.set_model_price() or "
+        "import_price_catalog(), then reprice(). A single 'none: every request priced' "
+        "bar means there is nothing to do. Filtered by provider only.",
+        (12, y, 12, 8),
+        [target("sort_desc(sum by (provider, model) (%s) > 0) or on() "
+                "label_replace(label_replace(vector(0), \"model\", \"every request priced\", "
+                "\"\", \"\"), \"provider\", \"none\", \"\", \"\")" % _in_range(UNPRICED),
+                "{{provider}}: {{model}}", "A", instant=True)],
+        "short", color=by_thresholds(), thresholds=steps(SEA, (1, SAND)), decimals=0,
+        minv=0))
+    y += 8
+
+    P.append(row(ids, "Budgets", y))
+    y += 1
+    BUDGET_NOTE = (" One series per budget defined with usage_analytics budgets (exporter "
+                   "gauges, refreshed with the cached gauges); no budget, no data. Not "
+                   "affected by the provider, framework or agent filters (a budget has its "
+                   "own scope) nor by the time range.")
+    P.append(bargauge(
+        ids, "Budget utilization",
+        "Spent (plus reserved) over limit for each budget's current period "
+        "(ai_usage_budget_utilization_ratio). Sand from 80 % (AIUsageBudgetWarning), "
+        "coral from 100 % (AIUsageBudgetExhausted: hard budgets refuse "
+        "authorize_request). A budget with a zero limit has no ratio." + BUDGET_NOTE,
+        (0, y, 10, 8),
+        [target("max by (budget) (%s)" % BUDGET_RATIO, "{{budget}}", "A", instant=True)],
+        "percentunit", color=by_thresholds(), thresholds=steps(SEA, (0.8, SAND), (1, CORAL)),
+        decimals=1, minv=0, maxv=1))
+    P.append(timeseries(
+        ids, "Budget spend vs limit vs projected",
+        "Per budget: spend in the current period (solid), its limit (dashed) and the "
+        "spend projected to the period's end at the current run rate (dotted; absent "
+        "for budgets without a projection). A projected line above the limit is what "
+        "AIUsageBudgetForecastOverLimit warns about." + BUDGET_NOTE,
+        (10, y, 14, 8),
+        [target("max by (budget) (%s)" % BUDGET_SPENT, "{{budget}} spent", "A"),
+         target("max by (budget) (%s)" % BUDGET_LIMIT, "{{budget}} limit", "B"),
+         target("max by (budget) (%s)" % BUDGET_PROJECTED, "{{budget}} projected", "C")],
+        "currencyUSD", decimals=2)
+        .override_by_regexp(".* limit$", [dm.DynamicConfigValue(
+            id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"})])
+        .override_by_regexp(".* projected$", [dm.DynamicConfigValue(
+            id_val="custom.lineStyle", value={"dash": [0, 10], "fill": "dot"})]))
+    y += 8
 
     P.append(row(ids, "Traffic", y))
     y += 1

@@ -6,6 +6,7 @@ time series, pies, bar charts, tables), plus the dashboard shell (variables,
 annotations, the link to the other dashboard).
 """
 from grafana_foundation_sdk.builders import barchart as sdk_barchart
+from grafana_foundation_sdk.builders import bargauge as sdk_bargauge
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import piechart as sdk_piechart
@@ -53,9 +54,19 @@ REQ = "ai_usage_requests_total{%s}" % F_ALL
 REQ_ERR = 'ai_usage_requests_total{%s, status="error"}' % F_ALL
 REQ_OK = 'ai_usage_requests_total{%s, status="success"}' % F_ALL
 COST = "ai_usage_cost_usd_total{%s}" % F_ALL
-TOK = "ai_usage_tokens_total{%s}" % F_ALL
+# ai_usage_tokens_total's directions overlap: input includes the cached input
+# (cache_read, cache_write) and output the reasoning tokens, so "tokens" is
+# always input + output; the other three are shown apart (TOK_CACHE).
+TOK = 'ai_usage_tokens_total{%s, direction=~"input|output"}' % F_ALL
+TOK_CACHE = 'ai_usage_tokens_total{%s, direction=~"cache_read|cache_write|reasoning"}' % F_ALL
 BUCKET = "ai_usage_response_time_seconds_bucket{%s}" % F_LAT
 UNPRICED = "ai_usage_unpriced_requests_total{%s}" % F_PROV
+# No provider/framework/agent labels: neither is filterable.
+REPRICED = "ai_usage_cost_repriced_usd_total"
+BUDGET_LIMIT = "ai_usage_budget_limit_usd"
+BUDGET_SPENT = "ai_usage_budget_spent_usd"
+BUDGET_RATIO = "ai_usage_budget_utilization_ratio"
+BUDGET_PROJECTED = "ai_usage_budget_projected_spend_usd"
 
 LATENCY_NOTE = (" The exporter's response-time histogram carries only the provider and "
                 "framework labels, so the Agent filter does not apply here: the figure covers "
@@ -69,6 +80,37 @@ def err_or_zero(by, rng, sel_err=REQ_ERR, sel_all=REQ, fn="increase"):
     by_clause = "sum by (%s) " % by if by else "sum"
     return ("(%s(%s(%s[%s])) or 0 * %s(%s(%s[%s])))"
             % (by_clause, fn, sel_err, rng, by_clause, fn, sel_all, rng))
+
+
+def priced_requests(fn):
+    """Priced requests per (provider, model): requests minus unpriced requests.
+
+    fn(selector) -> a counter expression, e.g. increase(...[$__range]) or the
+    selector itself (lifetime). The unpriced counter has only provider and
+    model labels, so under an Agent or Framework filter it counts every agent's
+    unpriced requests of that model: clamp_min keeps a model that is never
+    priced at 0 (exact); only a model priced for some requests and not for
+    others is then undercounted. Without those filters the figure is exact.
+    """
+    req = "sum by (provider, model) (%s)" % fn(REQ)
+    return ("clamp_min(%s - on (provider, model) (sum by (provider, model) (%s) or 0 * %s), 0)"
+            % (req, fn(UNPRICED), req))
+
+
+def priced_tokens(fn, by=""):
+    """Input + output tokens of the priced requests (see priced_requests).
+
+    The exporter has no priced-token counter, so each (provider, model)'s
+    tokens are scaled by its share of priced requests: exact for a model that is
+    either priced or unpriced for every request in the range, an estimate
+    (same tokens per request) for one priced only for some. A model without
+    requests drops out; the `or` makes "no priced tokens" 0 (so the ratio is
+    0/0 = NaN, "nothing priced"), not an empty result. by: "" or "provider".
+    """
+    agg = "sum by (%s) " % by if by else "sum"
+    req = "sum by (provider, model) (%s)" % fn(REQ)
+    return ("(%s(sum by (provider, model) (%s) * on (provider, model) (%s / (%s > 0))) "
+            "or 0 * %s(%s))" % (agg, fn(TOK), priced_requests(fn), req, agg, fn(COST)))
 
 
 # --------------------------------------------------------------------------
@@ -265,6 +307,28 @@ def barchart(ids, title, description, grid, targets, unit, x_field, transformati
                      .sort(cm.SortOrder.DESCENDING))
             .x_field(x_field).x_tick_label_rotation(0).x_tick_label_spacing(0)
             .transformations(transformations))
+
+
+def bargauge(ids, title, description, grid, targets, unit, color=None, thresholds=None,
+             decimals=None, minv=None, maxv=None, mappings=None):
+    p = _common(sdk_bargauge.Panel(), ids, title, description, grid, targets, unit,
+                color=color, thresholds=thresholds, decimals=decimals, minv=minv, maxv=maxv,
+                mappings=mappings)
+    return (p.display_mode(cm.BarGaugeDisplayMode.GRADIENT)
+            .value_mode(cm.BarGaugeValueMode.COLOR)
+            .name_placement(cm.BarGaugeNamePlacement.AUTO).show_unfilled(True)
+            .sizing(cm.BarGaugeSizing.AUTO).min_viz_width(8).min_viz_height(16)
+            .max_viz_height(300).orientation(cm.VizOrientation.HORIZONTAL)
+            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False))
+            .legend(cb.VizLegendOptions().calcs([]).display_mode(cm.LegendDisplayMode.LIST)
+                    .placement(cm.LegendPlacement.BOTTOM).show_legend(False)))
+
+
+def nan_map(text):
+    """Shows NaN (0/0: nothing happened) and null as text instead of 'NaN'."""
+    return dm.SpecialValueMap(options=dm.DashboardSpecialValueMapOptions(
+        match=dm.SpecialValueMatch.NULL_AND_NAN,
+        result=dm.ValueMappingResult(text=text, index=0)))
 
 
 def table(ids, title, description, grid, targets, unit, transformations, overrides=None,
