@@ -5,7 +5,9 @@
 #                              postgresql-15 and pg_cron, our packages through apt, a cluster,
 #                              CREATE EXTENSION ... CASCADE, self_test(), an upgrade from every
 #                              released version, the exporter scraping the cluster, --version of
-#                              the services, systemd-analyze verify of the units.
+#                              the services, systemd-analyze verify of the units, and the
+#                              root booted by systemd-nspawn (private network) to run both
+#                              services under their sandbox.
 #   packaging/test.sh host     this machine: the make-installed extension files are backed up
 #                              and removed, the package installed with dpkg, the extension
 #                              created from the packaged files alone in a private cluster, then
@@ -186,11 +188,71 @@ CONF
             tail -1 | sed "s/^/     /" || true
     done
 
+    # The units under a real systemd: the root booted by systemd-nspawn with a private
+    # network (its own loopback), the services started by systemctl with their sandbox.
+    test_boot
+
     # Removal and purge leave nothing behind.
     check "apt-get purge of every package" in_root_t 120 sh -c \
         "apt-get purge -y -qq $(for p in "${pkgs[@]}"; do dpkg-deb --field "$p" Package; done | tr '\n' ' ') >/dev/null 2>&1"
     check "no pg_usage_analytics files left" sh -c "! ls '$debroot'/usr/share/postgresql/15/extension/pg_usage_analytics* '$debroot'/etc/default/usage-analytics-* 2>/dev/null | grep -q ."
     finish
+}
+
+test_boot() {
+    command -v systemd-nspawn >/dev/null || timeout 300 apt-get install -y -qq --no-install-recommends \
+        systemd-container >/dev/null 2>&1 || { fail "systemd-nspawn not available"; return; }
+    in_root pg_ctlcluster 15 main stop -m fast >/dev/null 2>&1 || true
+    unmount_below "$debroot"
+    mv "$debroot/usr/sbin/policy-rc.d" "$debroot/policy-rc.d.off"
+    cat > "$debroot/etc/postgresql/15/main/conf.d/pkgtest.conf" <<'CONF'
+listen_addresses = 'localhost'
+CONF
+    cat > "$debroot/usr/local/sbin/pkgcheck" <<'SCRIPT'
+#!/bin/bash
+# Runs inside the booted root, then powers it off.
+exec >/pkgcheck.log 2>&1
+http() { exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$2" >&3 && timeout 5 cat <&3; exec 3<&-; }
+for i in $(seq 60); do runuser -u postgres -- psql -Atc 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done
+runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 \
+    -c "CREATE ROLE usage_exporter LOGIN PASSWORD 'pkgtest'" -c "CREATE ROLE usage_collector LOGIN PASSWORD 'pkgtest'" \
+    -c 'CREATE EXTENSION IF NOT EXISTS pg_usage_analytics CASCADE' \
+    -c 'GRANT usage_analytics_monitor TO usage_exporter' -c 'GRANT usage_analytics_writer TO usage_collector'
+for svc in exporter collector; do
+    [ -e /usr/bin/usage-analytics-$svc ] || continue
+    echo "DATABASE_URL=postgres://usage_$svc:pkgtest@127.0.0.1:5432/postgres" >> /etc/default/usage-analytics-$svc
+    systemctl start usage-analytics-$svc
+done
+sleep 3
+for svc in exporter collector; do
+    [ -e /usr/bin/usage-analytics-$svc ] || continue
+    echo "$svc: $(systemctl is-active usage-analytics-$svc)"
+    journalctl -u usage-analytics-$svc --no-pager | tail -5
+done
+echo "exporter metrics: $(http 9464 /metrics | grep -E '^ai_usage_exporter_up ')"
+[ -e /usr/bin/usage-analytics-collector ] && echo "collector health: $(http 4318 /health | head -1 | tr -d '\r')"
+echo DONE
+systemctl poweroff
+SCRIPT
+    chmod 755 "$debroot/usr/local/sbin/pkgcheck"
+    printf '[Unit]\nAfter=postgresql.service\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/pkgcheck\n' \
+        > "$debroot/etc/systemd/system/pkgcheck.service"
+    mkdir -p "$debroot/etc/systemd/system/multi-user.target.wants"
+    ln -sf /etc/systemd/system/pkgcheck.service "$debroot/etc/systemd/system/multi-user.target.wants/"
+    rm -f "$debroot/pkgcheck.log"
+    timeout 240 systemd-nspawn -q -b -D "$debroot" --private-network --register=no --keep-unit \
+        > "$debroot/tmp/nspawn.log" 2>&1 || true
+    unmount_below "$debroot" || true
+    mv "$debroot/policy-rc.d.off" "$debroot/usr/sbin/policy-rc.d"
+    rm -f "$debroot/etc/systemd/system/multi-user.target.wants/pkgcheck.service"
+    mount_root "$debroot"
+    grep -E '^(exporter|collector)|DONE' "$debroot/pkgcheck.log" 2>/dev/null | sed 's/^/     /'
+    check "booted root: usage-analytics-exporter.service active under its sandbox" grep -qx 'exporter: active' "$debroot/pkgcheck.log"
+    check "booted root: the service's /metrics says ai_usage_exporter_up 1" grep -qx 'exporter metrics: ai_usage_exporter_up 1' "$debroot/pkgcheck.log"
+    if [[ -e $debroot/usr/bin/usage-analytics-collector ]]; then
+        check "booted root: usage-analytics-collector.service active under its sandbox" grep -qx 'collector: active' "$debroot/pkgcheck.log"
+        check "booted root: the collector answers /health" grep -q '^collector health: HTTP/1.[01] ' "$debroot/pkgcheck.log"
+    fi
 }
 
 # ---------------------------------------------------------------- host test
