@@ -41,7 +41,7 @@ install-release: deps
 SQL_SOURCES := sql/roles.sql sql/schema.sql sql/identity.sql sql/counters.sql sql/audit.sql sql/admin.sql \
                sql/partitions.sql sql/queries.sql sql/rollups.sql sql/self_test.sql
 # Files new in this version: the upgrade script includes them whole.
-NEW_SQL_SOURCES := sql/price_catalog.sql sql/budgets.sql
+NEW_SQL_SOURCES := sql/price_catalog.sql sql/budgets.sql sql/retention.sql sql/collector.sql sql/explorer.sql
 CURRENT_UPGRADE := sql/upgrades/pg_usage_analytics--0.1.0--$(VERSION).sql
 upgrade-script:
 	python3 scripts/upgrade_functions.py $(CURRENT_UPGRADE) $(SQL_SOURCES) --new $(NEW_SQL_SOURCES)
@@ -87,7 +87,7 @@ pgrx-test: deps
 
 ## integration: tests/ against a cluster the tests start (pg_cron preloaded).
 integration: install
-	cargo build -p usage-analytics-exporter
+	cargo build -p usage-analytics-exporter -p usage-analytics-collector
 	cargo test -p integration-tests -- --test-threads=2
 
 grafana-test: deps

@@ -26,11 +26,14 @@ try:
 except ImportError:
     sys.exit("grafana-foundation-sdk is missing: pip install -r grafana/requirements.txt")
 
-from dashgen import agents, overview  # noqa: E402
+from dashgen import agents, overview, records  # noqa: E402
 
 DASHBOARDS = {
     "usage-overview.json": overview.overview,
     "agent-performance.json": agents.agents,
+    # PostgreSQL-backed, in a subdirectory: lint_dashboards.py and e2e_queries.py
+    # (Prometheus checks) read dashboards/*.json only.
+    "postgresql/usage-records.json": records.records,
 }
 
 
@@ -58,7 +61,7 @@ def main():
             except FileNotFoundError:
                 stale.append(path)
         else:
-            os.makedirs(args.dir, exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text)
             print("wrote %s" % os.path.relpath(path))

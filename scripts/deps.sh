@@ -27,14 +27,17 @@ if ! grep -qs "^pg15 *= *\"$pg_config\"" "$pgrx_home/config.toml"; then
     cargo pgrx init --pg15="$pg_config"
 fi
 
-# Python packages of the Grafana bundle's generator and tests (pinned versions).
-requirements="$(dirname "${BASH_SOURCE[0]}")/../grafana/requirements.txt"
-if ! python3 - "$requirements" 2>/dev/null <<'EOF'; then
+# Python packages (pinned): the Grafana bundle's generator and tests, and the
+# real OpenTelemetry SDK the collector's tests send spans with.
+for requirements in grafana/requirements.txt tests/otel/requirements.txt; do
+    path="$(dirname "${BASH_SOURCE[0]}")/../$requirements"
+    if ! python3 - "$path" 2>/dev/null <<'EOF'; then
 import sys
 from importlib.metadata import version
 pins = [l.split("#")[0].strip().split("==") for l in open(sys.argv[1])]
 sys.exit(any(version(name) != pinned for name, pinned in (p for p in pins if p != [""])))
 EOF
-    echo "deps: pip install -r grafana/requirements.txt"
-    python3 -m pip install --quiet --disable-pip-version-check -r "$requirements"
-fi
+        echo "deps: pip install -r $requirements"
+        python3 -m pip install --quiet --disable-pip-version-check -r "$path"
+    fi
+done

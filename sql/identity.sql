@@ -10,6 +10,21 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics.is_admin FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.is_admin TO PUBLIC;
 
+-- Whether this session reads every user's
+-- rows: admins and auditors. Only picks the fastest exact source (the
+-- system-wide per-day tables); what a session may read is still decided by
+-- privileges and row-level security. is_admin() stays false for auditors.
+CREATE FUNCTION usage_analytics._sees_all()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+    SELECT usage_analytics.is_admin()
+        OR pg_has_role(usage_analytics.acting_role(), 'usage_analytics_auditor', 'MEMBER')
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._sees_all FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._sees_all TO PUBLIC;
+
 CREATE FUNCTION usage_analytics.current_user_id()
 RETURNS uuid
 LANGUAGE plpgsql STABLE SECURITY DEFINER

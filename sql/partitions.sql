@@ -80,6 +80,7 @@ BEGIN
             EXECUTE format('ALTER TABLE usage_analytics.agent_usage_detailed ATTACH PARTITION usage_analytics.%I '
                            'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
             PERFORM usage_analytics._hide_statistics(format('usage_analytics.%I', part)::regclass);
+            PERFORM usage_analytics._hide_index_statistics(format('usage_analytics.%I', part)::regclass);
             EXECUTE format('REVOKE ALL ON usage_analytics.%I FROM PUBLIC', part);
             IF EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_class'::regclass

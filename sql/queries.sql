@@ -2,9 +2,43 @@
 -- through the one Rust parser (the _filter_* accessors), and every function
 -- runs as its caller, so row-level security applies as to a plain SELECT.
 
--- Whether a usage row matches a filter document. The planner inlines this
--- and, the document being constant in every caller, folds the accessors to
--- constants: absent keys vanish, present ones become index conditions.
+-- Fast `search` (case-insensitive substring of agent_id, agent_name, model
+-- or error_message) for rare terms as well as common ones.
+--
+-- Every partition carries a trigram GIN index (pg_trgm, required by the
+-- control file) over the four columns joined by spaces: _search_text(). The
+-- planner uses it for `_search_text(u) ILIKE '%term%'`, which _usage_matches
+-- adds to the four ILIKEs it always had. Whatever a column matches, the
+-- joined text matches too (the pattern is always '%…%'), so the extra
+-- condition removes no row; the four ILIKEs still decide, so a term that
+-- would only match across the separator (say 'coder gpt') matches nothing,
+-- exactly as before.
+--
+-- Pages (get_usage_records) need both access paths: a common term finds
+-- its newest matches at once by walking the ("timestamp", id) index
+-- backwards, while a rare one would walk the whole table that way and is
+-- found through the trigram index instead. The planner cannot tell them
+-- apart (no column of the usage table keeps statistics: see
+-- _hide_statistics), so get_usage_records looks first at the newest rows
+-- matching the other filters (a bounded probe, _search_probe_rows): when
+-- they hold the page, it is read along the timestamp index; otherwise
+-- through the trigram index.
+
+
+-- The search condition itself, as queries.sql always had it: the pattern
+-- ('%term%', from _filter_text(filters, 'search')) in any of the four columns.
+CREATE FUNCTION usage_analytics._search_matches(agent_id text, agent_name text, model text, error_message text,
+                                                pattern text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT agent_id ILIKE pattern OR agent_name ILIKE pattern OR model ILIKE pattern OR error_message ILIKE pattern
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._search_matches FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_matches TO PUBLIC;
+
+-- _usage_matches as in queries.sql, with the indexable condition added to
+-- the search clause.
 CREATE FUNCTION usage_analytics._usage_matches(u usage_analytics.agent_usage_detailed, filters jsonb)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -28,10 +62,10 @@ SELECT (usage_analytics._filter_timestamp(filters, 'start_date') IS NULL
    AND (usage_analytics._filter_success(filters) IS NULL
         OR u.success = usage_analytics._filter_success(filters))
    AND (usage_analytics._filter_text(filters, 'search') IS NULL
-        OR u.agent_id ILIKE usage_analytics._filter_text(filters, 'search')
-        OR u.agent_name ILIKE usage_analytics._filter_text(filters, 'search')
-        OR u.model ILIKE usage_analytics._filter_text(filters, 'search')
-        OR u.error_message ILIKE usage_analytics._filter_text(filters, 'search'))
+        OR usage_analytics._search_text(u.agent_id, u.agent_name, u.model, u.error_message)
+               ILIKE usage_analytics._filter_text(filters, 'search')
+           AND usage_analytics._search_matches(u.agent_id, u.agent_name, u.model, u.error_message,
+                                           usage_analytics._filter_text(filters, 'search')))
    AND (usage_analytics._filter_timestamp(filters, 'after_timestamp') IS NULL
         OR (u."timestamp", u.id) < (usage_analytics._filter_timestamp(filters, 'after_timestamp'),
                                     coalesce(usage_analytics._filter_uuid(filters, 'after_id'),
@@ -58,14 +92,30 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._rollup_matches FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._rollup_matches TO PUBLIC;
 
--- Newest first, ties broken by id, so consecutive pages tile the result.
--- For deep pages, pass the last row's position as after_timestamp/after_id
--- (keyset pagination) instead of a large offset.
+-- Newest rows probed before a search page is read: 20 pages' worth (at
+-- least 1000), so a term in about 1 row of 20 or more is read along the
+-- timestamp index, and a rarer one costs the probe plus its few matches.
+CREATE FUNCTION usage_analytics._search_probe_rows("limit" integer, "offset" integer)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT least(greatest(("limit"::bigint + "offset") * 20, 1000), 100000) $$;
+REVOKE ALL ON FUNCTION usage_analytics._search_probe_rows FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_probe_rows TO PUBLIC;
+
+-- get_usage_records as in queries.sql, with the search route: when the
+-- newest _search_probe_rows rows matching the other filters hold the page
+-- (a common term), it is read from them along the ("timestamp", id) index;
+-- otherwise (a rare term) the filters, search included, are planned as
+-- before and the trigram index finds the few matches. Both routes return
+-- exactly the rows _usage_matches selects, in the same order.
 CREATE FUNCTION usage_analytics.get_usage_records(filters jsonb DEFAULT '{}', "limit" integer DEFAULT 100,
-                                                  "offset" integer DEFAULT 0)
+                                                             "offset" integer DEFAULT 0)
 RETURNS SETOF usage_analytics.agent_usage_detailed
 LANGUAGE plpgsql STABLE
 AS $$
+DECLARE
+    pattern text;
+    hits    bigint;
 BEGIN
     IF "limit" IS NULL OR "limit" < 0 THEN
         RAISE EXCEPTION 'get_usage_records: "limit" must be >= 0, got %', coalesce("limit"::text, 'NULL')
@@ -76,13 +126,43 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM usage_analytics.check_filters(filters);
+    filters := coalesce(filters, '{}'::jsonb);
+    pattern := usage_analytics._filter_text(filters, 'search');
+    IF pattern IS NOT NULL AND "limit" > 0 THEN
+        -- Stops as soon as the page's rows are found among the newest rows.
+        EXECUTE
+            'SELECT count(*) FROM (
+                SELECT 1 FROM (SELECT u.agent_id, u.agent_name, u.model, u.error_message
+                                 FROM usage_analytics.agent_usage_detailed u
+                                WHERE usage_analytics._usage_matches(u, $1)
+                                ORDER BY u."timestamp" DESC, u.id DESC
+                                LIMIT $3) r
+                 WHERE usage_analytics._search_matches(r.agent_id, r.agent_name, r.model, r.error_message, $2)
+                 LIMIT $4) hits'
+            INTO hits
+            USING filters - 'search', pattern, usage_analytics._search_probe_rows("limit", "offset"),
+                  "limit"::bigint + "offset";
+        IF hits >= "limit"::bigint + "offset" THEN
+            RETURN QUERY EXECUTE
+                'SELECT r.* FROM (SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                                   WHERE usage_analytics._usage_matches(u, $1)
+                                   ORDER BY u."timestamp" DESC, u.id DESC
+                                   LIMIT $5) r
+                  WHERE usage_analytics._search_matches(r.agent_id, r.agent_name, r.model, r.error_message, $4)
+                  ORDER BY r."timestamp" DESC, r.id DESC
+                  LIMIT $2 OFFSET $3'
+                USING filters - 'search', "limit", "offset", pattern,
+                      usage_analytics._search_probe_rows("limit", "offset");
+            RETURN;
+        END IF;
+    END IF;
     -- EXECUTE plans with the actual filter document, so it folds to constants.
     RETURN QUERY EXECUTE
         'SELECT u.* FROM usage_analytics.agent_usage_detailed u
           WHERE usage_analytics._usage_matches(u, $1)
           ORDER BY u."timestamp" DESC, u.id DESC
           LIMIT $2 OFFSET $3'
-        USING coalesce(filters, '{}'::jsonb), "limit", "offset";
+        USING filters, "limit", "offset";
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.get_usage_records FROM PUBLIC;
@@ -123,9 +203,10 @@ GRANT EXECUTE ON FUNCTION usage_analytics.usage_export TO PUBLIC;
 --    rollup + those raw rows = the day. Late rows inside the covered part
 --    break the equation and the day is read raw.
 -- Reads only bookkeeping and counts across all users, hence SECURITY
--- DEFINER; callers other than admins get fresh days only, so it reveals no
--- other user's timestamps (a day reads as stale when anyone's rows changed
--- since its rollup: the one bit a reader can learn).
+-- DEFINER; callers that do not see every user's rows (neither admins nor
+-- auditors) get fresh days only, so it reveals no other user's timestamps
+-- (a day reads as stale when anyone's rows changed since its rollup: the
+-- one bit a reader can learn).
 CREATE FUNCTION usage_analytics._rollup_coverage(from_day date, to_day date)
 RETURNS TABLE (day date, covered_until timestamptz, partial boolean)
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -141,7 +222,7 @@ AS $$
      WHERE s.day BETWEEN from_day AND to_day
        AND s.source_changes = c.changes
        AND (s.source_requests = c.recorded
-            OR usage_analytics.is_admin()
+            OR usage_analytics._sees_all()
                AND s.max_timestamp IS NOT NULL
                AND s.source_requests + (SELECT count(*) FROM usage_analytics.agent_usage_detailed u
                                          WHERE u."timestamp" > s.max_timestamp
@@ -466,10 +547,31 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._summary_groups FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._summary_groups TO PUBLIC;
 
--- Totals and breakdowns; equal to the raw rows at every moment. Admins
+-- The summary's inputs for one (checked) filter document, from the fastest
+-- exact source: sessions that see every user's rows (admins, auditors)
 -- filtering only by date read the per-day tables (_summary_system);
 -- everyone else reads rollups and raw rows under row-level security
--- (_summary_groups). Both feed one document (_summary_json).
+-- (_summary_groups).
+CREATE FUNCTION usage_analytics._summary_parts(filters jsonb, OUT dims jsonb, OUT users jsonb)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    parts record;
+BEGIN
+    IF usage_analytics._filter_dates_only(filters) AND usage_analytics._sees_all() THEN
+        parts := usage_analytics._summary_system(filters);
+    ELSE
+        parts := usage_analytics._summary_groups(filters);
+    END IF;
+    dims := parts.dims;
+    users := parts.users;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._summary_parts FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._summary_parts TO PUBLIC;
+
+-- Totals and breakdowns; equal to the raw rows at every moment. Both
+-- sources (see _summary_parts) feed one document (_summary_json).
 CREATE FUNCTION usage_analytics.get_usage_summary(filters jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -479,45 +581,35 @@ DECLARE
 BEGIN
     filters := coalesce(filters, '{}');
     PERFORM usage_analytics.check_filters(filters);
-    IF usage_analytics._filter_dates_only(filters) AND usage_analytics.is_admin() THEN
-        parts := usage_analytics._summary_system(filters);
-    ELSE
-        parts := usage_analytics._summary_groups(filters);
-    END IF;
+    parts := usage_analytics._summary_parts(filters);
     RETURN usage_analytics._summary_json(parts.dims, parts.users);
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.get_usage_summary FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.get_usage_summary TO PUBLIC;
 
--- Usage per day, ISO week (Monday) or month, UTC; from the same sources as
--- get_usage_summary, with the same efficiency figures per period.
-CREATE FUNCTION usage_analytics.usage_trend(granularity text, filters jsonb DEFAULT '{}')
-RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
-               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric,
-               cache_read_tokens bigint, cache_write_tokens bigint, reasoning_tokens bigint,
-               cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
-               tokens_per_usd numeric)
+-- Usage per UTC day for one (checked) filter document, the trend's input:
+-- sessions that see every user's rows filtering only by date read whole
+-- days from usage_daily_totals and the range's edges raw (as
+-- _summary_system); everyone else reads rollups where fresh and raw rows
+-- elsewhere (as _summary_groups), under row-level security. Sums as
+-- numeric; a day whose rows were all deleted may sum to zero.
+CREATE FUNCTION usage_analytics._trend_days(filters jsonb)
+RETURNS TABLE (day date, requests numeric, successful numeric, input_tokens numeric, output_tokens numeric,
+               cost numeric, unpriced numeric, rt_sum numeric, rt_count numeric, cache_read numeric,
+               cache_write numeric, reasoning numeric, cache_savings numeric, priced_tokens numeric)
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    plan  record;
-    facts text;
+    plan      record;
+    facts     text;
     first_day date;
     last_day  date;
     fresh     date[];
     raw_lo    timestamptz[];
     raw_hi    timestamptz[];
 BEGIN
-    IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
-        RAISE EXCEPTION 'usage_trend: granularity must be day, week or month, got %',
-            coalesce(quote_literal(granularity), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    filters := coalesce(filters, '{}');
-    PERFORM usage_analytics.check_filters(filters);
-    IF usage_analytics._filter_dates_only(filters) AND usage_analytics.is_admin() THEN
-        -- Whole days from the per-day totals, edge days raw (as _summary_system).
+    IF usage_analytics._filter_dates_only(filters) AND usage_analytics._sees_all() THEN
         plan := usage_analytics._whole_days(filters);
         first_day := plan.first_day;
         last_day := plan.last_day;
@@ -535,7 +627,6 @@ BEGIN
                    f.reasoning_tokens, f.cache_savings_usd, f.priced_tokens
               FROM usage_analytics._usage_facts($1, '{}', $4, $5) f$q$;
     ELSE
-        -- Rollups where fresh, raw rows elsewhere (as _summary_groups).
         plan := usage_analytics._usage_fact_plan(filters);
         fresh := plan.fresh;
         raw_lo := plan.raw_lo;
@@ -544,24 +635,74 @@ BEGIN
             SELECT f.day, f.requests, f.successful, f.input_tokens, f.output_tokens, f.cost_usd, f.unpriced,
                    f.response_time_sum_ms, f.response_time_count, f.cache_read_tokens, f.cache_write_tokens,
                    f.reasoning_tokens, f.cache_savings_usd, f.priced_tokens
-              FROM usage_analytics._usage_facts($1, $7, $4, $5) f$q$;
+              FROM usage_analytics._usage_facts($1, $6, $4, $5) f$q$;
     END IF;
+    -- EXECUTE plans with the actual documents, so the filters fold into
+    -- partition pruning and index conditions.
     RETURN QUERY EXECUTE format($q$
-        SELECT date_trunc($6, x.day::timestamp) AT TIME ZONE 'UTC',
-               sum(x.requests)::bigint, sum(x.successful)::bigint,
-               sum(x.input_tokens)::bigint, sum(x.output_tokens)::bigint, sum(x.cost),
-               CASE WHEN sum(x.rt_count) > 0 THEN sum(x.rt_sum)::numeric / sum(x.rt_count) END,
-               sum(x.cache_read)::bigint, sum(x.cache_write)::bigint, sum(x.reasoning)::bigint,
-               sum(x.cache_savings), sum(x.unpriced)::bigint,
-               CASE WHEN sum(x.requests) > sum(x.unpriced) THEN sum(x.cost) / (sum(x.requests) - sum(x.unpriced)) END,
-               CASE WHEN sum(x.cost) > 0 THEN sum(x.priced_tokens) / sum(x.cost) END
+        SELECT x.day, sum(x.requests), sum(x.successful), sum(x.input_tokens), sum(x.output_tokens), sum(x.cost),
+               sum(x.unpriced), sum(x.rt_sum), sum(x.rt_count), sum(x.cache_read), sum(x.cache_write),
+               sum(x.reasoning), sum(x.cache_savings), sum(x.priced_tokens)
           FROM (%s) AS x (day, requests, successful, input_tokens, output_tokens, cost, unpriced, rt_sum, rt_count,
                           cache_read, cache_write, reasoning, cache_savings, priced_tokens)
          GROUP BY 1
-        HAVING sum(x.requests) <> 0
-         ORDER BY 1
-    $q$, facts) USING filters, first_day, last_day, raw_lo, raw_hi, lower(granularity), fresh;
+    $q$, facts) USING filters, first_day, last_day, raw_lo, raw_hi, fresh;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._trend_days FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._trend_days TO PUBLIC;
+
+-- The trend of the union of the rows of several (checked, disjoint) filter
+-- documents, per day, ISO week (Monday) or month (granularity lower-case):
+-- usage_trend's rows for one document, the explorer's for several. A
+-- period whose rows were all deleted is no period.
+CREATE FUNCTION usage_analytics._trend_rows(granularity text, docs jsonb[])
+RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
+               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric,
+               cache_read_tokens bigint, cache_write_tokens bigint, reasoning_tokens bigint,
+               cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
+               tokens_per_usd numeric)
+LANGUAGE sql STABLE
+AS $$
+    SELECT date_trunc(granularity, d.day::timestamp) AT TIME ZONE 'UTC',
+           sum(d.requests)::bigint, sum(d.successful)::bigint,
+           sum(d.input_tokens)::bigint, sum(d.output_tokens)::bigint, sum(d.cost),
+           CASE WHEN sum(d.rt_count) > 0 THEN sum(d.rt_sum) / sum(d.rt_count) END,
+           sum(d.cache_read)::bigint, sum(d.cache_write)::bigint, sum(d.reasoning)::bigint,
+           sum(d.cache_savings), sum(d.unpriced)::bigint,
+           CASE WHEN sum(d.requests) > sum(d.unpriced) THEN sum(d.cost) / (sum(d.requests) - sum(d.unpriced)) END,
+           CASE WHEN sum(d.cost) > 0 THEN sum(d.priced_tokens) / sum(d.cost) END
+      FROM unnest(docs) AS f (doc)
+     CROSS JOIN LATERAL usage_analytics._trend_days(f.doc) AS d
+     GROUP BY 1
+    HAVING sum(d.requests) <> 0
+     ORDER BY 1
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._trend_rows FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._trend_rows TO PUBLIC;
+
+-- Usage per day, ISO week (Monday) or month, UTC; from the same sources as
+-- get_usage_summary (see _trend_days), with the same efficiency figures per
+-- period.
+CREATE FUNCTION usage_analytics.usage_trend(granularity text, filters jsonb DEFAULT '{}')
+RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
+               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric,
+               cache_read_tokens bigint, cache_write_tokens bigint, reasoning_tokens bigint,
+               cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
+               tokens_per_usd numeric)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
+        RAISE EXCEPTION 'usage_trend: granularity must be day, week or month, got %',
+            coalesce(quote_literal(granularity), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    filters := coalesce(filters, '{}');
+    PERFORM usage_analytics.check_filters(filters);
+    RETURN QUERY SELECT * FROM usage_analytics._trend_rows(lower(granularity), ARRAY[filters]);
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.usage_trend FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.usage_trend TO PUBLIC;
+

@@ -7,6 +7,8 @@
 --  * usage_analytics_writer records usage (track_detailed_usage, INSERT) and reads nothing;
 --  * usage_analytics_reader reads its own user's rows;
 --  * usage_analytics_monitor reads the exporter's aggregates (no usage rows);
+--  * usage_analytics_auditor reads every user's rows and rollups, changes nothing
+--    (read-only tools such as Grafana's PostgreSQL data source);
 --  * usage_analytics_app    marks a trusted application connection, which may
 --    say which end user it acts for (see current_user_id()).
 -- The end user a session acts for is current_user_id(): a role mapped in
@@ -21,7 +23,7 @@ CREATE FUNCTION usage_analytics._group_roles() RETURNS name[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT ARRAY['usage_analytics_admin', 'usage_analytics_writer', 'usage_analytics_reader',
-                 'usage_analytics_monitor', 'usage_analytics_app']::name[]
+                 'usage_analytics_monitor', 'usage_analytics_app', 'usage_analytics_auditor']::name[]
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._group_roles FROM PUBLIC;
 
@@ -42,4 +44,5 @@ END;
 $$;
 
 GRANT USAGE ON SCHEMA usage_analytics
-    TO usage_analytics_admin, usage_analytics_writer, usage_analytics_reader, usage_analytics_monitor;
+    TO usage_analytics_admin, usage_analytics_writer, usage_analytics_reader, usage_analytics_monitor,
+       usage_analytics_auditor;

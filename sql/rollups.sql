@@ -27,6 +27,12 @@ BEGIN
         RAISE EXCEPTION 'rollup_daily: day must be a finite date, got %', target
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- A day whose partition retention removed keeps the rollup it had: its
+    -- rows are gone, and rebuilding would write an empty day.
+    IF EXISTS (SELECT 1 FROM usage_analytics.retention_policy p
+                WHERE target < (p.removed_before AT TIME ZONE 'UTC')::date) THEN
+        RETURN 0;
+    END IF;
     lo := target::timestamp AT TIME ZONE 'UTC';
     hi := (target + 1)::timestamp AT TIME ZONE 'UTC';
     INSERT INTO usage_analytics.rollup_state (day, rolled_at, source_requests, rows_written)
@@ -189,7 +195,8 @@ GRANT EXECUTE ON FUNCTION usage_analytics.rollup_range TO usage_analytics_admin;
 
 -- What the scheduled job runs (CALL usage_analytics.run_maintenance()):
 -- partitions ahead, yesterday's and today's rollups, then folding the
--- bookkeeping of exited backends and expired budget reservations. Each step commits on its own, so the
+-- bookkeeping of exited backends and expired budget reservations, and
+-- the retention policy (whole months, after they are rolled up). Each step commits on its own, so the
 -- short locks of partition creation are never held through a rollup, and a
 -- failing step does not undo the others. A procedure (transaction control),
 -- so it runs as its caller; every step it calls checks its own rights.
@@ -206,6 +213,8 @@ BEGIN
     PERFORM usage_analytics._compact_bookkeeping();
     COMMIT;
     PERFORM usage_analytics.budget_maintenance();
+    COMMIT;
+    PERFORM usage_analytics.apply_retention();
     COMMIT;
 END;
 $$;
@@ -227,6 +236,7 @@ BEGIN
     written := usage_analytics.rollup_range((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date);
     PERFORM usage_analytics._compact_bookkeeping();
     PERFORM usage_analytics.budget_maintenance();
+    PERFORM usage_analytics.apply_retention();
     RETURN written;
 END;
 $$;

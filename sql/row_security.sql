@@ -69,3 +69,25 @@ GRANT SELECT ON usage_analytics.system_analytics, usage_analytics.admin_audit_lo
 GRANT INSERT, UPDATE, DELETE ON usage_analytics.model_pricing, usage_analytics.provider_default_model,
                                 usage_analytics.user_role_map
     TO usage_analytics_admin;
+
+-- The auditor (read-only tools such as Grafana's PostgreSQL data source):
+-- every user's rows, the rollups and the per-day tables the fast paths
+-- read, and nothing else: no INSERT, UPDATE or DELETE anywhere, no
+-- admin_audit_log, no rollup_state (read only by the SECURITY DEFINER
+-- _rollup_coverage). The read functions are executable by PUBLIC already.
+CREATE POLICY auditor_all ON usage_analytics.agent_usage_detailed FOR SELECT TO usage_analytics_auditor
+    USING (true);
+CREATE POLICY auditor_all ON usage_analytics.agent_performance_metrics FOR SELECT TO usage_analytics_auditor
+    USING (true);
+CREATE POLICY auditor_read ON usage_analytics.system_analytics FOR SELECT TO usage_analytics_auditor
+    USING (true);
+CREATE POLICY auditor_read ON usage_analytics.usage_daily_totals FOR SELECT TO usage_analytics_auditor
+    USING (true);
+CREATE POLICY auditor_read ON usage_analytics.usage_daily_user FOR SELECT TO usage_analytics_auditor
+    USING (true);
+CREATE POLICY auditor_read ON usage_analytics.usage_counters FOR SELECT TO usage_analytics_auditor
+    USING (true);
+GRANT SELECT ON usage_analytics.agent_usage_detailed, usage_analytics.agent_performance_metrics,
+                usage_analytics.system_analytics, usage_analytics.usage_daily_totals,
+                usage_analytics.usage_daily_user, usage_analytics.usage_counters
+    TO usage_analytics_auditor;

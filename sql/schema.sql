@@ -77,6 +77,76 @@ CREATE INDEX agent_usage_detailed_default_user_id_timestamp_idx
 CREATE INDEX agent_usage_detailed_default_agent_id_timestamp_idx
     ON usage_analytics.agent_usage_detailed_default (agent_id, "timestamp");
 
+-- A trigram index for `search` (see _usage_matches in queries.sql): its
+-- expression is _search_text(), defined here with the index.
+-- The text the trigram index covers. IMMUTABLE and inlined: the index
+-- expression and the query's expression are then the same expression.
+CREATE FUNCTION usage_analytics._search_text(agent_id text, agent_name text, model text, error_message text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(agent_id, '') || ' ' || coalesce(agent_name, '') || ' ' || coalesce(model, '') || ' '
+           || coalesce(error_message, '')
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._search_text FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_text TO PUBLIC;
+
+-- No planner statistics on the index's expression either: ANALYZE would
+-- otherwise sample the joined text of every user into the index's
+-- statistics, which EXPLAIN estimates reveal (see _hide_statistics).
+-- ensure_partitions calls this for every new partition (LIKE … INCLUDING
+-- INDEXES does not copy an index column's statistics target).
+CREATE FUNCTION usage_analytics._hide_index_statistics(rel regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    idx regclass;
+    col smallint;
+BEGIN
+    FOR idx, col IN SELECT i.indexrelid::regclass, a.attnum
+                      FROM pg_index i
+                      JOIN pg_attribute a ON a.attrelid = i.indexrelid AND a.attnum > 0
+                     WHERE i.indrelid = rel AND i.indkey[a.attnum - 1] = 0 LOOP
+        EXECUTE format('ALTER INDEX %s ALTER COLUMN %s SET STATISTICS 0', idx, col);
+    END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._hide_index_statistics FROM PUBLIC;
+
+-- The trigram index on one partition (the default partition gets it at
+-- install; monthly partitions copy it from there with LIKE … INCLUDING
+-- INDEXES). Unnamed, so it is named as those copies are:
+-- <partition>__search_text_idx.
+CREATE FUNCTION usage_analytics._create_search_index(rel regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    opclass text := (SELECT format('%I.%I', n.nspname, o.opcname)
+                       FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace
+                      WHERE o.opcname = 'gin_trgm_ops');
+BEGIN
+    IF opclass IS NULL THEN
+        RAISE EXCEPTION 'the search index needs the pg_trgm extension'
+            USING ERRCODE = 'undefined_object', HINT = 'CREATE EXTENSION pg_trgm;';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_index i
+                    WHERE i.indrelid = rel AND pg_get_indexdef(i.indexrelid) LIKE '%gin_trgm_ops%') THEN
+        -- A small pending list: every search reads it whole until (auto)vacuum
+        -- merges it into the index (the default, 4 MB, is ~500 pages a query).
+        EXECUTE format('CREATE INDEX ON %s USING gin '
+                       '(usage_analytics._search_text(agent_id, agent_name, model, error_message) %s) '
+                       'WITH (gin_pending_list_limit = 256)',
+                       rel, opclass);
+    END IF;
+    PERFORM usage_analytics._hide_index_statistics(rel);
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._create_search_index FROM PUBLIC;
+
+SELECT usage_analytics._create_search_index('usage_analytics.agent_usage_detailed_default');
+
 -- No planner statistics on columns that carry users' values: row-level
 -- security does not stop EXPLAIN's estimates (built from histograms and
 -- most-common values) from revealing other users' values. Every column but

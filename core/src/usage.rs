@@ -230,10 +230,29 @@ pub fn detect_shape(usage: &Value) -> Result<UsageShape, UsageError> {
             Some(_) => {}
         }
     }
-    if let Some((shape, _)) = found {
+    let shared = ["input_tokens", "output_tokens", "total_tokens"];
+    if let Some((shape, first)) = found {
+        // input_tokens/output_tokens belong to the canonical, Responses and
+        // Anthropic shapes: beside another shape's keys they are a second,
+        // conflicting count, never to be silently dropped.
+        let own_shared = matches!(
+            shape,
+            UsageShape::Canonical | UsageShape::OpenAiResponses | UsageShape::Anthropic
+        );
+        if let Some(key) = object
+            .keys()
+            .find(|k| !own_shared && shared[..2].contains(&k.as_str()))
+        {
+            return Err(UsageError::new(
+                key.as_str(),
+                format!(
+                    "is not a {} key, but \"{first}\" is: one document cannot mix shapes",
+                    shape.name()
+                ),
+            ));
+        }
         return Ok(shape);
     }
-    let shared = ["input_tokens", "output_tokens", "total_tokens"];
     if object.keys().all(|k| shared.contains(&k.as_str())) {
         if object.contains_key("total_tokens") {
             return Ok(UsageShape::OpenAiResponses);
@@ -797,6 +816,16 @@ mod tests {
         assert!(e.message.contains("cannot mix shapes"), "{e}");
         let e = err(json!({"cache_read_tokens": 1, "input_tokens_details": {}}));
         assert!(e.message.contains("cannot mix shapes"), "{e}");
+        // A shared key beside a shape that does not use it is a second count.
+        for doc in [
+            json!({"prompt_tokens": 10, "input_tokens": 20}),
+            json!({"promptTokenCount": 20, "input_tokens": 10}),
+            json!({"gen_ai.usage.input_tokens": 10, "output_tokens": 20}),
+        ] {
+            let e = err(doc);
+            assert!(e.key == "input_tokens" || e.key == "output_tokens", "{e}");
+            assert!(e.message.contains("cannot mix shapes"), "{e}");
+        }
     }
 
     #[test]

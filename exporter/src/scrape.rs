@@ -325,9 +325,9 @@ mod tests {
     fn plans_follow_the_tiers() {
         let opts = Options { top_users: 10 };
         let (every, queries) = plan(Tier::EveryScrape, &opts);
-        assert_eq!(every, [find("usage_counters"), find("rollup")]);
-        assert_eq!(queries.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(every, [find("usage_counters"), find("rollup"), find("repriced")]);
+        assert_eq!(queries.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1, 1]);
         let (cached, _) = plan(Tier::Cached, &opts);
-        assert_eq!(cached, [find("active_users"), find("top_users")]);
+        assert_eq!(cached, [find("active_users"), find("top_users"), find("budgets")]);
     }
 }

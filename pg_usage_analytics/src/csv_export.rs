@@ -26,6 +26,8 @@ fn refuse_large_export(limit: &str) -> ! {
 
 /// The export's columns and whether each is free text (neutralised against
 /// spreadsheet formulas) or a value Postgres formatted.
+/// How many of EXPORT_COLUMNS a 0.1.0 table has.
+const EXPORT_COLUMNS_0_1: usize = 18;
 const EXPORT_COLUMNS: &[(&str, Cell)] = &[
     ("id", Cell::Value),
     ("user_id", Cell::Value),
@@ -64,7 +66,14 @@ fn export_usage_csv(filters: default!(Option<FiltersArg>, "'{}'")) -> String {
     let filters = JsonB(filters.0);
     // The timestamp (formatted here) and every other column's text output
     // as one array: a row is then deconstructed once, not walked per column.
-    let text_columns: Vec<String> = EXPORT_COLUMNS
+    // A 0.1.0 database (library replaced before ALTER EXTENSION … UPDATE)
+    // exports the columns it has.
+    let export_columns = if crate::usage::table_has_token_classes() {
+        EXPORT_COLUMNS
+    } else {
+        &EXPORT_COLUMNS[..EXPORT_COLUMNS_0_1]
+    };
+    let text_columns: Vec<String> = export_columns
         .iter()
         .filter(|(name, _)| *name != "timestamp")
         .map(|(name, _)| format!("{name}::text"))
@@ -74,14 +83,14 @@ fn export_usage_csv(filters: default!(Option<FiltersArg>, "'{}'")) -> String {
         text_columns.join(", "),
         MAX_CSV_EXPORT_ROWS + 1
     );
-    let timestamp_index = EXPORT_COLUMNS
+    let timestamp_index = export_columns
         .iter()
         .position(|(name, _)| *name == "timestamp")
         .unwrap();
     let mut out = String::new();
     push_record(
         &mut out,
-        EXPORT_COLUMNS.iter().map(|(name, _)| (Some(*name), Cell::Value)),
+        export_columns.iter().map(|(name, _)| (Some(*name), Cell::Value)),
     );
     let mut rows: i64 = 0;
     let mut timestamp = String::with_capacity(32);
@@ -106,9 +115,8 @@ fn export_usage_csv(filters: default!(Option<FiltersArg>, "'{}'")) -> String {
                 }
                 let texts = row.get::<pgrx::Array<&str>>(2)?.expect("ARRAY[] is never NULL");
                 let mut texts = texts.iter();
-                let mut fields: [(Option<&str>, Cell); EXPORT_COLUMNS.len()] =
-                    [(None, Cell::Value); EXPORT_COLUMNS.len()];
-                for (i, (_, kind)) in EXPORT_COLUMNS.iter().enumerate() {
+                let mut fields: Vec<(Option<&str>, Cell)> = vec![(None, Cell::Value); export_columns.len()];
+                for (i, (_, kind)) in export_columns.iter().enumerate() {
                     let value = if i == timestamp_index {
                         Some(timestamp.as_str()).filter(|t| !t.is_empty())
                     } else {

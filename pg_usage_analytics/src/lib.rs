@@ -62,7 +62,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/partitions.sql",
     name = "partitions",
-    requires = ["schema", "counters"]
+    requires = ["schema", "counters", "queries"]
 );
 extension_sql_file!(
     "../../sql/queries.sql",
@@ -104,6 +104,21 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!(
+    "../../sql/explorer.sql",
+    name = "explorer",
+    requires = ["queries", "identity", "counters"]
+);
+extension_sql_file!(
+    "../../sql/collector.sql",
+    name = "collector",
+    requires = ["schema", "admin", "audit", "counters"]
+);
+extension_sql_file!(
+    "../../sql/retention.sql",
+    name = "retention",
+    requires = ["schema", "counters", "identity", "admin", "rollups", "partitions"]
+);
+extension_sql_file!(
     "../../sql/budgets.sql",
     name = "budgets",
     requires = [
@@ -129,7 +144,10 @@ extension_sql_file!(
         "rollups",
         "self_test",
         "price_catalog",
-        "budgets"
+        "budgets",
+        "retention",
+        "collector",
+        "explorer"
     ]
 );
 extension_sql_file!("../../sql/pg_dump.sql", name = "pg_dump", finalize);

@@ -174,14 +174,35 @@ fn rates(prices: &[Option<String>], threshold: Option<i32>) -> Result<ModelRates
     Ok(rates)
 }
 
+/// Whether model_pricing has the 0.2 columns (tiers, classes). A 0.1.0
+/// database whose library a package upgrade replaced before ALTER
+/// EXTENSION … UPDATE has only input and output prices: they are read as
+/// the standard tier, so pricing goes on.
+fn pricing_has_classes() -> bool {
+    WATCHED.with(|w| {
+        let relid = w.get()[0];
+        relid != pg_sys::InvalidOid
+            && unsafe { pg_sys::get_attnum(relid, c"service_tier".as_ptr()) }
+                != pg_sys::InvalidAttrNumber as i16
+    })
+}
+
 fn load() -> Result<PriceBook, pgrx::spi::Error> {
     Spi::connect(|client| {
         let mut book = PriceBook::default();
-        let query = format!(
-            "SELECT provider, model, service_tier, effective_from, effective_to, above_input_tokens, {} \
+        let classes = pricing_has_classes();
+        let query = if !classes {
+            "SELECT provider, model, 'standard', effective_from, effective_to, NULL::integer, \
+                    input_usd_per_1k::text, output_usd_per_1k::text \
+               FROM usage_analytics.model_pricing"
+                .to_string()
+        } else {
+            format!(
+                "SELECT provider, model, service_tier, effective_from, effective_to, above_input_tokens, {} \
                FROM usage_analytics.model_pricing",
-            PRICE_COLUMNS.map(|c| format!("{c}::text")).join(", ")
-        );
+                PRICE_COLUMNS.map(|c| format!("{c}::text")).join(", ")
+            )
+        };
         let rows = client.select(&query, None, &[])?;
         for row in rows {
             let provider: String = row.get(1)?.unwrap_or_default();
@@ -190,9 +211,10 @@ fn load() -> Result<PriceBook, pgrx::spi::Error> {
             let from: Option<TimestampWithTimeZone> = row.get(4)?;
             let to: Option<TimestampWithTimeZone> = row.get(5)?;
             let threshold: Option<i32> = row.get(6)?;
-            let prices: Vec<Option<String>> = (7..7 + PRICE_COLUMNS.len())
-                .map(|i| row.get(i))
-                .collect::<Result<_, _>>()?;
+            let columns = if classes { PRICE_COLUMNS.len() } else { 2 };
+            let mut prices: Vec<Option<String>> =
+                (7..7 + columns).map(|i| row.get(i)).collect::<Result<_, _>>()?;
+            prices.resize(PRICE_COLUMNS.len(), None);
             // model_pricing's CHECK keeps prices exact decimals; a row that
             // still does not fit (written before the CHECK existed) leaves
             // that one price out instead of failing every insert.

@@ -274,7 +274,22 @@ fn price_usage_row<'a>(
 }
 
 thread_local! {
-    static INSERT_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+    /// The prepared INSERT, for the table with (true) or without (false) the
+    /// token-class columns.
+    static INSERT_PLAN: RefCell<Option<(bool, OwnedPreparedStatement)>> = const { RefCell::new(None) };
+}
+
+/// Whether the usage table has the 0.2 token-class columns. After a package
+/// upgrade replaced the library but before ALTER EXTENSION … UPDATE, a
+/// database still has the 0.1.0 table: recording goes on without the classes
+/// (catalog-cache lookups, so this costs no query).
+pub fn table_has_token_classes() -> bool {
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(c"usage_analytics".as_ptr(), true);
+        let relid = pg_sys::get_relname_relid(c"agent_usage_detailed".as_ptr(), namespace);
+        relid != pg_sys::InvalidOid
+            && pg_sys::get_attnum(relid, c"service_tier".as_ptr()) != pg_sys::InvalidAttrNumber as i16
+    }
 }
 
 const INSERT_SQL: &str = "INSERT INTO usage_analytics.agent_usage_detailed \
@@ -282,6 +297,12 @@ const INSERT_SQL: &str = "INSERT INTO usage_analytics.agent_usage_detailed \
      output_tokens, response_time_ms, success, error_message, request_metadata, model, \
      cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, service_tier) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+
+/// The same for a 0.1.0 table (see `table_has_token_classes`).
+const INSERT_SQL_0_1: &str = "INSERT INTO usage_analytics.agent_usage_detailed \
+    (id, user_id, agent_id, agent_name, framework, provider, message_type, input_tokens, \
+     output_tokens, response_time_ms, success, error_message, request_metadata, model) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
 /// The token classes of a call: from `usage` (any provider's shape) when
 /// given, in which case input_tokens/output_tokens may be NULL and, if
@@ -324,8 +345,8 @@ fn token_classes(
 /// sets the service tier. Bad input raises an error naming the argument,
 /// and nothing is written.
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile, parallel_unsafe)]
-fn track_detailed_usage(
+#[pg_extern(volatile, parallel_unsafe, name = "track_detailed_usage")]
+fn track_detailed_usage_with_usage(
     user_id: Option<Uuid>,
     agent_id: Option<&str>,
     agent_name: Option<&str>,
@@ -391,6 +412,7 @@ fn track_detailed_usage(
     let id = Uuid::from_bytes(*uuid::Uuid::new_v4().as_bytes());
     Spi::connect_mut(|client| {
         let class = |v: i64| i32::try_from(v).expect("normalize_usage bounds every class");
+        let with_classes = table_has_token_classes();
         let args: [DatumWithOid; 19] = [
             id.into(),
             user_id.into(),
@@ -412,15 +434,16 @@ fn track_detailed_usage(
             class(classes.reasoning_tokens).into(),
             tier.as_str().into(),
         ];
+        let args = if with_classes { &args[..] } else { &args[..14] };
         INSERT_PLAN.with(|cell| {
             let mut plan = cell.borrow_mut();
-            if plan.is_none() {
+            if plan.as_ref().map(|(classes, _)| *classes) != Some(with_classes) {
                 let oids: Vec<_> = args.iter().map(|a| pgrx::pg_sys::PgOid::from(a.oid())).collect();
-                let prepared = client.prepare_mut(INSERT_SQL, &oids)?.keep();
-                *plan = Some(prepared);
+                let sql = if with_classes { INSERT_SQL } else { INSERT_SQL_0_1 };
+                *plan = Some((with_classes, client.prepare_mut(sql, &oids)?.keep()));
             }
             client
-                .update(plan.as_ref().expect("prepared above"), None, &args)
+                .update(&plan.as_ref().expect("prepared above").1, None, args)
                 .map(|_| ())
         })
     })
@@ -428,10 +451,48 @@ fn track_detailed_usage(
     id
 }
 
+/// The 0.1.0 form of `track_detailed_usage` (13 arguments), for a database
+/// whose library a package upgrade replaced before ALTER EXTENSION … UPDATE:
+/// its SQL definition still names this symbol. Not part of 0.2's SQL.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, parallel_unsafe, sql = false)]
+fn track_detailed_usage(
+    user_id: Option<Uuid>,
+    agent_id: Option<&str>,
+    agent_name: Option<&str>,
+    framework: Option<&str>,
+    provider: Option<&str>,
+    message_type: Option<&str>,
+    input_tokens: Option<i32>,
+    output_tokens: Option<i32>,
+    response_time_ms: Option<i32>,
+    success: Option<bool>,
+    error_message: Option<&str>,
+    request_metadata: Option<MetadataArg>,
+    model: Option<&str>,
+) -> Uuid {
+    track_detailed_usage_with_usage(
+        user_id,
+        agent_id,
+        agent_name,
+        framework,
+        provider,
+        message_type,
+        input_tokens,
+        output_tokens,
+        response_time_ms,
+        success,
+        error_message,
+        request_metadata,
+        model,
+        None,
+    )
+}
+
 extension_sql!(
     "REVOKE ALL ON FUNCTION usage_analytics.track_detailed_usage FROM PUBLIC;\n\
      GRANT EXECUTE ON FUNCTION usage_analytics.track_detailed_usage TO usage_analytics_writer, usage_analytics_admin;\n\
      REVOKE ALL ON FUNCTION usage_analytics.price_usage_row FROM PUBLIC;",
     name = "usage_grants",
-    requires = ["roles", track_detailed_usage, price_usage_row]
+    requires = ["roles", track_detailed_usage_with_usage, price_usage_row]
 );

@@ -265,7 +265,7 @@ CREATE FUNCTION usage_analytics."track_detailed_usage"("user_id" uuid, "agent_id
     "framework" text, "provider" text, "message_type" text, "input_tokens" int, "output_tokens" int,
     "response_time_ms" int, "success" bool, "error_message" text DEFAULT NULL,
     "request_metadata" jsonb DEFAULT '{}', "model" text DEFAULT NULL, "usage" jsonb DEFAULT NULL) RETURNS uuid
-VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'track_detailed_usage_wrapper';
+VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'track_detailed_usage_with_usage_wrapper';
 REVOKE ALL ON FUNCTION usage_analytics.track_detailed_usage FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.track_detailed_usage TO usage_analytics_writer, usage_analytics_admin;
 REVOKE ALL ON FUNCTION usage_analytics._note_active_users, usage_analytics._hll_union,
@@ -278,9 +278,67 @@ CREATE OR REPLACE FUNCTION usage_analytics._group_roles() RETURNS name[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT ARRAY['usage_analytics_admin', 'usage_analytics_writer', 'usage_analytics_reader',
-                 'usage_analytics_monitor', 'usage_analytics_app']::name[]
+                 'usage_analytics_monitor', 'usage_analytics_app', 'usage_analytics_auditor']::name[]
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._group_roles FROM PUBLIC;
+
+-- from sql/schema.sql
+CREATE OR REPLACE FUNCTION usage_analytics._search_text(agent_id text, agent_name text, model text, error_message text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(agent_id, '') || ' ' || coalesce(agent_name, '') || ' ' || coalesce(model, '') || ' '
+           || coalesce(error_message, '')
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._search_text FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_text TO PUBLIC;
+
+-- from sql/schema.sql
+CREATE OR REPLACE FUNCTION usage_analytics._hide_index_statistics(rel regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    idx regclass;
+    col smallint;
+BEGIN
+    FOR idx, col IN SELECT i.indexrelid::regclass, a.attnum
+                      FROM pg_index i
+                      JOIN pg_attribute a ON a.attrelid = i.indexrelid AND a.attnum > 0
+                     WHERE i.indrelid = rel AND i.indkey[a.attnum - 1] = 0 LOOP
+        EXECUTE format('ALTER INDEX %s ALTER COLUMN %s SET STATISTICS 0', idx, col);
+    END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._hide_index_statistics FROM PUBLIC;
+
+-- from sql/schema.sql
+CREATE OR REPLACE FUNCTION usage_analytics._create_search_index(rel regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    opclass text := (SELECT format('%I.%I', n.nspname, o.opcname)
+                       FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace
+                      WHERE o.opcname = 'gin_trgm_ops');
+BEGIN
+    IF opclass IS NULL THEN
+        RAISE EXCEPTION 'the search index needs the pg_trgm extension'
+            USING ERRCODE = 'undefined_object', HINT = 'CREATE EXTENSION pg_trgm;';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_index i
+                    WHERE i.indrelid = rel AND pg_get_indexdef(i.indexrelid) LIKE '%gin_trgm_ops%') THEN
+        -- A small pending list: every search reads it whole until (auto)vacuum
+        -- merges it into the index (the default, 4 MB, is ~500 pages a query).
+        EXECUTE format('CREATE INDEX ON %s USING gin '
+                       '(usage_analytics._search_text(agent_id, agent_name, model, error_message) %s) '
+                       'WITH (gin_pending_list_limit = 256)',
+                       rel, opclass);
+    END IF;
+    PERFORM usage_analytics._hide_index_statistics(rel);
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._create_search_index FROM PUBLIC;
 
 -- from sql/schema.sql
 CREATE OR REPLACE FUNCTION usage_analytics._hide_statistics(rel regclass) RETURNS void
@@ -316,6 +374,18 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.is_admin FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.is_admin TO PUBLIC;
+
+-- from sql/identity.sql
+CREATE OR REPLACE FUNCTION usage_analytics._sees_all()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+    SELECT usage_analytics.is_admin()
+        OR pg_has_role(usage_analytics.acting_role(), 'usage_analytics_auditor', 'MEMBER')
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._sees_all FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._sees_all TO PUBLIC;
 
 -- from sql/identity.sql
 CREATE OR REPLACE FUNCTION usage_analytics.current_user_id()
@@ -1030,6 +1100,7 @@ BEGIN
             EXECUTE format('ALTER TABLE usage_analytics.agent_usage_detailed ATTACH PARTITION usage_analytics.%I '
                            'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
             PERFORM usage_analytics._hide_statistics(format('usage_analytics.%I', part)::regclass);
+            PERFORM usage_analytics._hide_index_statistics(format('usage_analytics.%I', part)::regclass);
             EXECUTE format('REVOKE ALL ON usage_analytics.%I FROM PUBLIC', part);
             IF EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_class'::regclass
@@ -1048,6 +1119,17 @@ END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.ensure_partitions FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.ensure_partitions TO usage_analytics_admin;
+
+-- from sql/queries.sql
+CREATE OR REPLACE FUNCTION usage_analytics._search_matches(agent_id text, agent_name text, model text, error_message text,
+                                                pattern text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT agent_id ILIKE pattern OR agent_name ILIKE pattern OR model ILIKE pattern OR error_message ILIKE pattern
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._search_matches FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_matches TO PUBLIC;
 
 -- from sql/queries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._usage_matches(u usage_analytics.agent_usage_detailed, filters jsonb)
@@ -1073,10 +1155,10 @@ SELECT (usage_analytics._filter_timestamp(filters, 'start_date') IS NULL
    AND (usage_analytics._filter_success(filters) IS NULL
         OR u.success = usage_analytics._filter_success(filters))
    AND (usage_analytics._filter_text(filters, 'search') IS NULL
-        OR u.agent_id ILIKE usage_analytics._filter_text(filters, 'search')
-        OR u.agent_name ILIKE usage_analytics._filter_text(filters, 'search')
-        OR u.model ILIKE usage_analytics._filter_text(filters, 'search')
-        OR u.error_message ILIKE usage_analytics._filter_text(filters, 'search'))
+        OR usage_analytics._search_text(u.agent_id, u.agent_name, u.model, u.error_message)
+               ILIKE usage_analytics._filter_text(filters, 'search')
+           AND usage_analytics._search_matches(u.agent_id, u.agent_name, u.model, u.error_message,
+                                           usage_analytics._filter_text(filters, 'search')))
    AND (usage_analytics._filter_timestamp(filters, 'after_timestamp') IS NULL
         OR (u."timestamp", u.id) < (usage_analytics._filter_timestamp(filters, 'after_timestamp'),
                                     coalesce(usage_analytics._filter_uuid(filters, 'after_id'),
@@ -1103,11 +1185,22 @@ REVOKE ALL ON FUNCTION usage_analytics._rollup_matches FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._rollup_matches TO PUBLIC;
 
 -- from sql/queries.sql
+CREATE OR REPLACE FUNCTION usage_analytics._search_probe_rows("limit" integer, "offset" integer)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT least(greatest(("limit"::bigint + "offset") * 20, 1000), 100000) $$;
+REVOKE ALL ON FUNCTION usage_analytics._search_probe_rows FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_probe_rows TO PUBLIC;
+
+-- from sql/queries.sql
 CREATE OR REPLACE FUNCTION usage_analytics.get_usage_records(filters jsonb DEFAULT '{}', "limit" integer DEFAULT 100,
-                                                  "offset" integer DEFAULT 0)
+                                                             "offset" integer DEFAULT 0)
 RETURNS SETOF usage_analytics.agent_usage_detailed
 LANGUAGE plpgsql STABLE
 AS $$
+DECLARE
+    pattern text;
+    hits    bigint;
 BEGIN
     IF "limit" IS NULL OR "limit" < 0 THEN
         RAISE EXCEPTION 'get_usage_records: "limit" must be >= 0, got %', coalesce("limit"::text, 'NULL')
@@ -1118,13 +1211,43 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM usage_analytics.check_filters(filters);
+    filters := coalesce(filters, '{}'::jsonb);
+    pattern := usage_analytics._filter_text(filters, 'search');
+    IF pattern IS NOT NULL AND "limit" > 0 THEN
+        -- Stops as soon as the page's rows are found among the newest rows.
+        EXECUTE
+            'SELECT count(*) FROM (
+                SELECT 1 FROM (SELECT u.agent_id, u.agent_name, u.model, u.error_message
+                                 FROM usage_analytics.agent_usage_detailed u
+                                WHERE usage_analytics._usage_matches(u, $1)
+                                ORDER BY u."timestamp" DESC, u.id DESC
+                                LIMIT $3) r
+                 WHERE usage_analytics._search_matches(r.agent_id, r.agent_name, r.model, r.error_message, $2)
+                 LIMIT $4) hits'
+            INTO hits
+            USING filters - 'search', pattern, usage_analytics._search_probe_rows("limit", "offset"),
+                  "limit"::bigint + "offset";
+        IF hits >= "limit"::bigint + "offset" THEN
+            RETURN QUERY EXECUTE
+                'SELECT r.* FROM (SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                                   WHERE usage_analytics._usage_matches(u, $1)
+                                   ORDER BY u."timestamp" DESC, u.id DESC
+                                   LIMIT $5) r
+                  WHERE usage_analytics._search_matches(r.agent_id, r.agent_name, r.model, r.error_message, $4)
+                  ORDER BY r."timestamp" DESC, r.id DESC
+                  LIMIT $2 OFFSET $3'
+                USING filters - 'search', "limit", "offset", pattern,
+                      usage_analytics._search_probe_rows("limit", "offset");
+            RETURN;
+        END IF;
+    END IF;
     -- EXECUTE plans with the actual filter document, so it folds to constants.
     RETURN QUERY EXECUTE
         'SELECT u.* FROM usage_analytics.agent_usage_detailed u
           WHERE usage_analytics._usage_matches(u, $1)
           ORDER BY u."timestamp" DESC, u.id DESC
           LIMIT $2 OFFSET $3'
-        USING coalesce(filters, '{}'::jsonb), "limit", "offset";
+        USING filters, "limit", "offset";
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.get_usage_records FROM PUBLIC;
@@ -1169,7 +1292,7 @@ AS $$
      WHERE s.day BETWEEN from_day AND to_day
        AND s.source_changes = c.changes
        AND (s.source_requests = c.recorded
-            OR usage_analytics.is_admin()
+            OR usage_analytics._sees_all()
                AND s.max_timestamp IS NOT NULL
                AND s.source_requests + (SELECT count(*) FROM usage_analytics.agent_usage_detailed u
                                          WHERE u."timestamp" > s.max_timestamp
@@ -1478,6 +1601,25 @@ REVOKE ALL ON FUNCTION usage_analytics._summary_groups FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._summary_groups TO PUBLIC;
 
 -- from sql/queries.sql
+CREATE OR REPLACE FUNCTION usage_analytics._summary_parts(filters jsonb, OUT dims jsonb, OUT users jsonb)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    parts record;
+BEGIN
+    IF usage_analytics._filter_dates_only(filters) AND usage_analytics._sees_all() THEN
+        parts := usage_analytics._summary_system(filters);
+    ELSE
+        parts := usage_analytics._summary_groups(filters);
+    END IF;
+    dims := parts.dims;
+    users := parts.users;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._summary_parts FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._summary_parts TO PUBLIC;
+
+-- from sql/queries.sql
 CREATE OR REPLACE FUNCTION usage_analytics.get_usage_summary(filters jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -1487,11 +1629,7 @@ DECLARE
 BEGIN
     filters := coalesce(filters, '{}');
     PERFORM usage_analytics.check_filters(filters);
-    IF usage_analytics._filter_dates_only(filters) AND usage_analytics.is_admin() THEN
-        parts := usage_analytics._summary_system(filters);
-    ELSE
-        parts := usage_analytics._summary_groups(filters);
-    END IF;
+    parts := usage_analytics._summary_parts(filters);
     RETURN usage_analytics._summary_json(parts.dims, parts.users);
 END;
 $$;
@@ -1499,32 +1637,22 @@ REVOKE ALL ON FUNCTION usage_analytics.get_usage_summary FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.get_usage_summary TO PUBLIC;
 
 -- from sql/queries.sql
-CREATE OR REPLACE FUNCTION usage_analytics.usage_trend(granularity text, filters jsonb DEFAULT '{}')
-RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
-               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric,
-               cache_read_tokens bigint, cache_write_tokens bigint, reasoning_tokens bigint,
-               cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
-               tokens_per_usd numeric)
+CREATE OR REPLACE FUNCTION usage_analytics._trend_days(filters jsonb)
+RETURNS TABLE (day date, requests numeric, successful numeric, input_tokens numeric, output_tokens numeric,
+               cost numeric, unpriced numeric, rt_sum numeric, rt_count numeric, cache_read numeric,
+               cache_write numeric, reasoning numeric, cache_savings numeric, priced_tokens numeric)
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    plan  record;
-    facts text;
+    plan      record;
+    facts     text;
     first_day date;
     last_day  date;
     fresh     date[];
     raw_lo    timestamptz[];
     raw_hi    timestamptz[];
 BEGIN
-    IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
-        RAISE EXCEPTION 'usage_trend: granularity must be day, week or month, got %',
-            coalesce(quote_literal(granularity), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    filters := coalesce(filters, '{}');
-    PERFORM usage_analytics.check_filters(filters);
-    IF usage_analytics._filter_dates_only(filters) AND usage_analytics.is_admin() THEN
-        -- Whole days from the per-day totals, edge days raw (as _summary_system).
+    IF usage_analytics._filter_dates_only(filters) AND usage_analytics._sees_all() THEN
         plan := usage_analytics._whole_days(filters);
         first_day := plan.first_day;
         last_day := plan.last_day;
@@ -1542,7 +1670,6 @@ BEGIN
                    f.reasoning_tokens, f.cache_savings_usd, f.priced_tokens
               FROM usage_analytics._usage_facts($1, '{}', $4, $5) f$q$;
     ELSE
-        -- Rollups where fresh, raw rows elsewhere (as _summary_groups).
         plan := usage_analytics._usage_fact_plan(filters);
         fresh := plan.fresh;
         raw_lo := plan.raw_lo;
@@ -1551,23 +1678,67 @@ BEGIN
             SELECT f.day, f.requests, f.successful, f.input_tokens, f.output_tokens, f.cost_usd, f.unpriced,
                    f.response_time_sum_ms, f.response_time_count, f.cache_read_tokens, f.cache_write_tokens,
                    f.reasoning_tokens, f.cache_savings_usd, f.priced_tokens
-              FROM usage_analytics._usage_facts($1, $7, $4, $5) f$q$;
+              FROM usage_analytics._usage_facts($1, $6, $4, $5) f$q$;
     END IF;
+    -- EXECUTE plans with the actual documents, so the filters fold into
+    -- partition pruning and index conditions.
     RETURN QUERY EXECUTE format($q$
-        SELECT date_trunc($6, x.day::timestamp) AT TIME ZONE 'UTC',
-               sum(x.requests)::bigint, sum(x.successful)::bigint,
-               sum(x.input_tokens)::bigint, sum(x.output_tokens)::bigint, sum(x.cost),
-               CASE WHEN sum(x.rt_count) > 0 THEN sum(x.rt_sum)::numeric / sum(x.rt_count) END,
-               sum(x.cache_read)::bigint, sum(x.cache_write)::bigint, sum(x.reasoning)::bigint,
-               sum(x.cache_savings), sum(x.unpriced)::bigint,
-               CASE WHEN sum(x.requests) > sum(x.unpriced) THEN sum(x.cost) / (sum(x.requests) - sum(x.unpriced)) END,
-               CASE WHEN sum(x.cost) > 0 THEN sum(x.priced_tokens) / sum(x.cost) END
+        SELECT x.day, sum(x.requests), sum(x.successful), sum(x.input_tokens), sum(x.output_tokens), sum(x.cost),
+               sum(x.unpriced), sum(x.rt_sum), sum(x.rt_count), sum(x.cache_read), sum(x.cache_write),
+               sum(x.reasoning), sum(x.cache_savings), sum(x.priced_tokens)
           FROM (%s) AS x (day, requests, successful, input_tokens, output_tokens, cost, unpriced, rt_sum, rt_count,
                           cache_read, cache_write, reasoning, cache_savings, priced_tokens)
          GROUP BY 1
-        HAVING sum(x.requests) <> 0
-         ORDER BY 1
-    $q$, facts) USING filters, first_day, last_day, raw_lo, raw_hi, lower(granularity), fresh;
+    $q$, facts) USING filters, first_day, last_day, raw_lo, raw_hi, fresh;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._trend_days FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._trend_days TO PUBLIC;
+
+-- from sql/queries.sql
+CREATE OR REPLACE FUNCTION usage_analytics._trend_rows(granularity text, docs jsonb[])
+RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
+               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric,
+               cache_read_tokens bigint, cache_write_tokens bigint, reasoning_tokens bigint,
+               cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
+               tokens_per_usd numeric)
+LANGUAGE sql STABLE
+AS $$
+    SELECT date_trunc(granularity, d.day::timestamp) AT TIME ZONE 'UTC',
+           sum(d.requests)::bigint, sum(d.successful)::bigint,
+           sum(d.input_tokens)::bigint, sum(d.output_tokens)::bigint, sum(d.cost),
+           CASE WHEN sum(d.rt_count) > 0 THEN sum(d.rt_sum) / sum(d.rt_count) END,
+           sum(d.cache_read)::bigint, sum(d.cache_write)::bigint, sum(d.reasoning)::bigint,
+           sum(d.cache_savings), sum(d.unpriced)::bigint,
+           CASE WHEN sum(d.requests) > sum(d.unpriced) THEN sum(d.cost) / (sum(d.requests) - sum(d.unpriced)) END,
+           CASE WHEN sum(d.cost) > 0 THEN sum(d.priced_tokens) / sum(d.cost) END
+      FROM unnest(docs) AS f (doc)
+     CROSS JOIN LATERAL usage_analytics._trend_days(f.doc) AS d
+     GROUP BY 1
+    HAVING sum(d.requests) <> 0
+     ORDER BY 1
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._trend_rows FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._trend_rows TO PUBLIC;
+
+-- from sql/queries.sql
+CREATE OR REPLACE FUNCTION usage_analytics.usage_trend(granularity text, filters jsonb DEFAULT '{}')
+RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
+               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric,
+               cache_read_tokens bigint, cache_write_tokens bigint, reasoning_tokens bigint,
+               cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
+               tokens_per_usd numeric)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
+        RAISE EXCEPTION 'usage_trend: granularity must be day, week or month, got %',
+            coalesce(quote_literal(granularity), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    filters := coalesce(filters, '{}');
+    PERFORM usage_analytics.check_filters(filters);
+    RETURN QUERY SELECT * FROM usage_analytics._trend_rows(lower(granularity), ARRAY[filters]);
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.usage_trend FROM PUBLIC;
@@ -1594,6 +1765,12 @@ BEGIN
     IF NOT isfinite(target) THEN
         RAISE EXCEPTION 'rollup_daily: day must be a finite date, got %', target
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A day whose partition retention removed keeps the rollup it had: its
+    -- rows are gone, and rebuilding would write an empty day.
+    IF EXISTS (SELECT 1 FROM usage_analytics.retention_policy p
+                WHERE target < (p.removed_before AT TIME ZONE 'UTC')::date) THEN
+        RETURN 0;
     END IF;
     lo := target::timestamp AT TIME ZONE 'UTC';
     hi := (target + 1)::timestamp AT TIME ZONE 'UTC';
@@ -1770,6 +1947,8 @@ BEGIN
     COMMIT;
     PERFORM usage_analytics.budget_maintenance();
     COMMIT;
+    PERFORM usage_analytics.apply_retention();
+    COMMIT;
 END;
 $$;
 REVOKE ALL ON PROCEDURE usage_analytics.run_maintenance FROM PUBLIC;
@@ -1788,6 +1967,7 @@ BEGIN
     written := usage_analytics.rollup_range((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date);
     PERFORM usage_analytics._compact_bookkeeping();
     PERFORM usage_analytics.budget_maintenance();
+    PERFORM usage_analytics.apply_retention();
     RETURN written;
 END;
 $$;
@@ -3039,22 +3219,738 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics.cost_recommendations FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.cost_recommendations TO PUBLIC;
 
+
+-- sql/retention.sql, new in this version, whole
+-- Retention: whole monthly partitions older than a kept number of months
+-- are removed (dropped, or detached into schema usage_analytics_archive),
+-- after their days are rolled up. Never row-by-row DELETEs.
+--
+-- What stays after a month is removed:
+--  * the per-day tables the usage table's triggers keep (usage_daily_totals,
+--    usage_daily_user) and the exporter's counters (usage_counters,
+--    usage_series, active_user_sketches): DROP and DETACH fire no row or
+--    statement trigger, so they keep counting the removed rows;
+--  * the rollups (agent_performance_metrics, system_analytics) and their
+--    bookkeeping (rollup_state): each removed day was rolled up just
+--    before, and rollup_state.source_requests still equals the day's count
+--    in usage_daily_user, so _rollup_coverage keeps reading the day as
+--    fresh, from the rollups.
+-- Hence get_usage_summary and usage_trend over removed months return what
+-- they returned before: admins' date-only queries from the per-day tables,
+-- everything rollup-compatible (user, agent, framework, provider filters;
+-- every reader) from the rollups. What reads raw rows returns nothing for
+-- removed months: get_usage_records, usage_export, export_usage_csv, and
+-- summaries or trends filtered by model, message_type, success or search
+-- (which the rollups cannot answer), and a start_date/end_date that is not
+-- a whole UTC day at an edge inside a removed month.
+
+-- Detached partitions (action 'detach'): plain tables, readable by admins
+-- only (no row-level security: admins see every row anyway). Not members of
+-- the extension, so pg_dump dumps them with their rows.
+CREATE SCHEMA usage_analytics_archive;
+REVOKE ALL ON SCHEMA usage_analytics_archive FROM PUBLIC;
+GRANT USAGE ON SCHEMA usage_analytics_archive TO usage_analytics_admin;
+COMMENT ON SCHEMA usage_analytics_archive IS
+    'Monthly partitions of usage_analytics.agent_usage_detailed detached by apply_retention (admins only).';
+
+-- The retention setting: one row, or none (keep everything). Written only
+-- by set_retention and apply_retention (SECURITY DEFINER); admins read it.
+-- An extension table created by the install script, so pg_dump.sql's loop
+-- adds it to the dump configuration and a restore keeps the setting.
+CREATE TABLE usage_analytics.retention_policy (
+    singleton      boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    keep_months    integer     NOT NULL CHECK (keep_months BETWEEN 1 AND 1200),
+    action         text        NOT NULL CHECK (action IN ('drop', 'detach')),
+    set_at         timestamptz NOT NULL DEFAULT now(),
+    set_by         name        NOT NULL,
+    -- Start of the oldest month apply_retention has not removed: rows
+    -- before it were removed (or never had a monthly partition).
+    removed_before timestamptz,
+    last_applied   timestamptz
+);
+ALTER TABLE usage_analytics.retention_policy ENABLE ROW LEVEL SECURITY;
+CREATE POLICY admin_read ON usage_analytics.retention_policy FOR SELECT TO usage_analytics_admin USING (true);
+REVOKE ALL ON usage_analytics.retention_policy FROM PUBLIC;
+GRANT SELECT ON usage_analytics.retention_policy TO usage_analytics_admin;
+
+-- apply_retention runs one at a time (see ensure_partitions).
+INSERT INTO usage_analytics.maintenance_lock (name) VALUES ('apply_retention');
+
+-- Sets (or, with keep_months NULL, clears) the retention policy. Admin
+-- only, audited. keep_months = N keeps the current UTC month and the N
+-- months before it: no row younger than N months is ever removed.
+CREATE FUNCTION usage_analytics.set_retention(keep_months integer, action text DEFAULT 'drop')
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    how      text := lower(btrim(set_retention.action));
+    previous jsonb;
+BEGIN
+    PERFORM usage_analytics._require_admin('set_retention');
+    IF keep_months IS NOT NULL AND (keep_months < 1 OR keep_months > 1200) THEN
+        RAISE EXCEPTION 'set_retention: keep_months must be between 1 and 1200 (or NULL to keep everything), got %',
+            keep_months USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF how IS NULL OR how NOT IN ('drop', 'detach') THEN
+        RAISE EXCEPTION 'set_retention: action must be drop or detach, got %',
+            coalesce(quote_literal(set_retention.action), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT to_jsonb(p) - 'singleton' INTO previous FROM usage_analytics.retention_policy p FOR UPDATE;
+    IF keep_months IS NULL THEN
+        DELETE FROM usage_analytics.retention_policy;
+    ELSE
+        INSERT INTO usage_analytics.retention_policy AS p (keep_months, action, set_by)
+        VALUES (set_retention.keep_months, how, usage_analytics.acting_role())
+        ON CONFLICT (singleton) DO UPDATE
+            SET keep_months = excluded.keep_months, action = excluded.action, set_at = now(),
+                set_by = excluded.set_by;
+    END IF;
+    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
+    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'set_retention', 'retention_policy',
+            jsonb_build_object('keep_months', keep_months, 'action', CASE WHEN keep_months IS NOT NULL THEN how END,
+                               'previous', previous));
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.set_retention FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.set_retention TO usage_analytics_admin;
+
+-- The monthly partitions of the usage table whose month ends on or before
+-- cutoff, oldest first (never the default partition; only partitions named
+-- and bounded as ensure_partitions creates them).
+CREATE FUNCTION usage_analytics._partitions_before(cutoff timestamptz)
+RETURNS TABLE (part name, month_start date)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, usage_analytics, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+    SELECT c.relname, m.month_start
+      FROM pg_inherits i
+      JOIN pg_class c ON c.oid = i.inhrelid
+     CROSS JOIN LATERAL (SELECT to_date(substr(c.relname, length('agent_usage_detailed_p') + 1), 'YYYY_MM')
+                                AS month_start) m
+     WHERE i.inhparent = 'usage_analytics.agent_usage_detailed'::regclass
+       AND c.relname ~ '^agent_usage_detailed_p[0-9]{4}_[0-9]{2}$'
+       AND pg_get_expr(c.relpartbound, c.oid)
+           = format('FOR VALUES FROM (%L) TO (%L)', m.month_start::timestamp AT TIME ZONE 'UTC',
+                    (m.month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC')
+       AND (m.month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC' <= cutoff
+     ORDER BY m.month_start
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._partitions_before FROM PUBLIC;
+
+-- The start of the oldest month a policy keeps at time `at`.
+CREATE FUNCTION usage_analytics._retention_cutoff(keep_months integer, at timestamptz DEFAULT now())
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT (date_trunc('month', at AT TIME ZONE 'UTC') - make_interval(months => keep_months)) AT TIME ZONE 'UTC'
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._retention_cutoff FROM PUBLIC;
+
+-- Rows of one partition (by name, in schema usage_analytics).
+CREATE FUNCTION usage_analytics._count_rows(part name)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM usage_analytics.%I', part) INTO n;
+    RETURN n;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._count_rows FROM PUBLIC;
+
+-- Removes the monthly partitions older than the policy's keep_months; one
+-- row per partition handled: action drop, detach or skipped, and the rows
+-- it held. Admin only; each removal is audited. Runs in the scheduled
+-- maintenance (run_maintenance), in a transaction of its own.
+--
+-- Order and locks:
+--  1. every due month is rolled up (rollup_range over the month) and its
+--     rows counted, with no lock stronger than the rollup's reads;
+--  2. then, month by month, the parent is locked (ACCESS EXCLUSIVE, which
+--     DROP and DETACH need) under lock_timeout = 1s, and the month is
+--     removed only if every one of its days is still exactly what its
+--     rollup saw (no row recorded, changed or deleted since step 1);
+--     otherwise, or when the lock is not granted in time (a long
+--     transaction on the table), the month is skipped with a WARNING, its
+--     lock released at once, and the next run retries.
+-- So the strong locks are held for milliseconds, never across a rollup, and
+-- nothing is removed that the rollups do not describe. The default
+-- partition is never removed: rows there (months that never had a
+-- partition) stay until ensure_partitions(months_back => …) gives them one.
+CREATE FUNCTION usage_analytics.apply_retention()
+RETURNS TABLE (partition text, action text, rows bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+SET lock_timeout = '1s'
+AS $$
+DECLARE
+    policy  usage_analytics.retention_policy;
+    cutoff  timestamptz;
+    due     record;
+    parts   text[] := '{}';
+    months  date[] := '{}';
+    counts  bigint[] := '{}';
+    removed date[] := '{}';
+    stale   date;
+    target  text;
+BEGIN
+    PERFORM usage_analytics._require_admin('apply_retention');
+    SELECT * INTO policy FROM usage_analytics.retention_policy;
+    IF NOT FOUND THEN
+        RETURN;  -- no policy: keep everything
+    END IF;
+    PERFORM 1 FROM usage_analytics.maintenance_lock l WHERE l.name = 'apply_retention' FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'apply_retention: another run is applying retention; skipped';
+        RETURN;
+    END IF;
+    cutoff := usage_analytics._retention_cutoff(policy.keep_months);
+
+    -- 1. Roll up and count, without strong locks (rollups queue on their
+    --    days' rollup_state rows as the scheduled job's do).
+    PERFORM set_config('lock_timeout', '0', true);
+    FOR due IN SELECT * FROM usage_analytics._partitions_before(cutoff) LOOP
+        PERFORM usage_analytics.rollup_range(due.month_start, (due.month_start + interval '1 month')::date - 1);
+        parts := parts || due.part::text;
+        months := months || due.month_start;
+        counts := counts || usage_analytics._count_rows(due.part);
+    END LOOP;
+
+    -- 2. Remove, each month under a short lock in a subtransaction of its own.
+    PERFORM set_config('lock_timeout', '1s', true);
+    FOR i IN 1 .. coalesce(array_length(parts, 1), 0) LOOP
+        partition := parts[i];
+        rows := counts[i];
+        BEGIN
+            LOCK TABLE usage_analytics.agent_usage_detailed IN ACCESS EXCLUSIVE MODE;
+            -- With writers held off, the month's days must still be as rolled up.
+            SELECT d.day INTO stale
+              FROM generate_series(months[i], (months[i] + interval '1 month')::date - 1, interval '1 day') AS g(x)
+             CROSS JOIN LATERAL (SELECT g.x::date AS day) d
+             CROSS JOIN LATERAL (SELECT coalesce(sum(u.requests), 0) AS recorded, coalesce(sum(u.changes), 0) AS changes
+                                   FROM usage_analytics.usage_daily_user u WHERE u.day = d.day) c
+              LEFT JOIN usage_analytics.rollup_state s ON s.day = d.day
+             WHERE s.day IS NULL AND (c.recorded <> 0 OR c.changes <> 0)
+                OR s.source_requests <> c.recorded OR s.source_changes <> c.changes
+             LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = format('usage of %s changed since its rollup', stale);
+            END IF;
+            IF policy.action = 'detach' THEN
+                target := parts[i];
+                IF to_regclass(format('usage_analytics_archive.%I', target)) IS NOT NULL THEN
+                    target := target || '_' || to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS');
+                END IF;
+                EXECUTE format('ALTER TABLE usage_analytics.agent_usage_detailed DETACH PARTITION usage_analytics.%I',
+                               parts[i]);
+                IF target <> parts[i] THEN
+                    EXECUTE format('ALTER TABLE usage_analytics.%I RENAME TO %I', parts[i], target);
+                END IF;
+                EXECUTE format('ALTER TABLE usage_analytics.%I SET SCHEMA usage_analytics_archive', target);
+                EXECUTE format('REVOKE ALL ON usage_analytics_archive.%I FROM PUBLIC', target);
+                EXECUTE format('GRANT SELECT ON usage_analytics_archive.%I TO usage_analytics_admin', target);
+                action := 'detach';
+            ELSE
+                target := NULL;
+                EXECUTE format('DROP TABLE usage_analytics.%I', parts[i]);
+                action := 'drop';
+            END IF;
+            removed := removed || months[i];
+            INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
+            VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'apply_retention', parts[i],
+                    jsonb_strip_nulls(jsonb_build_object(
+                        'action', action, 'rows', rows, 'month', months[i], 'keep_months', policy.keep_months,
+                        'archived_as', CASE WHEN target IS NOT NULL
+                                            THEN format('usage_analytics_archive.%I', target) END)));
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE WARNING 'apply_retention: % not removed: its locks were not granted within lock_timeout '
+                              '(a long transaction holds the usage table); the next run retries', parts[i];
+                action := 'skipped';
+            WHEN object_not_in_prerequisite_state THEN
+                RAISE WARNING 'apply_retention: % not removed: %; the next run rolls it up again and retries',
+                    parts[i], SQLERRM;
+                action := 'skipped';
+        END;
+        RETURN NEXT;
+    END LOOP;
+
+    UPDATE usage_analytics.retention_policy p
+       SET last_applied = now(),
+           removed_before = greatest(p.removed_before,
+                                     (SELECT (max(m) + interval '1 month')::timestamp AT TIME ZONE 'UTC'
+                                        FROM unnest(removed) m));
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.apply_retention FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.apply_retention TO usage_analytics_admin;
+
+-- The policy, the oldest month the usage table still holds rows of, and
+-- the first UTC day apply_retention has a month to remove (today when one
+-- is already due; NULL without a policy or monthly partitions). Admin only.
+CREATE FUNCTION usage_analytics.retention_status()
+RETURNS TABLE (keep_months integer, action text, oldest_month date, next_due date)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    policy usage_analytics.retention_policy;
+    oldest_part date;
+BEGIN
+    PERFORM usage_analytics._require_admin('retention_status');
+    SELECT * INTO policy FROM usage_analytics.retention_policy;
+    keep_months := policy.keep_months;
+    action := policy.action;
+    oldest_month := (SELECT date_trunc('month', min(u."timestamp") AT TIME ZONE 'UTC')::date
+                       FROM usage_analytics.agent_usage_detailed u);
+    SELECT min(b.month_start) INTO oldest_part FROM usage_analytics._partitions_before('infinity') b;
+    IF policy.keep_months IS NOT NULL AND oldest_part IS NOT NULL THEN
+        next_due := greatest((now() AT TIME ZONE 'UTC')::date,
+                             (oldest_part + make_interval(months => policy.keep_months + 1))::date);
+    END IF;
+    RETURN NEXT;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.retention_status FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.retention_status TO usage_analytics_admin;
+
+
+-- sql/collector.sql, new in this version, whole
+-- The OTLP collector's (usage-analytics-collector) span ledger: one row per
+-- span it recorded, so that a span sent again (an OTLP exporter retrying a
+-- batch whose answer it never got) is recorded once.
+--
+-- Why a table of its own: the usage table is partitioned by "timestamp" and its
+-- primary key (id, "timestamp") lives on each partition, so INSERT … ON CONFLICT
+-- cannot dedupe there, and the writer role reads nothing (no SELECT, and RLS),
+-- so it cannot test for an existing row either.
+--
+-- id is the usage row's id: UUIDv5 of trace_id (16 bytes) || span_id (8 bytes)
+-- in the collector's span namespace (see the collector's README section), so
+-- the usage row of a recorded span is agent_usage_detailed.id = collector_spans.id.
+-- "timestamp" is the span's start (the usage row's "timestamp"), kept so old
+-- keys can be forgotten (collector_forget_spans) when their months are removed.
+-- Requires: roles.sql (the group roles), identity.sql and admin.sql (_require_admin,
+-- acting_role, current_user_id), audit.sql (admin_audit_log). Runs before pg_dump.sql,
+-- so collector_spans is dumped like the other tables.
+
+CREATE TABLE usage_analytics.collector_spans (
+    id          uuid        PRIMARY KEY,
+    "timestamp" timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE usage_analytics.collector_spans IS
+    'Spans recorded by usage-analytics-collector (id = the usage row id), so a resent span is recorded once';
+-- Nobody but the owner (through collector_claim_spans) touches it directly.
+ALTER TABLE usage_analytics.collector_spans ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON usage_analytics.collector_spans FROM PUBLIC;
+
+-- Claims span ids for the calling transaction: inserts each id not recorded
+-- yet and returns exactly those (a resent id is left out). Ids are taken in
+-- sorted order, so two transactions claiming overlapping batches wait for each
+-- other instead of deadlocking; a claim waits for a concurrent uncommitted
+-- claim of the same id and is skipped if that one commits (taken if it rolls
+-- back). The caller inserts the usage rows of the returned ids in the same
+-- transaction, so a claim and its row commit or vanish together.
+CREATE FUNCTION usage_analytics.collector_claim_spans(ids uuid[], span_starts timestamptz[])
+RETURNS SETOF uuid
+LANGUAGE sql VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO usage_analytics.collector_spans (id, "timestamp")
+    SELECT u.id, u.ts
+      FROM unnest(ids, span_starts) AS u(id, ts)
+     WHERE u.id IS NOT NULL AND u.ts IS NOT NULL
+     ORDER BY u.id
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.collector_claim_spans(uuid[], timestamptz[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.collector_claim_spans(uuid[], timestamptz[])
+    TO usage_analytics_writer, usage_analytics_admin;
+
+-- Forgets the claims of spans that started before `before` (e.g. when
+-- retention removes their months); returns how many. A span forgotten and
+-- then sent again would be recorded again. Admin only.
+CREATE FUNCTION usage_analytics.collector_forget_spans(before timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM usage_analytics._require_admin('collector_forget_spans');
+    DELETE FROM usage_analytics.collector_spans WHERE "timestamp" < before;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
+    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'collector_forget_spans',
+            NULL, jsonb_build_object('before', before, 'forgotten', n));
+    RETURN n;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.collector_forget_spans(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.collector_forget_spans(timestamptz) TO usage_analytics_admin;
+
+
+-- sql/explorer.sql, new in this version, whole
+-- The records explorer: the thin SQL layer the "Usage records" Grafana
+-- dashboard (grafana/dashgen/records.py) calls over Grafana's PostgreSQL
+-- data source, connected as a usage_analytics_auditor login. Multi-value
+-- selections become one filter document per combination of values, each
+-- checked by the one filter parser; records, summary and trend merge what
+-- the API itself returns for them.
+
+-- The most filter documents one selection may expand to: enough for a few
+-- values of several keys at once (4 users x 4 agents x 4 models = 64);
+-- choose All for a key instead of many of its values.
+CREATE FUNCTION usage_analytics._explorer_max_combinations()
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT 256 $$;
+REVOKE ALL ON FUNCTION usage_analytics._explorer_max_combinations FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._explorer_max_combinations TO PUBLIC;
+
+-- The filter documents of a selection. A NULL or empty array, or one that
+-- holds a NULL (the dashboard's "All"), filters nothing on that key; so does
+-- a value the parser reads as "not filtered" (blank). Values are normalised
+-- as the parser does (trimmed; framework, provider, model and message_type
+-- lower-cased; user ids as canonical UUIDs) and de-duplicated, so no row is
+-- counted twice. start_ts is inclusive, end_ts exclusive. Errors are the
+-- parser's (naming the key) or too many combinations.
+CREATE FUNCTION usage_analytics.explorer_filters(
+    start_ts timestamptz, end_ts timestamptz,
+    users text[] DEFAULT NULL, agents text[] DEFAULT NULL, frameworks text[] DEFAULT NULL,
+    providers text[] DEFAULT NULL, models text[] DEFAULT NULL, message_types text[] DEFAULT NULL,
+    succeeded boolean DEFAULT NULL, search text DEFAULT NULL)
+RETURNS jsonb[]
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    keys   text[] := ARRAY['user_id', 'agent_id', 'framework', 'provider', 'model', 'message_type'];
+    docs   jsonb[];
+    vals   text[];
+    norm   text[];
+    i      integer;
+    base   jsonb;
+BEGIN
+    base := jsonb_strip_nulls(jsonb_build_object('start_date', start_ts, 'end_date', end_ts,
+                                                 'success', succeeded, 'search', search));
+    PERFORM usage_analytics.check_filters(base);
+    docs := ARRAY[base];
+    FOR i IN 1 .. cardinality(keys) LOOP
+        vals := CASE i WHEN 1 THEN users WHEN 2 THEN agents WHEN 3 THEN frameworks
+                       WHEN 4 THEN providers WHEN 5 THEN models ELSE message_types END;
+        IF vals IS NULL OR cardinality(vals) = 0 OR array_position(vals, NULL) IS NOT NULL THEN
+            CONTINUE;
+        END IF;
+        -- The parser's reading of each value (and its error for a bad one).
+        SELECT array_agg(n ORDER BY n NULLS FIRST) INTO norm
+          FROM (SELECT DISTINCT
+                       CASE WHEN usage_analytics.check_filters(jsonb_build_object(keys[i], v))
+                            THEN CASE WHEN i = 1 THEN usage_analytics._filter_uuid(jsonb_build_object(keys[i], v), keys[i])::text
+                                      ELSE usage_analytics._filter_text(jsonb_build_object(keys[i], v), keys[i]) END
+                       END AS n
+                  FROM unnest(vals) AS v) x;
+        IF norm[1] IS NULL THEN
+            CONTINUE;  -- a blank value: the key filters nothing, as in the API
+        END IF;
+        IF cardinality(docs) * cardinality(norm) > usage_analytics._explorer_max_combinations() THEN
+            RAISE EXCEPTION 'explorer: the selection expands to % filter combinations, more than %',
+                    cardinality(docs) * cardinality(norm), usage_analytics._explorer_max_combinations()
+                USING ERRCODE = 'program_limit_exceeded',
+                      HINT = 'Select fewer values, or All, for some of user, agent, framework, provider, model and message type.';
+        END IF;
+        docs := ARRAY(SELECT d || jsonb_build_object(keys[i], n)
+                        FROM unnest(docs) WITH ORDINALITY AS a (d, o), unnest(norm) WITH ORDINALITY AS b (n, p)
+                       ORDER BY o, p);
+    END LOOP;
+    RETURN docs;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.explorer_filters FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.explorer_filters TO PUBLIC;
+
+-- A page cursor ('<timestamp>/<id>', the explorer's page_cursor column, or
+-- a bare timestamp) as the API's keyset keys after_timestamp/after_id; '{}'
+-- for none. The parser checks the values when the document is used.
+CREATE FUNCTION usage_analytics._explorer_position(page_after text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN nullif(btrim(page_after), '') IS NULL THEN '{}'::jsonb
+                ELSE jsonb_strip_nulls(jsonb_build_object(
+                         'after_timestamp', btrim(split_part(btrim(page_after), '/', 1)),
+                         'after_id', nullif(btrim(split_part(btrim(page_after), '/', 2)), '')))
+           END
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._explorer_position FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._explorer_position TO PUBLIC;
+
+-- One page of the selection's rows, newest first ("timestamp" DESC, id
+-- DESC), after the page_after cursor: the merge of get_usage_records(doc ||
+-- position, page_size) over the selection's documents. page_cursor is the
+-- row's position; pass the last row's as page_after for the next page
+-- (keyset: as fast at page 1000 as at page 1). The token classes of 0.2
+-- (cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
+-- reasoning_tokens) are read by name and are NULL while the table lacks
+-- them; once they exist, r.<column> may replace the to_jsonb look-ups.
+CREATE FUNCTION usage_analytics.explorer_records(
+    start_ts timestamptz, end_ts timestamptz,
+    users text[] DEFAULT NULL, agents text[] DEFAULT NULL, frameworks text[] DEFAULT NULL,
+    providers text[] DEFAULT NULL, models text[] DEFAULT NULL, message_types text[] DEFAULT NULL,
+    succeeded boolean DEFAULT NULL, search text DEFAULT NULL,
+    page_after text DEFAULT NULL, page_size integer DEFAULT 100)
+RETURNS TABLE (id uuid, "time" timestamptz, user_id uuid, agent_id text, agent_name text, framework text,
+               provider text, model text, message_type text, input_tokens integer, output_tokens integer,
+               total_tokens integer, cache_read_tokens integer, cache_write_tokens integer,
+               cache_write_1h_tokens integer, reasoning_tokens integer, cost_usd numeric,
+               response_time_ms integer, success boolean, error_message text, page_cursor text)
+LANGUAGE plpgsql STABLE
+AS $$
+#variable_conflict use_column
+DECLARE
+    docs     jsonb[];
+    position jsonb := usage_analytics._explorer_position(page_after);
+BEGIN
+    IF page_size IS NULL OR page_size < 1 OR page_size > 10000 THEN
+        RAISE EXCEPTION 'explorer_records: page_size must be between 1 and 10000, got %',
+                coalesce(page_size::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    docs := usage_analytics.explorer_filters(start_ts, end_ts, users, agents, frameworks, providers, models,
+                                             message_types, succeeded, search);
+    RETURN QUERY
+        SELECT r.id, r."timestamp", r.user_id, r.agent_id, r.agent_name, r.framework, r.provider, r.model,
+               r.message_type, r.input_tokens, r.output_tokens, r.total_tokens,
+               (to_jsonb(r) ->> 'cache_read_tokens')::integer,
+               (to_jsonb(r) ->> 'cache_write_tokens')::integer,
+               (to_jsonb(r) ->> 'cache_write_1h_tokens')::integer,
+               (to_jsonb(r) ->> 'reasoning_tokens')::integer,
+               r.cost_usd, r.response_time_ms, r.success, r.error_message,
+               to_char(r."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '/' || r.id
+          FROM unnest(docs) AS f (doc)
+         CROSS JOIN LATERAL usage_analytics.get_usage_records(f.doc || position, page_size, 0) AS r
+         ORDER BY r."timestamp" DESC, r.id DESC
+         LIMIT page_size;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.explorer_records FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.explorer_records TO PUBLIC;
+
+-- The selection's summary: get_usage_summary's document (same keys, same
+-- sources), for one document literally get_usage_summary; for several, the
+-- inputs of each (_summary_parts) merged, users summed across documents.
+CREATE FUNCTION usage_analytics.explorer_summary(
+    start_ts timestamptz, end_ts timestamptz,
+    users text[] DEFAULT NULL, agents text[] DEFAULT NULL, frameworks text[] DEFAULT NULL,
+    providers text[] DEFAULT NULL, models text[] DEFAULT NULL, message_types text[] DEFAULT NULL,
+    succeeded boolean DEFAULT NULL, search text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    docs       jsonb[];
+    doc        jsonb;
+    parts      record;
+    all_dims   jsonb := '[]';
+    all_users  jsonb := '[]';
+BEGIN
+    docs := usage_analytics.explorer_filters(start_ts, end_ts, users, agents, frameworks, providers, models,
+                                             message_types, succeeded, search);
+    IF cardinality(docs) = 1 THEN
+        RETURN usage_analytics.get_usage_summary(docs[1]);
+    END IF;
+    FOREACH doc IN ARRAY docs LOOP
+        PERFORM usage_analytics.check_filters(doc);
+        parts := usage_analytics._summary_parts(doc);
+        all_dims := all_dims || parts.dims;
+        all_users := all_users || parts.users;
+    END LOOP;
+    -- The same user can appear under several documents: add up each of
+    -- their figures (whatever keys _summary_parts gives a user).
+    RETURN usage_analytics._summary_json(
+        all_dims,
+        (SELECT coalesce(jsonb_agg(u.doc ORDER BY u.user_id), '[]')
+           FROM (SELECT s.user_id, jsonb_object_agg(s.key, s.total) || jsonb_build_object('user_id', s.user_id) AS doc
+                   FROM (SELECT e.value ->> 'user_id' AS user_id, kv.key, sum((kv.value #>> '{}')::numeric) AS total
+                           FROM jsonb_array_elements(all_users) AS e
+                          CROSS JOIN LATERAL jsonb_each(e.value - 'user_id') AS kv
+                          GROUP BY 1, 2) s
+                  GROUP BY s.user_id) u));
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.explorer_summary FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.explorer_summary TO PUBLIC;
+
+-- The selection's trend per day, ISO week or month: usage_trend's rows
+-- (same columns, same sources) for the union of the selection's documents
+-- (_trend_rows; for one document exactly usage_trend).
+CREATE FUNCTION usage_analytics.explorer_trend(
+    granularity text, start_ts timestamptz, end_ts timestamptz,
+    users text[] DEFAULT NULL, agents text[] DEFAULT NULL, frameworks text[] DEFAULT NULL,
+    providers text[] DEFAULT NULL, models text[] DEFAULT NULL, message_types text[] DEFAULT NULL,
+    succeeded boolean DEFAULT NULL, search text DEFAULT NULL)
+RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
+               output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric,
+               cache_read_tokens bigint, cache_write_tokens bigint, reasoning_tokens bigint,
+               cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
+               tokens_per_usd numeric)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    docs jsonb[];
+    doc  jsonb;
+BEGIN
+    IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
+        RAISE EXCEPTION 'explorer_trend: granularity must be day, week or month, got %',
+            coalesce(quote_literal(granularity), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    docs := usage_analytics.explorer_filters(start_ts, end_ts, users, agents, frameworks, providers, models,
+                                             message_types, succeeded, search);
+    FOREACH doc IN ARRAY docs LOOP
+        PERFORM usage_analytics.check_filters(doc);
+    END LOOP;
+    RETURN QUERY SELECT * FROM usage_analytics._trend_rows(lower(granularity), docs);
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.explorer_trend FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.explorer_trend TO PUBLIC;
+
+-- The values a dashboard variable offers for one filter key (kind: user,
+-- agent, framework, provider, model, message_type), without scanning the
+-- usage table for sessions that see every user's rows:
+--  * user: usage_daily_user over the range's UTC days, biggest spenders
+--    first (at most max_values);
+--  * agent, framework, provider: usage_daily_totals over the range's days;
+--  * model: the priced models that have exporter counters (usage_counters,
+--    lifetime); every priced model once the counters overflowed their series
+--    cap (their 'other' series hides which models it holds);
+--  * message_type: the message types of usage_counters (lifetime).
+-- Other sessions get the values of their own rows in the range (row-level
+-- security; the (user_id, "timestamp") index). NULL values are left out: no
+-- filter value matches them (All includes them).
+CREATE FUNCTION usage_analytics.explorer_values(kind text, start_ts timestamptz DEFAULT NULL,
+                                                           end_ts timestamptz DEFAULT NULL,
+                                                           max_values integer DEFAULT 1000)
+RETURNS TABLE (value text)
+LANGUAGE plpgsql STABLE
+AS $$
+#variable_conflict use_column
+DECLARE
+    k         text := lower(btrim(kind));
+    first_day date := coalesce((start_ts AT TIME ZONE 'UTC')::date, '-infinity');
+    last_day  date := coalesce(((end_ts - interval '1 microsecond') AT TIME ZONE 'UTC')::date, 'infinity');
+    col       text;
+BEGIN
+    col := CASE k WHEN 'user' THEN 'user_id::text' WHEN 'agent' THEN 'agent_id' WHEN 'framework' THEN 'framework'
+                  WHEN 'provider' THEN 'provider' WHEN 'model' THEN 'model' WHEN 'message_type' THEN 'message_type'
+           END;
+    IF col IS NULL THEN
+        RAISE EXCEPTION 'explorer_values: kind must be user, agent, framework, provider, model or message_type, got %',
+                coalesce(quote_literal(kind), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_values IS NULL OR max_values < 1 THEN
+        RAISE EXCEPTION 'explorer_values: max_values must be >= 1, got %', coalesce(max_values::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT usage_analytics._sees_all() THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT DISTINCT %s FROM usage_analytics.agent_usage_detailed u
+              WHERE u."timestamp" >= $1 AND u."timestamp" < $2 AND u.%s IS NOT NULL
+              ORDER BY 1 LIMIT $3', col, split_part(col, ':', 1))
+            USING coalesce(start_ts, '-infinity'), coalesce(end_ts, 'infinity'), max_values;
+        RETURN;
+    END IF;
+    IF k = 'user' THEN
+        RETURN QUERY
+            SELECT d.user_id::text
+              FROM usage_analytics.usage_daily_user d
+             WHERE d.day BETWEEN first_day AND last_day
+             GROUP BY d.user_id
+            HAVING sum(d.requests) > 0
+             ORDER BY sum(d.cost_usd) DESC, d.user_id
+             LIMIT max_values;
+    ELSIF k IN ('agent', 'framework', 'provider') THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT t.%1$s FROM usage_analytics.usage_daily_totals t
+              WHERE t.date BETWEEN $1 AND $2 AND t.%1$s IS NOT NULL
+              GROUP BY 1 HAVING sum(t.total_requests) <> 0
+              ORDER BY 1 LIMIT $3', col)
+            USING first_day, last_day, max_values;
+    ELSIF k = 'model' THEN
+        RETURN QUERY
+            SELECT DISTINCT p.model
+              FROM usage_analytics.model_pricing p
+             WHERE EXISTS (SELECT 1 FROM usage_analytics.usage_counters c
+                            WHERE c.requests > 0
+                              AND (c.model = p.model
+                                   OR (c.provider, c.framework, c.agent_id, c.model, c.message_type)
+                                      = ('other', 'other', 'other', 'other', 'other')))
+             ORDER BY 1
+             LIMIT max_values;
+    ELSE
+        RETURN QUERY
+            SELECT DISTINCT c.message_type
+              FROM usage_analytics.usage_counters c
+             WHERE c.requests > 0 AND c.message_type <> ''
+               AND (c.provider, c.framework, c.agent_id, c.model, c.message_type)
+                   <> ('other', 'other', 'other', 'other', 'other')
+             ORDER BY 1
+             LIMIT max_values;
+    END IF;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.explorer_values FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.explorer_values TO PUBLIC;
+
+
 -- END functions generated by scripts/upgrade_functions.py
 
 -- ---------------------------------------------------------------------------
 -- Roles, triggers, statistics, privileges, dump configuration
 
 DO $$
+DECLARE
+    r text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'usage_analytics_app') THEN
-        BEGIN
-            CREATE ROLE usage_analytics_app NOLOGIN;
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-            NULL;  -- created meanwhile by an upgrade in another database
-        END;
-    END IF;
+    FOREACH r IN ARRAY ARRAY['usage_analytics_app', 'usage_analytics_auditor'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- created meanwhile by an upgrade in another database
+            END;
+        END IF;
+    END LOOP;
 END;
 $$;
+GRANT USAGE ON SCHEMA usage_analytics TO usage_analytics_auditor;
+CREATE POLICY auditor_all ON usage_analytics.agent_usage_detailed FOR SELECT TO usage_analytics_auditor
+    USING (true);
+CREATE POLICY auditor_all ON usage_analytics.agent_performance_metrics FOR SELECT TO usage_analytics_auditor
+    USING (true);
+CREATE POLICY auditor_read ON usage_analytics.system_analytics FOR SELECT TO usage_analytics_auditor
+    USING (true);
+CREATE POLICY auditor_read ON usage_analytics.usage_daily_totals FOR SELECT TO usage_analytics_auditor
+    USING (true);
+CREATE POLICY auditor_read ON usage_analytics.usage_daily_user FOR SELECT TO usage_analytics_auditor
+    USING (true);
+CREATE POLICY auditor_read ON usage_analytics.usage_counters FOR SELECT TO usage_analytics_auditor
+    USING (true);
+GRANT SELECT ON usage_analytics.agent_usage_detailed, usage_analytics.agent_performance_metrics,
+                usage_analytics.system_analytics, usage_analytics.usage_daily_totals,
+                usage_analytics.usage_daily_user, usage_analytics.usage_counters
+    TO usage_analytics_auditor;
 
 -- Daily buckets from the users of each day; hourly and 5-minute buckets from
 -- each user's latest request of the day (0.1.0 kept no finer history).
@@ -3070,6 +3966,12 @@ SELECT w.width, to_timestamp(floor(extract(epoch FROM d.last_seen) / w.width) * 
  CROSS JOIN (VALUES (300, interval '2 hours'), (3600, interval '26 hours')) AS w(width, keep)
  WHERE d.last_seen > now() - w.keep
  GROUP BY 1, 2;
+
+-- search's trigram index on every partition (pg_trgm must be installed
+-- first: CREATE EXTENSION pg_trgm; the control file requires it). Reads
+-- the table once more.
+SELECT usage_analytics._create_search_index(i.inhrelid::regclass)
+  FROM pg_inherits i WHERE i.inhparent = 'usage_analytics.agent_usage_detailed'::regclass;
 
 CREATE TRIGGER count_deleted_usage
     AFTER DELETE ON usage_analytics.agent_usage_detailed

@@ -522,7 +522,8 @@ fn one_bad_price_cannot_break_pricing() {
 
     // Pricing still works, exactly, for every path.
     let expected = "(SELECT input_usd_per_1k + output_usd_per_1k FROM usage_analytics.model_pricing
-                      WHERE provider = 'openai' AND model = 'gpt-4o' AND effective_from <= now()
+                      WHERE provider = 'openai' AND model = 'gpt-4o' AND service_tier = 'standard'
+                        AND effective_from <= now()
                         AND (effective_to IS NULL OR now() < effective_to)
                       ORDER BY effective_from DESC LIMIT 1)";
     for client in [&mut owner, &mut admin] {

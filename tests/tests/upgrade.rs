@@ -114,7 +114,13 @@ fn upgrading_from_every_released_version_loses_nothing() {
                                       FROM usage_analytics.agent_usage_detailed),
                                   (SELECT count(*) || '/' || sum(total_requests) FROM usage_analytics.agent_performance_metrics),
                                   (SELECT count(*) FROM usage_analytics.system_analytics),
-                                  (SELECT count(*) FROM usage_analytics.model_pricing),
+                                  -- price history: every earlier row, by id (the upgrade adds the
+                                  -- shipped catalog's rows and moves '-infinity' to 1970)
+                                  (SELECT string_agg(concat_ws('/', id, provider, model, input_usd_per_1k, output_usd_per_1k,
+                                                               CASE WHEN effective_from <= '1970-01-01 00:00:00+00'
+                                                                    THEN 'installed' ELSE effective_from::text END,
+                                                               effective_to), ',' ORDER BY id)
+                                     FROM usage_analytics.model_pricing WHERE id <= 13),
                                   (SELECT count(*) FROM usage_analytics.admin_audit_log),
                                   (SELECT sum(requests) FROM usage_analytics.metrics_usage_counters()),
                                   -- the keys 0.1.0 had (later versions add keys)
@@ -125,6 +131,11 @@ fn upgrading_from_every_released_version_loses_nothing() {
                                                   'total_tokens', 'total_cost_usd', 'avg_response_time_ms',
                                                   'unique_users', 'unpriced_requests', 'cost_by_provider',
                                                   'cost_by_framework', 'requests_by_agent', 'top_users'))";
+        assert_eq!(
+            scalar(&mut client, "SELECT max(id) FROM usage_analytics.model_pricing").as_deref(),
+            Some("13"),
+            "the price history compared below is the 12 installed rows and the admin's"
+        );
         let before = text_rows(&mut client, fingerprint);
         client
             .batch_execute("ALTER EXTENSION pg_usage_analytics UPDATE")

@@ -40,7 +40,9 @@
 //! stale (see `gauge_cache`).
 
 pub mod active_users;
+pub mod budgets;
 pub mod exporter_self;
+pub mod repriced;
 pub mod rollup;
 pub mod top_users;
 pub mod usage_counters;
@@ -125,6 +127,8 @@ pub static DATABASE: &[Registered] = &[
     register::<active_users::ActiveUsers>("active_users"),
     register::<top_users::TopUsers>("top_users"),
     register::<rollup::Rollup>("rollup"),
+    register::<repriced::Repriced>("repriced"),
+    register::<budgets::Budgets>("budgets"),
 ];
 
 /// Every metric the exporter can export, in export order.

@@ -1,0 +1,547 @@
+//! Retention (set_retention, apply_retention, retention_status) and fast
+//! search (issue 19, items 2 and 3).
+
+use integration_tests::{cluster, db_error, load_sample, scalar, text_rows, USERS};
+use postgres::Client;
+
+fn fresh(name: &str) -> (String, Client) {
+    let c = cluster();
+    let db = c.fresh_db(name);
+    let client = c.connect(&db);
+    (db, client)
+}
+
+/// The first day of the UTC month `months` before the current one.
+fn month_start(client: &mut Client, months: i32) -> String {
+    scalar(
+        client,
+        &format!(
+            "SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') - interval '{months} months')::date::text"
+        ),
+    )
+    .unwrap()
+}
+
+/// Monthly partitions six months back, and `n` rows spread over the last
+/// five months (and today), for the fixed users.
+fn load_months(client: &mut Client, n: i64) {
+    client
+        .batch_execute(&format!(
+            "SELECT usage_analytics.ensure_partitions(3, 6);
+             INSERT INTO usage_analytics.agent_usage_detailed
+               (user_id, agent_id, agent_name, framework, provider, message_type, input_tokens, output_tokens,
+                response_time_ms, success, error_message, model, \"timestamp\")
+             SELECT (ARRAY['{}']::uuid[])[1 + g % 8], 'agent-' || g % 5, 'Agent ' || g % 3,
+                    (ARRAY['langchain', 'autogen'])[1 + g % 2], (ARRAY['openai', 'anthropic'])[1 + g % 2], 'chat',
+                    g % 1000, g % 300, 100 + g % 900, g % 9 <> 0, CASE WHEN g % 9 = 0 THEN 'rate limited' END,
+                    (ARRAY['gpt-4o', 'claude-3-haiku'])[1 + g % 2],
+                    date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '5 months'
+                      + (now() - (date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '5 months'))
+                        * (g::float8 / {n})
+               FROM generate_series(1, {n}) g;",
+            USERS.join("','")
+        ))
+        .unwrap();
+}
+
+fn json(client: &mut Client, sql: &str) -> serde_json::Value {
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
+fn partitions(client: &mut Client) -> Vec<String> {
+    text_rows(
+        client,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'usage_analytics.agent_usage_detailed'::regclass ORDER BY 1",
+    )
+    .into_iter()
+    .map(|r| r[0].clone().unwrap())
+    .collect()
+}
+
+/// Everything a reader of removed months gets, as text: summaries and trends
+/// on both paths (admin per-day tables, rollups), and the exporter's counters.
+fn observations(client: &mut Client, reader: &mut Client, from: &str, to: &str) -> Vec<String> {
+    let range = format!("{{\"start_date\": \"{from}\", \"end_date\": \"{to}\"}}");
+    let by_provider =
+        format!("{{\"start_date\": \"{from}\", \"end_date\": \"{to}\", \"provider\": \"openai\"}}");
+    let mut out = vec![
+        json(
+            client,
+            &format!("SELECT usage_analytics.get_usage_summary('{range}')"),
+        )
+        .to_string(),
+        json(client, "SELECT usage_analytics.get_usage_summary('{}')").to_string(),
+        json(
+            client,
+            &format!("SELECT usage_analytics.get_usage_summary('{by_provider}')"),
+        )
+        .to_string(),
+        json(
+            reader,
+            &format!("SELECT usage_analytics.get_usage_summary('{range}')"),
+        )
+        .to_string(),
+    ];
+    for (who, filters) in [
+        ("admin", range.as_str()),
+        ("admin", by_provider.as_str()),
+        ("reader", range.as_str()),
+    ] {
+        for granularity in ["day", "month"] {
+            let c = if who == "admin" {
+                &mut *client
+            } else {
+                &mut *reader
+            };
+            out.push(format!(
+                "{who} {granularity} {filters}: {:?}",
+                text_rows(
+                    c,
+                    &format!(
+                        "SELECT * FROM usage_analytics.usage_trend('{granularity}', '{filters}') ORDER BY 1"
+                    )
+                )
+            ));
+        }
+    }
+    out.push(format!(
+        "{:?}",
+        text_rows(
+            client,
+            "SELECT provider, framework, agent_id, model, message_type, success, sum(requests), sum(input_tokens),
+                    sum(output_tokens), sum(cost_usd), sum(unpriced_requests), sum(response_time_count)
+               FROM usage_analytics.usage_counters GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6"
+        )
+    ));
+    out
+}
+
+/// A login role mapped to `user` (one role per test: roles are cluster-wide).
+fn reader_for(db: &str, client: &mut Client, role: &str, user: &str) -> Client {
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+             GRANT usage_analytics_reader TO {role};
+             INSERT INTO usage_analytics.user_role_map VALUES ('{role}', '{user}')
+                 ON CONFLICT (role_name) DO UPDATE SET user_id = excluded.user_id;"
+        ))
+        .unwrap();
+    cluster().connect_as(db, role)
+}
+
+#[test]
+fn dropping_old_months_keeps_summaries_trends_and_counters() {
+    let (db, mut client) = fresh("retention_drop");
+    load_months(&mut client, 6000);
+    let mut reader = reader_for(&db, &mut client, "retention_reader_drop", USERS[2]);
+    let removed_from = month_start(&mut client, 5);
+    let kept_from = month_start(&mut client, 2);
+    // Whole UTC days: summaries over removed months come from per-day tables and rollups.
+    let before = observations(&mut client, &mut reader, &removed_from, &kept_from);
+    let records_before = scalar(
+        &mut client,
+        &format!(
+            "SELECT count(*) FROM usage_analytics.get_usage_records('{{\"end_date\": \"{kept_from}T00:00:00Z\"}}', 100000)"
+        ),
+    )
+    .unwrap();
+    assert_ne!(records_before, "0");
+
+    client
+        .batch_execute("SELECT usage_analytics.set_retention(2)")
+        .unwrap();
+    let removed = text_rows(
+        &mut client,
+        "SELECT partition, action, rows FROM usage_analytics.apply_retention() ORDER BY 1",
+    );
+    assert_eq!(removed.len(), 4, "{removed:?}"); // months 6, 5, 4 and 3 back (6 back is empty)
+    assert!(
+        removed.iter().all(|r| r[1].as_deref() == Some("drop")),
+        "{removed:?}"
+    );
+    let removed_rows: i64 = removed
+        .iter()
+        .map(|r| r[2].as_deref().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(removed_rows.to_string(), records_before);
+    let parts = partitions(&mut client);
+    assert!(parts.contains(&"agent_usage_detailed_default".to_string()));
+    let kept_part = format!("agent_usage_detailed_p{}", kept_from[..7].replace('-', "_"));
+    assert!(parts.contains(&kept_part), "{parts:?}");
+    assert_eq!(
+        parts
+            .iter()
+            .filter(|p| p.as_str() < kept_part.as_str() && p.as_str() != "agent_usage_detailed_default")
+            .count(),
+        0,
+        "{parts:?}"
+    );
+
+    // Summaries and trends over the removed months are unchanged, on every path.
+    assert_eq!(
+        observations(&mut client, &mut reader, &removed_from, &kept_from),
+        before
+    );
+    // The non-admin path reads the removed days from the rollups: still fresh.
+    let fresh_days = scalar(
+        &mut client,
+        &format!(
+            "SELECT count(*) FROM unnest(usage_analytics._fresh_rollup_days('{removed_from}', '{kept_from}'::date - 1))"
+        ),
+    )
+    .unwrap();
+    let days_with_rows = scalar(
+        &mut client,
+        &format!(
+            "SELECT count(DISTINCT day) FROM usage_analytics.usage_daily_user
+              WHERE day >= '{removed_from}' AND day < '{kept_from}'"
+        ),
+    )
+    .unwrap();
+    assert_eq!(fresh_days, days_with_rows);
+    // Records and exports there return nothing.
+    for sql in [
+        format!("SELECT count(*) FROM usage_analytics.get_usage_records('{{\"end_date\": \"{kept_from}T00:00:00Z\"}}', 100000)"),
+        format!("SELECT count(*) FROM usage_analytics.usage_export('{{\"end_date\": \"{kept_from}T00:00:00Z\"}}')"),
+    ] {
+        assert_eq!(scalar(&mut client, &sql).unwrap(), "0", "{sql}");
+    }
+
+    // Audited: the setting and each removal.
+    let audit = text_rows(
+        &mut client,
+        "SELECT action, target, details->>'action', details->>'rows' FROM usage_analytics.admin_audit_log
+          WHERE action IN ('set_retention', 'apply_retention') ORDER BY id",
+    );
+    assert_eq!(audit.len(), 5, "{audit:?}");
+    assert_eq!(audit[0][0].as_deref(), Some("set_retention"));
+    assert_eq!(audit[0][2].as_deref(), Some("drop"));
+    for (row, partition) in audit[1..].iter().zip(&removed) {
+        assert_eq!(row[1], partition[0]);
+        assert_eq!(row[3], partition[2]);
+    }
+
+    let status = text_rows(&mut client, "SELECT * FROM usage_analytics.retention_status()");
+    let next_due = scalar(
+        &mut client,
+        "SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month')::date::text",
+    );
+    assert_eq!(
+        status,
+        vec![vec![
+            Some("2".into()),
+            Some("drop".into()),
+            Some(kept_from.clone()),
+            next_due
+        ]]
+    );
+    // Nothing more is due: a second run removes nothing.
+    assert_eq!(
+        text_rows(&mut client, "SELECT * FROM usage_analytics.apply_retention()"),
+        Vec::<Vec<_>>::new()
+    );
+}
+
+#[test]
+fn detached_months_go_to_the_archive_for_admins_only() {
+    let (db, mut client) = fresh("retention_detach");
+    load_months(&mut client, 2000);
+    client
+        .batch_execute("SELECT usage_analytics.set_retention(3, 'detach')")
+        .unwrap();
+    let detached = text_rows(
+        &mut client,
+        "SELECT partition, action, rows FROM usage_analytics.apply_retention() WHERE rows > 0 ORDER BY 1",
+    );
+    assert_eq!(detached.len(), 2, "{detached:?}");
+    for row in &detached {
+        assert_eq!(row[1].as_deref(), Some("detach"));
+        let rows = scalar(
+            &mut client,
+            &format!(
+                "SELECT count(*) FROM usage_analytics_archive.{}",
+                row[0].as_deref().unwrap()
+            ),
+        );
+        assert_eq!(rows, row[2]);
+    }
+    let archived = detached[0][0].clone().unwrap();
+    client
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE retention_admin LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+             GRANT usage_analytics_admin TO retention_admin;",
+        )
+        .unwrap();
+    let mut admin = cluster().connect_as(&db, "retention_admin");
+    assert_eq!(
+        scalar(
+            &mut admin,
+            &format!("SELECT count(*) FROM usage_analytics_archive.{archived}")
+        ),
+        detached[0][2]
+    );
+    let mut reader = reader_for(&db, &mut client, "retention_reader_detach", USERS[0]);
+    let err = reader
+        .query(
+            &format!("SELECT count(*) FROM usage_analytics_archive.{archived}"),
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(db_error(&err).0, "42501");
+    for sql in [
+        "SELECT usage_analytics.set_retention(1)",
+        "SELECT * FROM usage_analytics.apply_retention()",
+        "SELECT * FROM usage_analytics.retention_status()",
+        "SELECT * FROM usage_analytics.retention_policy",
+    ] {
+        let err = reader.query(sql, &[]).unwrap_err();
+        assert_eq!(db_error(&err).0, "42501", "{sql}");
+    }
+    // The admin reads the policy; the reader's failed calls changed nothing.
+    assert_eq!(
+        text_rows(
+            &mut admin,
+            "SELECT keep_months, action FROM usage_analytics.retention_policy"
+        ),
+        vec![vec![Some("3".into()), Some("detach".into())]]
+    );
+}
+
+#[test]
+fn a_locked_table_skips_the_month_with_a_warning() {
+    let (db, mut client) = fresh("retention_locked");
+    load_months(&mut client, 1500);
+    client
+        .batch_execute("SELECT usage_analytics.set_retention(4)")
+        .unwrap();
+    let mut holder = cluster().connect(&db);
+    holder
+        .batch_execute("BEGIN; SELECT count(*) FROM usage_analytics.agent_usage_detailed;")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let skipped = text_rows(
+        &mut client,
+        "SELECT partition, action FROM usage_analytics.apply_retention() ORDER BY 1",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(!skipped.is_empty());
+    assert!(
+        skipped.iter().all(|r| r[1].as_deref() == Some("skipped")),
+        "{skipped:?}"
+    );
+    let before = partitions(&mut client);
+    assert!(before.contains(skipped[0][0].as_ref().unwrap()));
+    holder.batch_execute("COMMIT").unwrap();
+    let removed = text_rows(
+        &mut client,
+        "SELECT partition, action FROM usage_analytics.apply_retention() ORDER BY 1",
+    );
+    assert_eq!(removed.len(), skipped.len());
+    assert!(
+        removed.iter().all(|r| r[1].as_deref() == Some("drop")),
+        "{removed:?}"
+    );
+}
+
+#[test]
+fn retention_settings_are_validated() {
+    let (_db, mut client) = fresh("retention_args");
+    for (sql, needle) in [
+        ("SELECT usage_analytics.set_retention(0)", "keep_months"),
+        ("SELECT usage_analytics.set_retention(-3)", "keep_months"),
+        ("SELECT usage_analytics.set_retention(12, 'archive')", "action"),
+        ("SELECT usage_analytics.set_retention(12, NULL)", "action"),
+    ] {
+        let err = client.query(sql, &[]).unwrap_err();
+        let (code, message) = db_error(&err);
+        assert_eq!(code, "22023", "{sql}");
+        assert!(message.contains(needle), "{sql}: {message}");
+    }
+    // No policy: nothing is removed, the status says so.
+    assert_eq!(
+        text_rows(&mut client, "SELECT * FROM usage_analytics.apply_retention()"),
+        Vec::<Vec<_>>::new()
+    );
+    let status = text_rows(
+        &mut client,
+        "SELECT keep_months, action, next_due FROM usage_analytics.retention_status()",
+    );
+    assert_eq!(status, vec![vec![None, None, None]]);
+    client
+        .batch_execute(
+            "SELECT usage_analytics.set_retention(12, 'DETACH'); SELECT usage_analytics.set_retention(NULL);",
+        )
+        .unwrap();
+    assert_eq!(
+        scalar(
+            &mut client,
+            "SELECT count(*) FROM usage_analytics.retention_policy"
+        )
+        .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        scalar(
+            &mut client,
+            "SELECT count(*) FROM usage_analytics.admin_audit_log WHERE action = 'set_retention'"
+        )
+        .as_deref(),
+        Some("2")
+    );
+}
+
+/// ids of the rows the four ILIKEs of 0.2.0 select, newest first.
+fn oracle_ids(client: &mut Client, term: &str) -> Vec<Vec<Option<String>>> {
+    let pattern = format!(
+        "%{}%",
+        term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    );
+    let rows = client
+        .query(
+            "SELECT id::text FROM usage_analytics.agent_usage_detailed
+              WHERE agent_id ILIKE $1 OR agent_name ILIKE $1 OR model ILIKE $1 OR error_message ILIKE $1
+              ORDER BY \"timestamp\" DESC, id DESC",
+            &[&pattern],
+        )
+        .unwrap();
+    rows.iter().map(|r| vec![Some(r.get::<_, String>(0))]).collect()
+}
+
+fn search_ids(client: &mut Client, term: &str, limit: i32, offset: i32) -> Vec<Vec<Option<String>>> {
+    let filters = serde_json::json!({ "search": term });
+    client
+        .query(
+            "SELECT id::text FROM usage_analytics.get_usage_records($1, $2, $3)",
+            &[&filters, &limit, &offset],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| vec![Some(r.get::<_, String>(0))])
+        .collect()
+}
+
+#[test]
+fn search_selects_exactly_the_rows_of_the_four_ilikes() {
+    let (_db, mut client) = fresh("search_same");
+    load_sample(&mut client, 3000, 3);
+    for term in [
+        "coder",
+        "CODER",
+        "agent 1",
+        "coder Agent", // would match across the separator of the indexed text
+        "gpt-4o mini",
+        "rate limited",
+        "Q,\"uoted\"",
+        "ünïcødé",
+        "50%",
+        "_",
+        "\\",
+        "o",
+        "gpt",
+        "=cmd|",
+        "zzz-nothing",
+    ] {
+        let all = oracle_ids(&mut client, term);
+        assert_eq!(search_ids(&mut client, term, 100000, 0), all, "search {term:?}");
+        let page: Vec<_> = all.iter().take(100).cloned().collect();
+        assert_eq!(search_ids(&mut client, term, 100, 0), page, "page 1 of {term:?}");
+        let page3: Vec<_> = all.iter().skip(200).take(100).cloned().collect();
+        assert_eq!(
+            search_ids(&mut client, term, 100, 200),
+            page3,
+            "page 3 of {term:?}"
+        );
+        let filters = serde_json::json!({ "search": term });
+        let exported: i64 = client
+            .query_one(
+                "SELECT count(*) FROM usage_analytics.usage_export($1)",
+                &[&filters],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(exported as usize, all.len(), "export {term:?}");
+    }
+}
+
+fn plan(client: &mut Client, sql: &str) -> String {
+    text_rows(client, &format!("EXPLAIN {sql}"))
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn rare_terms_use_the_trigram_index_and_common_terms_the_timestamp_index() {
+    let (_db, mut client) = fresh("search_plans");
+    load_sample(&mut client, 40000, 20);
+    // VACUUM merges the trigram index's pending list, as autovacuum does.
+    client
+        .batch_execute("VACUUM ANALYZE usage_analytics.agent_usage_detailed")
+        .unwrap();
+    // Every partition carries the index (new months copy it), without statistics.
+    client
+        .batch_execute("SELECT usage_analytics.ensure_partitions(6, 3)")
+        .unwrap();
+    let missing = text_rows(
+        &mut client,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'usage_analytics.agent_usage_detailed'::regclass
+            AND NOT EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid
+                             AND pg_get_indexdef(x.indexrelid) LIKE '%gin_trgm_ops%')",
+    );
+    assert_eq!(missing, Vec::<Vec<_>>::new());
+
+    // The statement get_usage_records runs for a rare term.
+    let rare = plan(
+        &mut client,
+        "SELECT u.* FROM usage_analytics.agent_usage_detailed u
+          WHERE usage_analytics._usage_matches(u, '{\"search\": \"zzqx-absent\"}')
+          ORDER BY u.\"timestamp\" DESC, u.id DESC LIMIT 100",
+    );
+    assert!(
+        rare.contains("Bitmap Index Scan") && rare.contains("_search_text_idx"),
+        "{rare}"
+    );
+    // The statement it runs when the newest rows hold the page (a common term).
+    let common = plan(
+        &mut client,
+        "SELECT r.* FROM (SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                           WHERE usage_analytics._usage_matches(u, '{}')
+                           ORDER BY u.\"timestamp\" DESC, u.id DESC LIMIT 2000) r
+          WHERE usage_analytics._search_matches(r.agent_id, r.agent_name, r.model, r.error_message, '%coder%')
+          ORDER BY r.\"timestamp\" DESC, r.id DESC LIMIT 100",
+    );
+    assert!(
+        common.contains("Index Scan Backward")
+            && !common.contains("_search_text_idx")
+            && !common.contains("Sort  "),
+        "{common}"
+    );
+    // Page 1 of a rare term reads a few pages, not the table.
+    let buffers = text_rows(
+        &mut client,
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM usage_analytics.agent_usage_detailed u
+          WHERE usage_analytics._usage_matches(u, '{\"search\": \"zzqx-absent\"}')
+          ORDER BY u.\"timestamp\" DESC, u.id DESC LIMIT 100",
+    );
+    let doc: serde_json::Value = serde_json::from_str(buffers[0][0].as_deref().unwrap()).unwrap();
+    let hit = doc[0]["Plan"]["Shared Hit Blocks"].as_i64().unwrap()
+        + doc[0]["Plan"]["Shared Read Blocks"].as_i64().unwrap();
+    let table_pages: i64 = scalar(
+        &mut client,
+        "SELECT sum(relpages)::bigint FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid
+          WHERE i.inhparent = 'usage_analytics.agent_usage_detailed'::regclass",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(hit * 10 < table_pages, "{hit} blocks read of {table_pages}");
+    // No statistics on the indexed text: EXPLAIN must not reveal values.
+    let with_stats = scalar(
+        &mut client,
+        "SELECT count(*) FROM pg_stats WHERE schemaname = 'usage_analytics' AND tablename LIKE '%search_text%'",
+    );
+    assert_eq!(with_stats.as_deref(), Some("0"));
+}
