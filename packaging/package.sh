@@ -44,8 +44,7 @@ for f in "$extdir/pg_usage_analytics.control" "$extdir/pg_usage_analytics--$vers
 done
 
 # 2. The service binaries and their man pages, generated from --help.
-bins=(usage-analytics-exporter)
-[[ -f collector/Cargo.toml ]] && bins+=(usage-analytics-collector)
+bins=(usage-analytics-exporter usage-analytics-collector)
 cargo build --release $(printf -- ' -p %s' "${bins[@]}")
 mkdir -p "$CARGO_TARGET_DIR/release/man"
 declare -A summary=(
@@ -71,15 +70,7 @@ maintainer=$(sed -n 's/^maintainer = "\(.*\)"/\1/p' exporter/Cargo.toml | head -
 rm -rf "$out" && mkdir -p "$out"
 cargo deb -p pg_usage_analytics --no-build --output "$out"
 cargo deb -p usage-analytics-exporter --no-build --output "$out"
-if [[ -f collector/Cargo.toml ]]; then
-    # From the collector's own [package.metadata.deb] once it has one; until then from
-    # the `collector` variant kept in exporter/Cargo.toml.
-    if grep -q '^\[package\.metadata\.deb\]' collector/Cargo.toml; then
-        cargo deb -p usage-analytics-collector --no-build --output "$out"
-    else
-        cargo deb -p usage-analytics-exporter --variant collector --no-build --output "$out"
-    fi
-fi
+cargo deb -p usage-analytics-collector --no-build --output "$out"
 
 for deb in "$out"/*.deb; do
     echo "== $(basename "$deb")"
