@@ -33,10 +33,14 @@ BEGIN
         RAISE EXCEPTION '%: % is one of the extension''s group roles', action, role_name
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The group gives the privileges, the per-database list (is_admin())
+    -- decides in which databases they count: revoking touches only the
+    -- list, so the role stays an admin wherever else it was made one.
     IF make_admin THEN
         EXECUTE format('GRANT usage_analytics_admin TO %I', role_name);
+        INSERT INTO usage_analytics.admin_roles (role_name) VALUES (role_name) ON CONFLICT DO NOTHING;
     ELSE
-        EXECUTE format('REVOKE usage_analytics_admin FROM %I', role_name);
+        DELETE FROM usage_analytics.admin_roles a WHERE a.role_name = _set_admin.role_name;
     END IF;
     INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
     VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), action, role_name,

@@ -120,15 +120,15 @@ CREATE TRIGGER keep_installed_rows_restorable BEFORE INSERT ON usage_analytics.m
     FOR EACH ROW EXECUTE FUNCTION usage_analytics._keep_installed_rows_restorable();
 
 ALTER TABLE usage_analytics.budgets ENABLE ROW LEVEL SECURITY;
-CREATE POLICY admin_all ON usage_analytics.budgets FOR SELECT TO usage_analytics_admin USING (true);
+CREATE POLICY admin_all ON usage_analytics.budgets FOR SELECT TO usage_analytics_admin USING ((SELECT usage_analytics.is_admin()));
 ALTER TABLE usage_analytics.budget_spend ENABLE ROW LEVEL SECURITY;
 ALTER TABLE usage_analytics.budget_reservations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE usage_analytics.budget_events ENABLE ROW LEVEL SECURITY;
-CREATE POLICY admin_all ON usage_analytics.budget_events FOR SELECT TO usage_analytics_admin USING (true);
+CREATE POLICY admin_all ON usage_analytics.budget_events FOR SELECT TO usage_analytics_admin USING ((SELECT usage_analytics.is_admin()));
 ALTER TABLE usage_analytics.model_tiers ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON usage_analytics.model_tiers FOR SELECT USING (true);
 CREATE POLICY admin_write ON usage_analytics.model_tiers FOR ALL TO usage_analytics_admin
-    USING (true) WITH CHECK (true);
+    USING ((SELECT usage_analytics.is_admin())) WITH CHECK ((SELECT usage_analytics.is_admin()));
 REVOKE ALL ON usage_analytics.budgets, usage_analytics.budget_spend, usage_analytics.budget_reservations,
               usage_analytics.budget_events, usage_analytics.model_tiers FROM PUBLIC;
 GRANT SELECT ON usage_analytics.budgets, usage_analytics.budget_events TO usage_analytics_admin;

@@ -355,6 +355,7 @@ DECLARE
     folded_days     bigint;
     live            integer[];
 BEGIN
+    PERFORM usage_analytics._require_admin('compact_bookkeeping');
     PERFORM 1 FROM usage_analytics.maintenance_lock WHERE name = 'compact_bookkeeping' FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN 0;  -- another run is compacting

@@ -1,11 +1,20 @@
 -- Identity: who is acting (is_admin) and for which end user (current_user_id).
 
+-- Admin rights are per database: a superuser, or a member of
+-- usage_analytics_admin whose login or role in effect is (or belongs to) a
+-- role listed in this database's admin_roles. SECURITY DEFINER to read that
+-- list; it reveals only a boolean about the caller (acting_role() and
+-- session_user are the caller's, inside a definer function too).
 CREATE FUNCTION usage_analytics.is_admin()
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
-    SELECT pg_has_role(usage_analytics.acting_role(), 'usage_analytics_admin', 'MEMBER')
+    SELECT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = usage_analytics.acting_role()), false)
+        OR (pg_has_role(usage_analytics.acting_role(), 'usage_analytics_admin', 'MEMBER')
+            AND EXISTS (SELECT 1 FROM usage_analytics.admin_roles a
+                         WHERE pg_has_role(usage_analytics.acting_role(), a.role_name, 'MEMBER')
+                            OR pg_has_role(session_user, a.role_name, 'MEMBER')))
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.is_admin FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.is_admin TO PUBLIC;

@@ -36,6 +36,7 @@ DECLARE
     columns     text;
     created     integer := 0;
 BEGIN
+    PERFORM usage_analytics._require_admin('ensure_partitions');
     IF months_ahead IS NULL OR months_ahead < 0 OR months_ahead > 120 THEN
         RAISE EXCEPTION 'ensure_partitions: months_ahead must be between 0 and 120, got %',
             coalesce(months_ahead::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';

@@ -46,7 +46,7 @@ CREATE TABLE usage_analytics.retention_policy (
     last_applied   timestamptz
 );
 ALTER TABLE usage_analytics.retention_policy ENABLE ROW LEVEL SECURITY;
-CREATE POLICY admin_read ON usage_analytics.retention_policy FOR SELECT TO usage_analytics_admin USING (true);
+CREATE POLICY admin_read ON usage_analytics.retention_policy FOR SELECT TO usage_analytics_admin USING ((SELECT usage_analytics.is_admin()));
 REVOKE ALL ON usage_analytics.retention_policy FROM PUBLIC;
 GRANT SELECT ON usage_analytics.retention_policy TO usage_analytics_admin;
 

@@ -20,6 +20,7 @@ DECLARE
     written integer;
     last_seen timestamptz;
 BEGIN
+    PERFORM usage_analytics._require_admin('rollup_daily');
     IF target IS NULL THEN
         RAISE EXCEPTION 'rollup_daily: day must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -253,6 +254,7 @@ AS $$
 DECLARE
     job bigint;
 BEGIN
+    PERFORM usage_analytics._require_admin('schedule_rollups');
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
         RAISE EXCEPTION 'schedule_rollups: pg_cron is not installed in database %', current_database()
             USING ERRCODE = 'feature_not_supported',

@@ -356,6 +356,16 @@ CREATE TABLE usage_analytics.user_role_map (
     user_id   uuid NOT NULL
 );
 
+-- Who is an admin in this database. Roles are cluster-wide, so membership of
+-- usage_analytics_admin alone would make an admin of one database an admin
+-- of every database with the extension: is_admin() also asks for the role
+-- (or one it belongs to) to be listed here. grant_admin/revoke_admin keep it.
+CREATE TABLE usage_analytics.admin_roles (
+    role_name  name        PRIMARY KEY,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    granted_by name        NOT NULL DEFAULT session_user
+);
+
 -- Append-only record of every admin action.
 CREATE TABLE usage_analytics.admin_audit_log (
     id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

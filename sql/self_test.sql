@@ -71,6 +71,10 @@ BEGIN
         coalesce('missing roles: ' || missing, 'all ' || cardinality(usage_analytics._group_roles()) || ' group roles exist');
 
     IF usage_analytics.is_admin() THEN
+        SELECT string_agg(a.role_name::text, ', ' ORDER BY a.role_name) INTO missing FROM usage_analytics.admin_roles a;
+        RETURN QUERY SELECT 'admin_scope', true,
+            'admin rights are per database; admins here: ' || coalesce(missing, 'none but superusers')
+            || ' (grant_admin/revoke_admin in each database)';
         SELECT string_agg(m.rolname, ', ' ORDER BY m.rolname) INTO missing
           FROM pg_roles m
          WHERE pg_has_role(m.oid, 'usage_analytics_app', 'MEMBER') AND m.rolname <> 'usage_analytics_app'

@@ -116,6 +116,17 @@ ALTER TABLE usage_analytics.admin_audit_log
 
 ALTER TABLE usage_analytics.rollup_state ADD COLUMN source_changes bigint NOT NULL DEFAULT 0;
 
+-- Admin rights become per database (see is_admin): whoever is a member of
+-- usage_analytics_admin when this database upgrades stays its admin.
+CREATE TABLE usage_analytics.admin_roles (
+    role_name  name        PRIMARY KEY,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    granted_by name        NOT NULL DEFAULT session_user
+);
+INSERT INTO usage_analytics.admin_roles (role_name)
+SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
+ WHERE m.roleid = 'usage_analytics_admin'::regrole;
+
 CREATE TABLE usage_analytics.maintenance_lock (
     name text PRIMARY KEY
 );
@@ -367,10 +378,14 @@ GRANT EXECUTE ON FUNCTION usage_analytics._valid_price TO PUBLIC;
 -- from sql/identity.sql
 CREATE OR REPLACE FUNCTION usage_analytics.is_admin()
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
-    SELECT pg_has_role(usage_analytics.acting_role(), 'usage_analytics_admin', 'MEMBER')
+    SELECT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = usage_analytics.acting_role()), false)
+        OR (pg_has_role(usage_analytics.acting_role(), 'usage_analytics_admin', 'MEMBER')
+            AND EXISTS (SELECT 1 FROM usage_analytics.admin_roles a
+                         WHERE pg_has_role(usage_analytics.acting_role(), a.role_name, 'MEMBER')
+                            OR pg_has_role(session_user, a.role_name, 'MEMBER')))
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.is_admin FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.is_admin TO PUBLIC;
@@ -643,6 +658,7 @@ DECLARE
     folded_days     bigint;
     live            integer[];
 BEGIN
+    PERFORM usage_analytics._require_admin('compact_bookkeeping');
     PERFORM 1 FROM usage_analytics.maintenance_lock WHERE name = 'compact_bookkeeping' FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN 0;  -- another run is compacting
@@ -956,10 +972,14 @@ BEGIN
         RAISE EXCEPTION '%: % is one of the extension''s group roles', action, role_name
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The group gives the privileges, the per-database list (is_admin())
+    -- decides in which databases they count: revoking touches only the
+    -- list, so the role stays an admin wherever else it was made one.
     IF make_admin THEN
         EXECUTE format('GRANT usage_analytics_admin TO %I', role_name);
+        INSERT INTO usage_analytics.admin_roles (role_name) VALUES (role_name) ON CONFLICT DO NOTHING;
     ELSE
-        EXECUTE format('REVOKE usage_analytics_admin FROM %I', role_name);
+        DELETE FROM usage_analytics.admin_roles a WHERE a.role_name = _set_admin.role_name;
     END IF;
     INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
     VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), action, role_name,
@@ -1056,6 +1076,7 @@ DECLARE
     columns     text;
     created     integer := 0;
 BEGIN
+    PERFORM usage_analytics._require_admin('ensure_partitions');
     IF months_ahead IS NULL OR months_ahead < 0 OR months_ahead > 120 THEN
         RAISE EXCEPTION 'ensure_partitions: months_ahead must be between 0 and 120, got %',
             coalesce(months_ahead::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
@@ -1759,6 +1780,7 @@ DECLARE
     written integer;
     last_seen timestamptz;
 BEGIN
+    PERFORM usage_analytics._require_admin('rollup_daily');
     IF target IS NULL THEN
         RAISE EXCEPTION 'rollup_daily: day must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -1983,6 +2005,7 @@ AS $$
 DECLARE
     job bigint;
 BEGIN
+    PERFORM usage_analytics._require_admin('schedule_rollups');
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
         RAISE EXCEPTION 'schedule_rollups: pg_cron is not installed in database %', current_database()
             USING ERRCODE = 'feature_not_supported',
@@ -2078,6 +2101,10 @@ BEGIN
         coalesce('missing roles: ' || missing, 'all ' || cardinality(usage_analytics._group_roles()) || ' group roles exist');
 
     IF usage_analytics.is_admin() THEN
+        SELECT string_agg(a.role_name::text, ', ' ORDER BY a.role_name) INTO missing FROM usage_analytics.admin_roles a;
+        RETURN QUERY SELECT 'admin_scope', true,
+            'admin rights are per database; admins here: ' || coalesce(missing, 'none but superusers')
+            || ' (grant_admin/revoke_admin in each database)';
         SELECT string_agg(m.rolname, ', ' ORDER BY m.rolname) INTO missing
           FROM pg_roles m
          WHERE pg_has_role(m.oid, 'usage_analytics_app', 'MEMBER') AND m.rolname <> 'usage_analytics_app'
@@ -2372,15 +2399,15 @@ CREATE TRIGGER keep_installed_rows_restorable BEFORE INSERT ON usage_analytics.m
     FOR EACH ROW EXECUTE FUNCTION usage_analytics._keep_installed_rows_restorable();
 
 ALTER TABLE usage_analytics.budgets ENABLE ROW LEVEL SECURITY;
-CREATE POLICY admin_all ON usage_analytics.budgets FOR SELECT TO usage_analytics_admin USING (true);
+CREATE POLICY admin_all ON usage_analytics.budgets FOR SELECT TO usage_analytics_admin USING ((SELECT usage_analytics.is_admin()));
 ALTER TABLE usage_analytics.budget_spend ENABLE ROW LEVEL SECURITY;
 ALTER TABLE usage_analytics.budget_reservations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE usage_analytics.budget_events ENABLE ROW LEVEL SECURITY;
-CREATE POLICY admin_all ON usage_analytics.budget_events FOR SELECT TO usage_analytics_admin USING (true);
+CREATE POLICY admin_all ON usage_analytics.budget_events FOR SELECT TO usage_analytics_admin USING ((SELECT usage_analytics.is_admin()));
 ALTER TABLE usage_analytics.model_tiers ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON usage_analytics.model_tiers FOR SELECT USING (true);
 CREATE POLICY admin_write ON usage_analytics.model_tiers FOR ALL TO usage_analytics_admin
-    USING (true) WITH CHECK (true);
+    USING ((SELECT usage_analytics.is_admin())) WITH CHECK ((SELECT usage_analytics.is_admin()));
 REVOKE ALL ON usage_analytics.budgets, usage_analytics.budget_spend, usage_analytics.budget_reservations,
               usage_analytics.budget_events, usage_analytics.model_tiers FROM PUBLIC;
 GRANT SELECT ON usage_analytics.budgets, usage_analytics.budget_events TO usage_analytics_admin;
@@ -3269,7 +3296,7 @@ CREATE TABLE usage_analytics.retention_policy (
     last_applied   timestamptz
 );
 ALTER TABLE usage_analytics.retention_policy ENABLE ROW LEVEL SECURITY;
-CREATE POLICY admin_read ON usage_analytics.retention_policy FOR SELECT TO usage_analytics_admin USING (true);
+CREATE POLICY admin_read ON usage_analytics.retention_policy FOR SELECT TO usage_analytics_admin USING ((SELECT usage_analytics.is_admin()));
 REVOKE ALL ON usage_analytics.retention_policy FROM PUBLIC;
 GRANT SELECT ON usage_analytics.retention_policy TO usage_analytics_admin;
 
@@ -3992,6 +4019,24 @@ CREATE TRIGGER keep_installed_rows_restorable BEFORE INSERT OR UPDATE ON usage_a
 SELECT usage_analytics._hide_statistics('usage_analytics.agent_usage_detailed');
 
 ALTER TABLE usage_analytics.maintenance_lock ENABLE ROW LEVEL SECURITY;
+ALTER TABLE usage_analytics.admin_roles ENABLE ROW LEVEL SECURITY;
+CREATE POLICY admin_read ON usage_analytics.admin_roles FOR SELECT TO usage_analytics_admin
+    USING ((SELECT usage_analytics.is_admin()));
+GRANT SELECT ON usage_analytics.admin_roles TO usage_analytics_admin;
+-- Admin policies count only for this database's admins.
+ALTER POLICY admin_all ON usage_analytics.agent_usage_detailed USING ((SELECT usage_analytics.is_admin()));
+ALTER POLICY admin_all ON usage_analytics.agent_performance_metrics USING ((SELECT usage_analytics.is_admin()));
+ALTER POLICY admin_only ON usage_analytics.system_analytics USING ((SELECT usage_analytics.is_admin()));
+ALTER POLICY admin_only ON usage_analytics.admin_audit_log USING ((SELECT usage_analytics.is_admin()));
+ALTER POLICY admin_all ON usage_analytics.user_role_map
+    USING ((SELECT usage_analytics.is_admin())) WITH CHECK ((SELECT usage_analytics.is_admin()));
+ALTER POLICY admin_write ON usage_analytics.model_pricing
+    USING ((SELECT usage_analytics.is_admin())) WITH CHECK ((SELECT usage_analytics.is_admin()));
+ALTER POLICY admin_write ON usage_analytics.provider_default_model
+    USING ((SELECT usage_analytics.is_admin())) WITH CHECK ((SELECT usage_analytics.is_admin()));
+ALTER POLICY admin_only ON usage_analytics.usage_daily_totals USING ((SELECT usage_analytics.is_admin()));
+ALTER POLICY admin_read ON usage_analytics.usage_daily_user USING ((SELECT usage_analytics.is_admin()));
+ALTER POLICY admin_read ON usage_analytics.rollup_state USING ((SELECT usage_analytics.is_admin()));
 ALTER TABLE usage_analytics.usage_series ENABLE ROW LEVEL SECURITY;
 ALTER TABLE usage_analytics.active_user_sketches ENABLE ROW LEVEL SECURITY;
 

@@ -272,7 +272,7 @@ fn build_source(name: &str) -> Source {
     let mut owner = c.connect(&db);
     owner
         .batch_execute(&format!(
-            "CREATE ROLE {admin_role} LOGIN; GRANT usage_analytics_admin TO {admin_role};
+            "CREATE ROLE {admin_role} LOGIN; SELECT usage_analytics.grant_admin('{admin_role}');
              CREATE ROLE {mapped_role} LOGIN; GRANT usage_analytics_reader TO {mapped_role};"
         ))
         .unwrap();

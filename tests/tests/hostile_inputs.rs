@@ -32,6 +32,10 @@ impl Db {
     fn login(&self, owner: &mut Client, who: &str, group: &str, user: Option<&str>) -> String {
         let role = self.role(who);
         let mut sql = format!("CREATE ROLE {role} LOGIN; GRANT {group} TO {role};");
+        if group == "usage_analytics_admin" {
+            // Admin rights are per database: listed by grant_admin.
+            sql.push_str(&format!("SELECT usage_analytics.grant_admin('{role}');"));
+        }
         if let Some(user) = user {
             sql.push_str(&format!(
                 "INSERT INTO usage_analytics.user_role_map VALUES ('{role}', '{user}');"

@@ -920,7 +920,7 @@ fn roles(client: &mut Client, db: &str) -> (String, String) {
     let (adm, rdr) = (format!("{db}_adm"), format!("{db}_rdr"));
     client
         .batch_execute(&format!(
-            "CREATE ROLE {adm} LOGIN; GRANT usage_analytics_admin TO {adm};
+            "CREATE ROLE {adm} LOGIN; SELECT usage_analytics.grant_admin('{adm}');
              CREATE ROLE {rdr} LOGIN; GRANT usage_analytics_reader TO {rdr};"
         ))
         .unwrap();

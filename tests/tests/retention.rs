@@ -270,7 +270,7 @@ fn detached_months_go_to_the_archive_for_admins_only() {
     client
         .batch_execute(
             "DO $$ BEGIN CREATE ROLE retention_admin LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-             GRANT usage_analytics_admin TO retention_admin;",
+             SELECT usage_analytics.grant_admin('retention_admin');",
         )
         .unwrap();
     let mut admin = cluster().connect_as(&db, "retention_admin");

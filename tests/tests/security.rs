@@ -36,7 +36,7 @@ fn setup(name: &str) -> (Setup, Client) {
          CREATE ROLE {app} LOGIN; GRANT usage_analytics_reader, usage_analytics_app TO {app};
          CREATE ROLE {spoofer} LOGIN; GRANT usage_analytics_reader TO {spoofer};
          CREATE ROLE {writer} LOGIN; GRANT usage_analytics_writer TO {writer};
-         CREATE ROLE {admin} LOGIN; GRANT usage_analytics_admin TO {admin};
+         CREATE ROLE {admin} LOGIN; SELECT usage_analytics.grant_admin('{admin}');
          CREATE ROLE {monitor} LOGIN; GRANT usage_analytics_monitor TO {monitor};
          CREATE ROLE {nobody} LOGIN;
          INSERT INTO usage_analytics.user_role_map VALUES ('{alice}', '{u0}'), ('{bob}', '{u1}');
@@ -439,6 +439,12 @@ fn admins_see_everything_and_every_action_is_audited() {
     let admin_role = s.role("admin");
     let bob_role = s.role("bob");
     let expected = vec![
+        // The setup: a superuser made the first admin of this database.
+        vec![
+            Some("postgres".into()),
+            Some("grant_admin".into()),
+            Some(admin_role.clone()),
+        ],
         vec![
             Some(admin_role.clone()),
             Some("insert model_pricing".into()),
@@ -555,4 +561,85 @@ fn a_readers_query_on_a_large_table_is_an_index_scan() {
     .collect::<Vec<_>>()
     .join("\n");
     assert!(plan.contains("user_id_timestamp_idx"), "{plan}");
+}
+
+/// Roles are cluster-wide, admin rights are not: grant_admin in one database
+/// makes no admin of the same role in another (issue: what a new user hits).
+#[test]
+fn admin_rights_are_per_database() {
+    let c = cluster();
+    let here = c.fresh_db("admin_here");
+    let there = c.fresh_db("admin_there");
+    let dba = format!("{here}_dba");
+    let mut owner_here = c.connect(&here);
+    let mut owner_there = c.connect(&there);
+    load_sample(&mut owner_there, 200, 1);
+    owner_here
+        .batch_execute(&format!(
+            "CREATE ROLE {dba} LOGIN; SELECT usage_analytics.grant_admin('{dba}');"
+        ))
+        .unwrap();
+    let mut a = c.connect_as(&here, &dba);
+    assert_eq!(
+        scalar(&mut a, "SELECT usage_analytics.is_admin()::text").as_deref(),
+        Some("true")
+    );
+    a.batch_execute("SELECT usage_analytics.set_model_price('openai', 'here-model', 0.001, 0.002)")
+        .unwrap();
+    assert!(count(&mut a, "SELECT count(*) FROM usage_analytics.admin_audit_log") > 0);
+
+    // The same role in the other database: a member of the group, no admin.
+    let mut b = c.connect_as(&there, &dba);
+    assert_eq!(
+        scalar(&mut b, "SELECT usage_analytics.is_admin()::text").as_deref(),
+        Some("false")
+    );
+    refused(
+        &mut b,
+        "SELECT usage_analytics.set_model_price('openai', 'there-model', 0.001, 0.002)",
+    );
+    refused(&mut b, "SELECT usage_analytics.grant_admin('postgres')");
+    for table in [
+        "admin_audit_log",
+        "agent_usage_detailed",
+        "system_analytics",
+        "usage_daily_totals",
+    ] {
+        assert_eq!(
+            count(&mut b, &format!("SELECT count(*) FROM usage_analytics.{table}")),
+            0,
+            "{table} in a database where {dba} is no admin"
+        );
+    }
+    assert_eq!(
+        count(
+            &mut b,
+            "SELECT (usage_analytics.get_usage_summary() ->> 'total_requests')::bigint"
+        ),
+        0
+    );
+    let there_self_test = scalar(
+        &mut owner_there,
+        "SELECT detail FROM usage_analytics.self_test() WHERE check_name = 'admin_scope'",
+    )
+    .unwrap();
+    assert!(!there_self_test.contains(&dba), "{there_self_test}");
+
+    // Revoking here leaves the group membership, and no admin right anywhere.
+    owner_here
+        .batch_execute(&format!("SELECT usage_analytics.revoke_admin('{dba}')"))
+        .unwrap();
+    let mut a = c.connect_as(&here, &dba);
+    assert_eq!(
+        scalar(&mut a, "SELECT usage_analytics.is_admin()::text").as_deref(),
+        Some("false")
+    );
+    let audited = scalar(
+        &mut owner_here,
+        &format!(
+            "SELECT string_agg(action, ',' ORDER BY id) FROM usage_analytics.admin_audit_log
+              WHERE target = '{dba}'"
+        ),
+    );
+    assert_eq!(audited.as_deref(), Some("grant_admin,revoke_admin"));
 }
