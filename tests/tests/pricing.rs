@@ -454,3 +454,45 @@ fn self_test_is_green_on_a_fresh_install() {
     let checks = scalar(&mut client, "SELECT count(*) FROM usage_analytics.self_test()").unwrap();
     assert!(checks.parse::<i32>().unwrap() >= 8);
 }
+
+/// Re-inserting rows (INSERT … SELECT, ETL) prices them from what the caller
+/// sent (requested_model): an unknown model stays unpriced, never the
+/// provider's default (issue: reliability).
+#[test]
+fn reinserted_rows_are_priced_from_what_was_sent() {
+    let c = cluster();
+    let db = c.fresh_db("reinsert");
+    let mut client = c.connect(&db);
+    client
+        .batch_execute(
+            "SELECT usage_analytics.track_detailed_usage(gen_random_uuid(), 'etl-unknown', NULL, 'hybrid',
+                    'openai', 'chat', 100, 100, 5, true, NULL, '{}', 'no-such-model-x');
+             SELECT usage_analytics.track_detailed_usage(gen_random_uuid(), 'etl-known', NULL, 'hybrid',
+                    'openai', 'chat', 100, 100, 5, true, NULL, '{}', 'gpt-4.1');
+             CREATE TABLE staging AS SELECT * FROM usage_analytics.agent_usage_detailed;
+             INSERT INTO usage_analytics.agent_usage_detailed
+                    (user_id, agent_id, provider, model, requested_model, input_tokens, output_tokens, \"timestamp\")
+             SELECT user_id, agent_id || '-copy', provider, model, requested_model, input_tokens, output_tokens,
+                    \"timestamp\"
+               FROM staging;",
+        )
+        .unwrap();
+    let row = |agent: &str| {
+        scalar(
+            &mut c.connect(&db),
+            &format!(
+                "SELECT concat_ws('|', coalesce(cost_usd::text, 'NULL'), coalesce(model, 'NULL'), requested_model)
+                   FROM usage_analytics.agent_usage_detailed WHERE agent_id = '{agent}'"
+            ),
+        )
+        .unwrap()
+    };
+    assert_eq!(row("etl-unknown-copy"), "NULL|NULL|no-such-model-x");
+    assert_eq!(row("etl-unknown-copy"), row("etl-unknown"));
+    assert_eq!(row("etl-known-copy"), row("etl-known"));
+    assert!(
+        row("etl-known").ends_with("|gpt-4.1|gpt-4.1"),
+        "{}",
+        row("etl-known")
+    );
+}
