@@ -102,6 +102,8 @@ def summary_sql():
         "       (s ->> 'reasoning_tokens')::bigint AS \"Reasoning tokens\",\n"
         "       (s ->> 'total_cost_usd')::numeric AS \"Cost\",\n"
         "       (s ->> 'cost_per_request_usd')::numeric AS \"Cost per request\",\n"
+        "       (s ->> 'cache_savings_usd')::numeric AS \"Cache savings\",\n"
+        "       (s ->> 'tokens_per_usd')::numeric AS \"Tokens per dollar\",\n"
         "       (s ->> 'avg_response_time_ms')::numeric AS \"Avg response time\",\n"
         "       (s ->> 'unique_users')::bigint AS \"Users\",\n"
         "       (s ->> 'unpriced_requests')::bigint AS \"Unpriced requests\"\n"
