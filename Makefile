@@ -99,7 +99,7 @@ dashboards: deps
 
 ## demo: the main job: cluster, extension, demo data, rollups, pg_cron, exporter, Prometheus.
 demo: deps install-release
-	cargo build --release -p usage-analytics-exporter
+	cargo build --release -p usage-analytics-exporter -p usage-analytics-collector
 	bash scripts/demo.sh
 
 ## fuzz: bounded libFuzzer runs of every parser target (FUZZ_SECONDS each).

@@ -215,13 +215,14 @@ def bench_calculate_cost(db: str, first_day: dt.date) -> None:
          LIMIT {COST_ROWS};
         VACUUM (ANALYZE) bench.cost_input;
         -- The baseline: the same pricing as a SQL function joining model_pricing
-        -- (exact-match model, the price in force at the row's time).
+        -- (exact-match model, the standard tier's price in force at the row's
+        -- time, as calculate_cost's bigint form).
         CREATE OR REPLACE FUNCTION bench.sql_cost(p_provider text, p_model text, p_input bigint,
                                                   p_output bigint, p_at timestamptz)
         RETURNS numeric LANGUAGE sql STABLE PARALLEL SAFE AS $$
             SELECT (p_input * mp.input_usd_per_1k + p_output * mp.output_usd_per_1k) * 0.001
               FROM usage_analytics.model_pricing mp
-             WHERE mp.provider = p_provider AND mp.model = p_model
+             WHERE mp.provider = p_provider AND mp.model = p_model AND mp.service_tier = 'standard'
                AND mp.effective_from <= p_at AND (mp.effective_to IS NULL OR p_at < mp.effective_to)
              ORDER BY mp.effective_from DESC
              LIMIT 1
@@ -236,7 +237,7 @@ def bench_calculate_cost(db: str, first_day: dt.date) -> None:
                 LEFT JOIN LATERAL (
                      SELECT mp.input_usd_per_1k, mp.output_usd_per_1k
                        FROM usage_analytics.model_pricing mp
-                      WHERE mp.provider = i.provider AND mp.model = i.model
+                      WHERE mp.provider = i.provider AND mp.model = i.model AND mp.service_tier = 'standard'
                         AND mp.effective_from <= i.at AND (mp.effective_to IS NULL OR i.at < mp.effective_to)
                       ORDER BY mp.effective_from DESC LIMIT 1) p ON true"""
     # Serial plans for all three: this compares the cost per row, not how
@@ -611,11 +612,15 @@ def bench_pgbench(db: str) -> None:
                f"INSERT into the trigger-free clone: {c:,.0f} tps", i / c, ">=", 0.7, "measured tps / baseline tps")
 
 
+# The token classes and service tier travel with the rows: they are part of
+# what the extension prices.
+TOKEN_CLASS_COLS = "cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, service_tier"
 COPY_COLS_EXT = ("user_id, agent_id, agent_name, framework, provider, message_type, input_tokens, output_tokens, "
-                 "response_time_ms, success, error_message, request_metadata, model, \"timestamp\"")
+                 f"{TOKEN_CLASS_COLS}, response_time_ms, success, error_message, request_metadata, model, "
+                 "\"timestamp\"")
 COPY_COLS_CLONE = ("user_id, agent_id, agent_name, framework, provider, message_type, input_tokens, output_tokens, "
-                   "response_time_ms, success, error_message, request_metadata, cost_usd, model, requested_model, "
-                   "\"timestamp\"")
+                   f"{TOKEN_CLASS_COLS}, response_time_ms, success, error_message, request_metadata, cost_usd, "
+                   "model, requested_model, \"timestamp\"")
 # COPY rows land 200 days before their source rows, away from the data the
 # read benchmarks use (in the default partition of both tables).
 COPY_SHIFT = "interval '200 days'"
@@ -631,12 +636,12 @@ def bench_copy(db: str, first_day: dt.date) -> None:
               f'ORDER BY "timestamp", id LIMIT {COPY_ROWS}')
     psql(db, f"""
         COPY (SELECT user_id, agent_id, agent_name, framework, provider, message_type, input_tokens, output_tokens,
-                     response_time_ms, success, error_message, request_metadata, requested_model,
+                     {TOKEN_CLASS_COLS}, response_time_ms, success, error_message, request_metadata, requested_model,
                      "timestamp" - {COPY_SHIFT}
                 FROM ({source}) s ORDER BY "timestamp", id) TO '{nocost}' WITH (FORMAT csv);
         COPY (SELECT user_id, agent_id, agent_name, framework, provider, message_type, input_tokens, output_tokens,
-                     response_time_ms, success, error_message, request_metadata, cost_usd, model, requested_model,
-                     "timestamp" - {COPY_SHIFT}
+                     {TOKEN_CLASS_COLS}, response_time_ms, success, error_message, request_metadata, cost_usd, model,
+                     requested_model, "timestamp" - {COPY_SHIFT}
                 FROM ({source}) s ORDER BY "timestamp", id) TO '{withcost}' WITH (FORMAT csv);
     """)
     zone = (f'"timestamp" >= {ts(first_day)} - {COPY_SHIFT} '

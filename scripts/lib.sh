@@ -64,3 +64,37 @@ wait_http() {
     done
     return 1
 }
+
+# start_collector BIN DATABASE_URL LISTEN LOG [ARG...]
+# usage-analytics-collector in the background; sets COLLECTOR_PID. Returns once
+# http://LISTEN/health answers (at most 60 s), non-zero if it never does.
+start_collector() {
+    local bin=$1 url=$2 listen=$3 log=$4
+    shift 4
+    DATABASE_URL=$url "$bin" --listen "$listen" "$@" >"$log" 2>&1 &
+    COLLECTOR_PID=$!
+    if ! wait_http "http://$listen/health" 60 "$COLLECTOR_PID"; then
+        echo "collector did not become healthy on $listen; last lines of $log:" >&2
+        tail -n 20 "$log" >&2
+        return 1
+    fi
+}
+
+# free_listen HOST:PORT: prints HOST:PORT when that port can be bound on HOST,
+# else HOST:<a free port the kernel picks>. (Checked now: another process may
+# still take it before it is used.)
+free_listen() {
+    python3 - "$1" <<'PY'
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.socket()
+try:
+    s.bind((host, int(port)))
+except OSError:
+    s.close()
+    s = socket.socket()
+    s.bind((host, 0))
+print(f"{host}:{s.getsockname()[1]}")
+s.close()
+PY
+}
