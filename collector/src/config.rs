@@ -1,9 +1,11 @@
 //! Command-line flags (each with an environment-variable fallback).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use usage_analytics_service::flags::{
+    parse_duration, parse_positive_duration, DatabaseArgs, Help, HttpArgs, ServiceFlags, TlsArgs,
+};
 
 /// OTLP/HTTP trace receiver for the pg_usage_analytics PostgreSQL extension.
 ///
@@ -19,23 +21,8 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "usage-analytics-collector", version, about, long_about, after_long_help = AFTER_HELP)]
 pub struct Config {
-    /// PostgreSQL connection string (URL or key=value).
-    ///
-    /// As a URL (postgres://user:pass@host:5432/db?sslmode=require) or as
-    /// libpq-style key=value pairs (host=db user=collector dbname=app). The
-    /// role needs usage_analytics_writer (INSERT on the usage table and
-    /// EXECUTE on usage_analytics.collector_claim_spans). sslmode absent or
-    /// `disable`: plain TCP. `prefer`: TLS when the server offers it.
-    /// `require`, `verify-ca`, `verify-full`: TLS is mandatory and the server
-    /// certificate is verified, host name included, like libpq's
-    /// `verify-full` (stricter than libpq's `require`; see
-    /// --ssl-accept-invalid-certs): against the Mozilla roots and the system's
-    /// trust store, or, when a CA file is given, against that file only (see
-    /// --ssl-root-cert). In URL form `sslrootcert=FILE` is honoured as well
-    /// (--ssl-root-cert wins over it). Prefer the environment variable over
-    /// the flag so the password does not show up in `ps`.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
-    pub database_url: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs<CollectorFlags>,
 
     /// Address (host:port) the HTTP server listens on.
     ///
@@ -189,23 +176,6 @@ pub struct Config {
     )]
     pub health_timeout: Duration,
 
-    /// Time a client has to send a complete HTTP request header.
-    ///
-    /// Counted from the moment the connection is accepted (and, on a
-    /// kept-alive connection, from the end of the previous response). A
-    /// connection that has not delivered a whole header by then is closed
-    /// without an answer; this also closes keep-alive connections left idle
-    /// for that long. Must be greater than 0.
-    #[arg(
-        long,
-        env = "USAGE_COLLECTOR_HTTP_HEADER_TIMEOUT",
-        hide_env_values = true,
-        default_value = "10s",
-        value_parser = parse_positive_duration,
-        value_name = "DURATION"
-    )]
-    pub http_header_timeout: Duration,
-
     /// Time a client has to send a request body, once its header arrived.
     ///
     /// A body not complete by then is answered 408 and nothing of it is
@@ -220,50 +190,62 @@ pub struct Config {
     )]
     pub http_body_timeout: Duration,
 
-    /// Maximum number of HTTP connections open at once (1 to 10000).
-    ///
-    /// When that many are open the collector stops accepting: further
-    /// connections wait in the kernel's listen backlog and are accepted in
-    /// arrival order as open ones close.
-    #[arg(
-        long,
-        env = "USAGE_COLLECTOR_MAX_CONNECTIONS",
-        hide_env_values = true,
-        default_value_t = 64,
-        value_parser = clap::value_parser!(u32).range(1..=10_000),
-        value_name = "N"
-    )]
-    pub max_connections: u32,
+    #[command(flatten)]
+    pub http: HttpArgs<CollectorFlags>,
 
-    /// PEM file of the only CA certificates trusted for the database's TLS.
-    ///
-    /// As with libpq's sslrootcert, these certificates are then the ONLY
-    /// ones trusted: the Mozilla roots and the system trust store are not
-    /// consulted. Without it (or with the value "system") the Mozilla roots
-    /// and the system trust store are used. Overrides `sslrootcert=` in
-    /// --database-url. Only used when the connection string asks for TLS. An
-    /// unreadable file, or one without a PEM certificate, stops the collector
-    /// at start-up.
-    #[arg(
-        long,
-        env = "USAGE_COLLECTOR_SSL_ROOT_CERT",
-        hide_env_values = true,
-        value_name = "FILE"
-    )]
-    pub ssl_root_cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs<CollectorFlags>,
+}
 
-    /// INSECURE: use TLS but accept any server certificate.
-    ///
-    /// libpq's `sslmode=require` behaviour: encrypts, but does not protect
-    /// against an active man in the middle. Prefer --ssl-root-cert. As an
-    /// environment variable, any value but 0, false, no, off or empty turns
-    /// it on.
-    #[arg(
-        long,
-        env = "USAGE_COLLECTOR_SSL_ACCEPT_INVALID_CERTS",
-        hide_env_values = true
-    )]
-    pub ssl_accept_invalid_certs: bool,
+/// How the collector words and sets the flags it shares with the other service.
+#[derive(Debug, Clone)]
+pub struct CollectorFlags;
+
+impl ServiceFlags for CollectorFlags {
+    const HTTP_HEADER_TIMEOUT_ENV: &'static str = "USAGE_COLLECTOR_HTTP_HEADER_TIMEOUT";
+    const HTTP_HEADER_TIMEOUT_DEFAULT: &'static str = "10s";
+    const MAX_CONNECTIONS_ENV: &'static str = "USAGE_COLLECTOR_MAX_CONNECTIONS";
+    const SSL_ROOT_CERT_ENV: &'static str = "USAGE_COLLECTOR_SSL_ROOT_CERT";
+    const SSL_ACCEPT_INVALID_CERTS_ENV: &'static str = "USAGE_COLLECTOR_SSL_ACCEPT_INVALID_CERTS";
+
+    const DATABASE_URL: Help = Help {
+        summary: "PostgreSQL connection string (URL or key=value)",
+        details: "As a URL (postgres://user:pass@host:5432/db?sslmode=require) or as \
+                  libpq-style key=value pairs (host=db user=collector dbname=app). The role \
+                  needs usage_analytics_writer (INSERT on the usage table and EXECUTE on \
+                  usage_analytics.collector_claim_spans). sslmode absent or `disable`: plain \
+                  TCP. `prefer`: TLS when the server offers it. `require`, `verify-ca`, \
+                  `verify-full`: TLS is mandatory and the server certificate is verified, \
+                  host name included, like libpq's `verify-full` (stricter than libpq's \
+                  `require`; see --ssl-accept-invalid-certs): against the Mozilla roots and \
+                  the system's trust store, or, when a CA file is given, against that file \
+                  only (see --ssl-root-cert). In URL form `sslrootcert=FILE` is honoured as \
+                  well (--ssl-root-cert wins over it). Prefer the environment variable over \
+                  the flag so the password does not show up in `ps`.",
+    };
+    const HTTP_HEADER_TIMEOUT: Help = Help {
+        summary: "Time a client has to send a complete HTTP request header",
+        details: "Counted from the moment the connection is accepted (and, on a kept-alive \
+                  connection, from the end of the previous response). A connection that has \
+                  not delivered a whole header by then is closed without an answer; this \
+                  also closes keep-alive connections left idle for that long. Must be \
+                  greater than 0.",
+    };
+    const MAX_CONNECTIONS: Help = Help {
+        summary: "Maximum number of HTTP connections open at once (1 to 10000)",
+        details: "When that many are open the collector stops accepting: further connections \
+                  wait in the kernel's listen backlog and are accepted in arrival order as \
+                  open ones close.",
+    };
+    const SSL_ROOT_CERT: Help = Help {
+        summary: "PEM file of the only CA certificates trusted for the database's TLS",
+        details: "As with libpq's sslrootcert, these certificates are then the ONLY ones \
+                  trusted: the Mozilla roots and the system trust store are not consulted. \
+                  Without it (or with the value \"system\") the Mozilla roots and the system \
+                  trust store are used. Overrides `sslrootcert=` in --database-url. Only \
+                  used when the connection string asks for TLS. An unreadable file, or one \
+                  without a PEM certificate, stops the collector at start-up.",
+    };
 }
 
 const AFTER_HELP: &str = "\
@@ -310,28 +292,6 @@ Exit status: 0 after a graceful stop; 1 when it cannot start (an invalid connect
 an unreadable CA file, a listen address it cannot bind); 2 for an unknown flag, a missing
 --database-url or a flag value out of range.";
 
-/// Parses "800ms", "1s", "1m 30s" (humantime) or a bare integer of milliseconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".to_string());
-    }
-    if let Ok(ms) = s.parse::<u64>() {
-        return Ok(Duration::from_millis(ms));
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 800ms, 2s or a number of milliseconds"))
-}
-
-/// [`parse_duration`], refusing zero.
-pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d.is_zero() {
-        return Err("must be greater than 0".to_string());
-    }
-    Ok(d)
-}
-
 /// Smallest and largest --max-body-size.
 const BODY_SIZE_RANGE: (usize, usize) = (1024, 256 * 1024 * 1024);
 
@@ -364,15 +324,13 @@ fn parse_body_size(s: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use clap::CommandFactory;
+    use usage_analytics_service::flags::assert_documented;
+
+    use super::*;
 
     #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("800").unwrap(), Duration::from_millis(800));
-        assert_eq!(parse_duration("1m 30s").unwrap(), Duration::from_secs(90));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_positive_duration("0").is_err());
+    fn sizes() {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert_eq!(parse_size("512KiB").unwrap(), 512 * 1024);
         assert_eq!(parse_size("8 MiB").unwrap(), 8 << 20);
@@ -391,28 +349,7 @@ mod tests {
 
     #[test]
     fn every_flag_has_a_summary_a_long_help_and_an_environment_variable() {
-        let cmd = Config::command();
-        let mut seen = 0;
-        for arg in cmd.get_arguments() {
-            let id = arg.get_id().as_str();
-            if id == "help" || id == "version" {
-                continue;
-            }
-            seen += 1;
-            let short = arg.get_help().map(ToString::to_string).unwrap_or_default();
-            let long = arg.get_long_help().map(ToString::to_string).unwrap_or_default();
-            assert!(
-                !short.is_empty() && !short.contains('\n'),
-                "{id}: summary {short:?}"
-            );
-            assert!(long.len() > short.len() + 40, "{id}: long help {long:?}");
-            let env = arg.get_env().expect("environment variable").to_string_lossy();
-            assert!(
-                env == "DATABASE_URL" || env.starts_with("USAGE_COLLECTOR_"),
-                "{id}: {env}"
-            );
-        }
-        assert_eq!(seen, 16);
+        assert_eq!(assert_documented(&Config::command(), "USAGE_COLLECTOR_"), 16);
         let help = Config::command().render_long_help().to_string();
         for needle in [
             "Exit status:",
@@ -439,7 +376,7 @@ mod tests {
         assert_eq!(c.writers, 2);
         assert_eq!(c.write_timeout, Duration::from_secs(10));
         assert_eq!(c.retry_after, 2);
-        assert!(!c.ssl_accept_invalid_certs);
+        assert!(!c.tls.ssl_accept_invalid_certs);
     }
 
     #[test]

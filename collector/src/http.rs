@@ -49,18 +49,7 @@ async fn metrics(State(app): State<App>) -> Response {
 }
 
 async fn health(State(app): State<App>) -> Response {
-    match crate::db::ping(&app.pool, app.limits.health_timeout).await {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, TEXT)], "ok").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CONTENT_TYPE, TEXT)],
-                "database unavailable",
-            )
-                .into_response()
-        }
-    }
+    usage_analytics_service::server::health(crate::db::ping(&app.pool, app.limits.health_timeout).await)
 }
 
 async fn traces(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {

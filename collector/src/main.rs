@@ -4,9 +4,10 @@
 //! Modules: `config` (flags), `otlp` (content types, gzip, decoding, answers),
 //! `mapping` (span → row: columns, token classes, ids, bounded metadata), `writer`
 //! (bounded queue, batched deduplicated writes acknowledged after commit), `metrics`
-//! (self-metrics), `http` (endpoints), and copies of the exporter's `db` (connection
-//! string, pool), `tls` (rustls) and `server` (header timeout, connection cap, graceful
-//! shutdown).
+//! (self-metrics), `http` (endpoints), `db` (the pool). What it shares with the
+//! exporter, the connection string, TLS, the HTTP server (header timeout, connection
+//! cap, graceful shutdown) and the common flags, is in the `usage_analytics_service`
+//! crate.
 
 mod config;
 mod db;
@@ -14,54 +15,24 @@ mod http;
 mod mapping;
 mod metrics;
 mod otlp;
-mod server;
-mod tls;
 mod writer;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use usage_analytics_service::server;
 
 use crate::config::Config;
 
-/// How long shutdown waits for requests in progress (see the --help epilogue).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 fn main() -> ExitCode {
     let cfg = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(4)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    server::run(env!("CARGO_CRATE_NAME"), Some(4), run(cfg))
 }
 
 async fn run(cfg: Config) -> Result<(), String> {
-    let target = db::parse_target(&cfg.database_url)?;
+    let target = db::parse_target(&cfg.database.database_url)?;
     let described = db::describe(&target);
     let pool = db::build_pool(&cfg, target)?;
     let metrics = Arc::new(metrics::Metrics::default());
@@ -77,10 +48,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         metrics.clone(),
     );
 
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let (listener, local) = server::bind(&cfg.listen).await?;
     tracing::info!(
         listen = %local,
         database = %described,
@@ -113,42 +81,15 @@ async fn run(cfg: Config) -> Result<(), String> {
             health_timeout: cfg.health_timeout,
         }),
     };
-    let limits = server::Limits {
-        header_read_timeout: cfg.http_header_timeout,
-        max_connections: cfg.max_connections,
-        shutdown_grace: SHUTDOWN_GRACE,
-    };
-    server::serve(listener, http::router(app), limits, shutdown_signal()).await;
+    server::serve(
+        listener,
+        http::router(app),
+        cfg.http.limits(),
+        server::shutdown_signal(),
+    )
+    .await;
     stopper.stop(cfg.write_timeout + Duration::from_secs(1)).await;
     pool.close();
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
-    }
 }

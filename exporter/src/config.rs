@@ -1,9 +1,9 @@
 //! Command-line flags (each with an environment-variable fallback).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use usage_analytics_service::flags::{parse_duration, DatabaseArgs, Help, HttpArgs, ServiceFlags, TlsArgs};
 
 /// Prometheus exporter for the pg_usage_analytics PostgreSQL extension.
 ///
@@ -16,22 +16,8 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "usage-analytics-exporter", version, about, long_about, after_long_help = AFTER_HELP)]
 pub struct Config {
-    /// PostgreSQL connection string (URL or key=value).
-    ///
-    /// As a URL (postgres://user:pass@host:5432/db?sslmode=require) or as
-    /// libpq-style key=value pairs (host=db user=exporter dbname=app).
-    /// sslmode absent or `disable`: plain TCP. `prefer`: TLS when the server
-    /// offers it. `require`, `verify-ca`, `verify-full`: TLS is mandatory and
-    /// the server certificate is verified, host name included, like libpq's
-    /// `verify-full` (stricter than libpq's `require`; see
-    /// --ssl-accept-invalid-certs): against the Mozilla roots and the system's
-    /// trust store, or, when a CA file is given, against that file only (see
-    /// --ssl-root-cert). In URL form `sslrootcert=FILE` is honoured as well
-    /// (--ssl-root-cert wins over it); with key=value pairs use
-    /// --ssl-root-cert. Prefer the environment variable over the flag so the
-    /// password does not show up in `ps`.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
-    pub database_url: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs<ExporterFlags>,
 
     /// Address (host:port) the HTTP server listens on.
     ///
@@ -48,41 +34,8 @@ pub struct Config {
     )]
     pub listen: String,
 
-    /// Time a client has to send a complete HTTP request header.
-    ///
-    /// Counted from the moment the connection is accepted (and, on a
-    /// kept-alive connection, from the end of the previous response). A
-    /// connection that has not delivered a whole header by then, because it
-    /// sends nothing or trickles bytes, is closed without an answer; this
-    /// also closes keep-alive connections left idle for that long. Must be
-    /// greater than 0.
-    #[arg(
-        long,
-        env = "USAGE_EXPORTER_HTTP_HEADER_TIMEOUT",
-        hide_env_values = true,
-        default_value = "5s",
-        value_parser = parse_positive_duration,
-        value_name = "DURATION"
-    )]
-    pub http_header_timeout: Duration,
-
-    /// Maximum number of HTTP connections open at once (1 to 10000).
-    ///
-    /// When that many are open the exporter stops accepting: further
-    /// connections are not refused but wait in the kernel's listen backlog
-    /// and are accepted in arrival order as open ones close. Because
-    /// --http-header-timeout closes connections that do not send a request, a
-    /// scraper is served at most about that long later even when idle clients
-    /// hold every slot.
-    #[arg(
-        long,
-        env = "USAGE_EXPORTER_MAX_CONNECTIONS",
-        hide_env_values = true,
-        default_value_t = 64,
-        value_parser = clap::value_parser!(u32).range(1..=10_000),
-        value_name = "N"
-    )]
-    pub max_connections: u32,
+    #[command(flatten)]
+    pub http: HttpArgs<ExporterFlags>,
 
     /// How many of today's top users by cost are exported (at most 100).
     ///
@@ -150,32 +103,8 @@ pub struct Config {
     )]
     pub pool_size: u16,
 
-    /// PEM file of the only CA certificates trusted for the database's TLS.
-    ///
-    /// E.g. a private CA, or a cloud provider's RDS/Supabase CA bundle. As
-    /// with libpq's sslrootcert, these certificates are then the ONLY ones
-    /// trusted: the Mozilla roots and the system trust store are not
-    /// consulted. Without it (or with the value "system", as in libpq 16) the
-    /// Mozilla roots and the system trust store are used. Overrides
-    /// `sslrootcert=` in --database-url. Only used when the connection string
-    /// asks for TLS. An unreadable file, or one without a PEM certificate,
-    /// stops the exporter at start-up.
-    #[arg(
-        long,
-        env = "USAGE_EXPORTER_SSL_ROOT_CERT",
-        hide_env_values = true,
-        value_name = "FILE"
-    )]
-    pub ssl_root_cert: Option<PathBuf>,
-
-    /// INSECURE: use TLS but accept any server certificate.
-    ///
-    /// libpq's `sslmode=require` behaviour: encrypts, but does not protect
-    /// against an active man in the middle. Prefer --ssl-root-cert. As an
-    /// environment variable, any value but 0, false, no, off or empty turns
-    /// it on.
-    #[arg(long, env = "USAGE_EXPORTER_SSL_ACCEPT_INVALID_CERTS", hide_env_values = true)]
-    pub ssl_accept_invalid_certs: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs<ExporterFlags>,
 }
 
 /// The most top users --top-users exports.
@@ -186,6 +115,59 @@ impl Config {
     pub fn top_users_clamped(&self) -> u32 {
         self.top_users.min(MAX_TOP_USERS)
     }
+}
+
+/// How the exporter words and sets the flags it shares with the other service.
+#[derive(Debug, Clone)]
+pub struct ExporterFlags;
+
+impl ServiceFlags for ExporterFlags {
+    const HTTP_HEADER_TIMEOUT_ENV: &'static str = "USAGE_EXPORTER_HTTP_HEADER_TIMEOUT";
+    const HTTP_HEADER_TIMEOUT_DEFAULT: &'static str = "5s";
+    const MAX_CONNECTIONS_ENV: &'static str = "USAGE_EXPORTER_MAX_CONNECTIONS";
+    const SSL_ROOT_CERT_ENV: &'static str = "USAGE_EXPORTER_SSL_ROOT_CERT";
+    const SSL_ACCEPT_INVALID_CERTS_ENV: &'static str = "USAGE_EXPORTER_SSL_ACCEPT_INVALID_CERTS";
+
+    const DATABASE_URL: Help = Help {
+        summary: "PostgreSQL connection string (URL or key=value)",
+        details: "As a URL (postgres://user:pass@host:5432/db?sslmode=require) or as \
+                  libpq-style key=value pairs (host=db user=exporter dbname=app). sslmode \
+                  absent or `disable`: plain TCP. `prefer`: TLS when the server offers it. \
+                  `require`, `verify-ca`, `verify-full`: TLS is mandatory and the server \
+                  certificate is verified, host name included, like libpq's `verify-full` \
+                  (stricter than libpq's `require`; see --ssl-accept-invalid-certs): against \
+                  the Mozilla roots and the system's trust store, or, when a CA file is \
+                  given, against that file only (see --ssl-root-cert). In URL form \
+                  `sslrootcert=FILE` is honoured as well (--ssl-root-cert wins over it); \
+                  with key=value pairs use --ssl-root-cert. Prefer the environment variable \
+                  over the flag so the password does not show up in `ps`.",
+    };
+    const HTTP_HEADER_TIMEOUT: Help = Help {
+        summary: "Time a client has to send a complete HTTP request header",
+        details: "Counted from the moment the connection is accepted (and, on a kept-alive \
+                  connection, from the end of the previous response). A connection that has \
+                  not delivered a whole header by then, because it sends nothing or trickles \
+                  bytes, is closed without an answer; this also closes keep-alive \
+                  connections left idle for that long. Must be greater than 0.",
+    };
+    const MAX_CONNECTIONS: Help = Help {
+        summary: "Maximum number of HTTP connections open at once (1 to 10000)",
+        details: "When that many are open the exporter stops accepting: further connections \
+                  are not refused but wait in the kernel's listen backlog and are accepted \
+                  in arrival order as open ones close. Because --http-header-timeout closes \
+                  connections that do not send a request, a scraper is served at most about \
+                  that long later even when idle clients hold every slot.",
+    };
+    const SSL_ROOT_CERT: Help = Help {
+        summary: "PEM file of the only CA certificates trusted for the database's TLS",
+        details: "E.g. a private CA, or a cloud provider's RDS/Supabase CA bundle. As with \
+                  libpq's sslrootcert, these certificates are then the ONLY ones trusted: \
+                  the Mozilla roots and the system trust store are not consulted. Without it \
+                  (or with the value \"system\", as in libpq 16) the Mozilla roots and the \
+                  system trust store are used. Overrides `sslrootcert=` in --database-url. \
+                  Only used when the connection string asks for TLS. An unreadable file, or \
+                  one without a PEM certificate, stops the exporter at start-up.",
+    };
 }
 
 const AFTER_HELP: &str = "\
@@ -217,44 +199,12 @@ Exit status: 0 after a graceful stop; 1 when it cannot start (an invalid connect
 string, an unreadable CA file, a listen address it cannot bind); 2 for an unknown flag, a
 missing --database-url or a flag value out of range.";
 
-/// Parses "800ms", "1s", "1m 30s" (humantime) or a bare integer of milliseconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".to_string());
-    }
-    if let Ok(ms) = s.parse::<u64>() {
-        return Ok(Duration::from_millis(ms));
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 800ms, 2s or a number of milliseconds"))
-}
-
-/// [`parse_duration`], refusing zero.
-pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d.is_zero() {
-        return Err("must be greater than 0".to_string());
-    }
-    Ok(d)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
     use clap::CommandFactory;
+    use usage_analytics_service::flags::assert_documented;
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("800").unwrap(), Duration::from_millis(800));
-        assert_eq!(parse_duration("800ms").unwrap(), Duration::from_millis(800));
-        assert_eq!(parse_duration(" 2s ").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1m 30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-5").is_err());
-    }
+    use super::*;
 
     #[test]
     fn clap_definition_is_consistent() {
@@ -263,24 +213,7 @@ mod tests {
 
     #[test]
     fn every_flag_has_a_summary_a_long_help_and_an_environment_variable() {
-        let cmd = Config::command();
-        let mut seen = 0;
-        for arg in cmd.get_arguments() {
-            let id = arg.get_id().as_str();
-            if id == "help" || id == "version" {
-                continue;
-            }
-            seen += 1;
-            let short = arg.get_help().map(ToString::to_string).unwrap_or_default();
-            let long = arg.get_long_help().map(ToString::to_string).unwrap_or_default();
-            assert!(
-                !short.is_empty() && !short.contains('\n'),
-                "{id}: summary {short:?}"
-            );
-            assert!(long.len() > short.len() + 40, "{id}: long help {long:?}");
-            assert!(arg.get_env().is_some(), "{id}: no environment variable");
-        }
-        assert_eq!(seen, 10);
+        assert_eq!(assert_documented(&Config::command(), "USAGE_EXPORTER_"), 10);
         let help = Config::command().render_long_help().to_string();
         for needle in ["Exit status:", "SIGTERM", "/metrics", "/health"] {
             assert!(help.contains(needle), "{needle} missing from --help");
@@ -295,9 +228,9 @@ mod tests {
         assert_eq!(c.query_timeout, Duration::from_millis(800));
         assert_eq!(c.gauge_refresh_interval, Duration::from_secs(30));
         assert_eq!(c.pool_size, 2);
-        assert_eq!(c.http_header_timeout, Duration::from_secs(5));
-        assert_eq!(c.max_connections, 64);
-        assert!(!c.ssl_accept_invalid_certs);
+        assert_eq!(c.http.http_header_timeout, Duration::from_secs(5));
+        assert_eq!(c.http.max_connections, 64);
+        assert!(!c.tls.ssl_accept_invalid_certs);
     }
 
     #[test]
@@ -328,8 +261,8 @@ mod tests {
             "--max-connections=3",
         ])
         .unwrap();
-        assert_eq!(c.http_header_timeout, Duration::from_millis(750));
-        assert_eq!(c.max_connections, 3);
+        assert_eq!(c.http.http_header_timeout, Duration::from_millis(750));
+        assert_eq!(c.http.max_connections, 3);
         assert_eq!(c.listen, "0.0.0.0:1");
         assert_eq!(c.top_users_clamped(), 3);
         assert_eq!(c.query_timeout, Duration::from_millis(250));

@@ -1,7 +1,7 @@
 //! HTTP endpoints: /metrics, /health and a landing page.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -23,19 +23,7 @@ async fn metrics(State(scraper): State<Scraper>) -> Response {
 }
 
 async fn health(State(scraper): State<Scraper>) -> Response {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    match scraper.health().await {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, TEXT)], "ok").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CONTENT_TYPE, TEXT)],
-                "database unavailable",
-            )
-                .into_response()
-        }
-    }
+    usage_analytics_service::server::health(scraper.health().await)
 }
 
 const LANDING: &str = concat!(
@@ -90,12 +78,12 @@ mod tests {
     async fn serve(scraper: Scraper) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let limits = crate::server::Limits {
+        let limits = usage_analytics_service::server::Limits {
             header_read_timeout: Duration::from_secs(5),
             max_connections: 64,
             shutdown_grace: Duration::from_secs(1),
         };
-        tokio::spawn(crate::server::serve(
+        tokio::spawn(usage_analytics_service::server::serve(
             listener,
             router(scraper),
             limits,

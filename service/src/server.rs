@@ -1,4 +1,4 @@
-//! (A copy of the exporter's `server` module.) The HTTP server: HTTP/1.1 connections (hyper) carrying the axum router, with a
+//! The HTTP server: HTTP/1.1 connections (hyper) carrying the axum router, with a
 //! header-read timeout, a cap on concurrent connections and graceful shutdown.
 //!
 //! `axum::serve` has no timeouts at all (hyper's header-read timeout needs a timer,
@@ -17,12 +17,22 @@
 //! * on shutdown the listener is closed (connections still in the backlog are
 //!   reset), idle connections are closed, requests in progress finish, and the
 //!   server waits at most `shutdown_grace` for them.
+//!
+//! Also what goes with it in both services: the process around the server ([`run`]:
+//! logging, the runtime, the exit status), the signals that start the shutdown
+//! ([`shutdown_signal`]) and the /health answer ([`health`]).
 
+use std::fmt::Display;
 use std::future::Future;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::pin::pin;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,6 +40,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
+use tracing_subscriber::EnvFilter;
 
 /// Connection limits of the HTTP server.
 #[derive(Debug, Clone, Copy)]
@@ -42,8 +53,20 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
+/// How long shutdown waits for requests in progress (the services' --help epilogues say so).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// How often (at most) "connection limit reached" is logged at warn level.
 const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Listens on `addr` (host:port, --listen); the listener and the address it got.
+pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok((listener, local))
+}
 
 /// Serves `router` on `listener` until `shutdown` resolves, then shuts down gracefully.
 pub async fn serve(
@@ -137,10 +160,114 @@ pub async fn serve(
     };
 }
 
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// The answer to GET /health given the database check's outcome: 200 "ok", or 503
+/// "database unavailable" (the reason goes to the log only).
+pub fn health(check: Result<(), impl Display>) -> Response {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    match check {
+        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, TEXT)], "ok").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, TEXT)],
+                "database unavailable",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Runs a service: logs to stderr (see [`init_logging`]), runs `service` on a runtime of
+/// two worker threads (and at most `max_blocking_threads` blocking ones when given),
+/// and turns its outcome into the exit status: 0, or 1 with the error logged.
+pub fn run(
+    service_crate: &str,
+    max_blocking_threads: Option<usize>,
+    service: impl Future<Output = Result<(), String>>,
+) -> ExitCode {
+    init_logging(service_crate);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    if let Some(n) = max_blocking_threads {
+        builder.max_blocking_threads(n);
+    }
+    let runtime = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(service) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr at the level RUST_LOG asks for (default info), in colour on a terminal.
+/// `service_crate` is the service's crate name (`env!("CARGO_CRATE_NAME")`): a directive
+/// for it (`usage_analytics_exporter=debug`, as the --help epilogue suggests) applies to
+/// this crate too, which does part of the service's work.
+fn init_logging(service_crate: &str) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| EnvFilter::try_new(with_shared_directives(&spec, service_crate)).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// `spec` plus, for each of its directives whose target is `service_crate` or one of its
+/// modules, the same directive for this crate.
+fn with_shared_directives(spec: &str, service_crate: &str) -> String {
+    let shared = spec.split(',').filter_map(|directive| {
+        let rest = directive.trim().strip_prefix(service_crate)?;
+        let whole_name = rest.is_empty() || rest.starts_with(['=', ':', '[']);
+        whole_name.then(|| format!("{}{rest}", env!("CARGO_CRATE_NAME")))
+    });
+    std::iter::once(spec.to_string())
+        .chain(shared)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
@@ -149,6 +276,26 @@ mod tests {
     use tokio::time::timeout;
 
     use super::*;
+
+    #[test]
+    fn a_directive_for_the_service_covers_this_crate_too() {
+        let s = |spec| with_shared_directives(spec, "usage_analytics_exporter");
+        assert_eq!(s("info"), "info");
+        assert_eq!(
+            s("usage_analytics_exporter=debug"),
+            "usage_analytics_exporter=debug,usage_analytics_service=debug"
+        );
+        assert_eq!(
+            s("warn,usage_analytics_exporter::server=trace,usage_analytics_exporterx=debug"),
+            "warn,usage_analytics_exporter::server=trace,usage_analytics_exporterx=debug,\
+             usage_analytics_service::server=trace"
+        );
+        assert_eq!(
+            s("usage_analytics_exporter"),
+            "usage_analytics_exporter,usage_analytics_service"
+        );
+        EnvFilter::try_new(s("usage_analytics_exporter[scrape]=debug")).unwrap();
+    }
 
     /// Upper bound for anything a test waits for.
     const BOUND: Duration = Duration::from_secs(10);
