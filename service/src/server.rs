@@ -206,7 +206,7 @@ pub fn health(check: Result<(), impl Display>) -> Response {
     }
 }
 
-/// Runs a service: logs to stderr (see [`init_logging`]), runs `service` on a runtime of
+/// Runs a service: logs to stderr (RUST_LOG, default info), runs `service` on a runtime of
 /// two worker threads (and at most `max_blocking_threads` blocking ones when given),
 /// and turns its outcome into the exit status: 0, or 1 with the error logged.
 pub fn run(
