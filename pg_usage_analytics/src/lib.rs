@@ -62,7 +62,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/partitions.sql",
     name = "partitions",
-    requires = ["schema", "counters", "queries"]
+    requires = ["schema", "counters", "queries", "admin"]
 );
 extension_sql_file!(
     "../../sql/queries.sql",
