@@ -7,7 +7,7 @@ LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
     IF NOT usage_analytics.is_admin() THEN
-        RAISE EXCEPTION 'permission denied: % requires membership of usage_analytics_admin (acting role %)',
+        RAISE EXCEPTION 'permission denied: % requires admin rights in this database (usage_analytics.grant_admin) (acting role %)',
             action, usage_analytics.acting_role()
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -50,8 +50,9 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._set_admin FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._set_admin TO usage_analytics_admin;
 
--- Only admins may promote or demote; the first admin is granted by a
--- superuser with a plain GRANT usage_analytics_admin TO <role>.
+-- Only admins may promote or demote; the first admin of each database is
+-- made by a superuser calling grant_admin there (a plain GRANT of the group
+-- is not enough: is_admin() also asks for this database's admin_roles).
 CREATE FUNCTION usage_analytics.grant_admin(role_name name)
 RETURNS void
 LANGUAGE plpgsql

@@ -904,9 +904,10 @@ GRANT EXECUTE ON FUNCTION usage_analytics.forecast_cost TO PUBLIC;
 --    current model, at the same or a lower tier (flagship > mid > economy:
 --    never an upsell),
 --  * is priced now (calculate_cost is not NULL for every one of the rows),
---  * is cheaper on these rows: suggested_cost_usd = the same rows' input and
---    output tokens at the suggested model's current price, exactly
---    (calculate_cost per distinct token pair, times its count),
+--  * is cheaper on these rows: suggested_cost_usd = the same rows' token
+--    classes (cache reads and writes, reasoning) and service tier at the
+--    suggested model's current price, exactly (calculate_cost per distinct
+--    usage, times its count; a model with no price for the tier is skipped),
 -- the cheapest such model (ties: same tier first, then name).
 -- current_cost_usd is the same rows at the current model's current price,
 -- so both sides use today's prices; savings = current - suggested.
@@ -926,7 +927,12 @@ BEGIN
     PERFORM usage_analytics.check_filters(filters);
     RETURN QUERY EXECUTE $q$
         WITH r AS MATERIALIZED (
-            SELECT u.agent_id, u.provider, u.model, u.input_tokens::bigint AS i, u.output_tokens::bigint AS o,
+            SELECT u.agent_id, u.provider, u.model, u.service_tier AS st,
+                   jsonb_build_object('input_tokens', u.input_tokens, 'output_tokens', u.output_tokens,
+                                      'cache_read_tokens', u.cache_read_tokens,
+                                      'cache_write_tokens', u.cache_write_tokens,
+                                      'cache_write_1h_tokens', u.cache_write_1h_tokens,
+                                      'reasoning_tokens', u.reasoning_tokens) AS usage,
                    count(*) AS n
               FROM usage_analytics.agent_usage_detailed u
              WHERE u."timestamp" >= now() - $2
@@ -939,14 +945,14 @@ BEGIN
               FROM usage_analytics.model_tiers t
         ), cur AS (
             SELECT r.agent_id, r.provider, r.model, sum(r.n)::bigint AS requests,
-                   sum(r.n * usage_analytics.calculate_cost(r.provider, r.model, r.i, r.o)) AS cost,
-                   bool_and(usage_analytics.calculate_cost(r.provider, r.model, r.i, r.o) IS NOT NULL) AS priced
+                   sum(r.n * usage_analytics.calculate_cost(r.provider, r.model, r.usage, now(), r.st)) AS cost,
+                   bool_and(usage_analytics.calculate_cost(r.provider, r.model, r.usage, now(), r.st) IS NOT NULL) AS priced
               FROM r GROUP BY 1, 2, 3
         ), cand AS (
             SELECT r.agent_id, r.provider, r.model, t2.model AS suggested, t1.tier AS cur_tier,
                    t2.tier AS new_tier, t2.rank = t1.rank AS same_tier,
-                   sum(r.n * usage_analytics.calculate_cost(r.provider, t2.model, r.i, r.o)) AS cost,
-                   bool_and(usage_analytics.calculate_cost(r.provider, t2.model, r.i, r.o) IS NOT NULL) AS priced
+                   sum(r.n * usage_analytics.calculate_cost(r.provider, t2.model, r.usage, now(), r.st)) AS cost,
+                   bool_and(usage_analytics.calculate_cost(r.provider, t2.model, r.usage, now(), r.st) IS NOT NULL) AS priced
               FROM r
               JOIN tiers t1 ON t1.provider = r.provider AND t1.model = r.model
               JOIN tiers t2 ON t2.provider = r.provider AND t2.model <> r.model AND t2.rank <= t1.rank

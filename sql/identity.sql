@@ -14,7 +14,9 @@ AS $$
         OR (pg_has_role(usage_analytics.acting_role(), 'usage_analytics_admin', 'MEMBER')
             AND EXISTS (SELECT 1 FROM usage_analytics.admin_roles a
                          WHERE pg_has_role(usage_analytics.acting_role(), a.role_name, 'MEMBER')
-                            OR pg_has_role(session_user, a.role_name, 'MEMBER')))
+                            -- a listed login that SET ROLE to the group itself
+                            OR (usage_analytics.acting_role() = 'usage_analytics_admin'
+                                AND pg_has_role(session_user, a.role_name, 'MEMBER'))))
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.is_admin FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.is_admin TO PUBLIC;

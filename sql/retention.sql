@@ -23,7 +23,10 @@
 
 -- Detached partitions (action 'detach'): plain tables, readable by admins
 -- only (no row-level security: admins see every row anyway). Not members of
--- the extension, so pg_dump dumps them with their rows.
+-- the extension, so pg_dump dumps them with their rows. The schema itself
+-- is, though: DROP EXTENSION refuses while archived tables are in it, and
+-- DROP EXTENSION ... CASCADE drops them; move them out first (ALTER TABLE
+-- ... SET SCHEMA) to keep them through an uninstall.
 CREATE SCHEMA usage_analytics_archive;
 REVOKE ALL ON SCHEMA usage_analytics_archive FROM PUBLIC;
 GRANT USAGE ON SCHEMA usage_analytics_archive TO usage_analytics_admin;

@@ -60,8 +60,10 @@ ALTER TABLE usage_analytics.active_user_sketches ENABLE ROW LEVEL SECURITY;
 CREATE POLICY admin_read ON usage_analytics.rollup_state FOR SELECT TO usage_analytics_admin USING ((SELECT usage_analytics.is_admin()));
 
 REVOKE ALL ON ALL TABLES IN SCHEMA usage_analytics FROM PUBLIC;
--- Pricing is public knowledge and every insert path reads it.
-GRANT SELECT ON usage_analytics.model_pricing, usage_analytics.provider_default_model TO PUBLIC;
+-- Pricing is public knowledge and every insert path reads it; the model
+-- tiers too (cost_recommendations runs as its caller).
+GRANT SELECT ON usage_analytics.model_pricing, usage_analytics.provider_default_model,
+    usage_analytics.model_tiers TO PUBLIC;
 -- Each role can look up its own mapping (policy own_mapping).
 GRANT SELECT ON usage_analytics.user_role_map TO PUBLIC;
 GRANT SELECT ON usage_analytics.agent_usage_detailed, usage_analytics.agent_performance_metrics

@@ -641,6 +641,41 @@ fn recommendations_reprice_the_same_rows_exactly() {
     );
     assert!(r[8].as_deref().unwrap().contains("economy"), "{:?}", r[8]);
 
+    // Token classes count on both sides: cache reads and reasoning at each
+    // model's own prices, not as plain input and output.
+    c.batch_execute(&format!(
+        "INSERT INTO usage_analytics.agent_usage_detailed
+                (user_id, agent_id, provider, model, input_tokens, output_tokens, cache_read_tokens, reasoning_tokens)
+         SELECT '{u}', 'cache-bot', 'openai', 'gpt-4o', 10000 + g, 2000, 8000, 500 FROM generate_series(1, 7) g"
+    ))
+    .unwrap();
+    let cached = text_rows(
+        &mut c,
+        "SELECT suggested_model, current_cost_usd::text, suggested_cost_usd::text
+           FROM usage_analytics.cost_recommendations('{\"agent_id\": \"cache-bot\"}')",
+    );
+    let by_classes = text_rows(
+        &mut c,
+        "SELECT sum(usage_analytics.calculate_cost('openai', m, jsonb_build_object(
+                    'input_tokens', input_tokens, 'output_tokens', output_tokens,
+                    'cache_read_tokens', cache_read_tokens, 'reasoning_tokens', reasoning_tokens)))::text
+           FROM usage_analytics.agent_usage_detailed, (VALUES (1, 'gpt-4o'), (2, 'gpt-4o-mini')) v(k, m)
+          WHERE agent_id = 'cache-bot' GROUP BY k ORDER BY k",
+    );
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert_eq!(cached[0][0].as_deref(), Some("gpt-4o-mini"));
+    assert_eq!(
+        cached[0][1..].to_vec(),
+        vec![by_classes[0][0].clone(), by_classes[1][0].clone()],
+        "priced with the cache reads at the cached price"
+    );
+    let plain = scalar(
+        &mut c,
+        "SELECT sum(usage_analytics.calculate_cost('openai', 'gpt-4o-mini', input_tokens, output_tokens))::text
+           FROM usage_analytics.agent_usage_detailed WHERE agent_id = 'cache-bot'",
+    );
+    assert_ne!(cached[0][2], plain, "plain input/output would overstate it");
+
     // Filters apply, and a longer lookback brings old-bot in.
     let old = text_rows(
         &mut c,
@@ -686,6 +721,18 @@ fn readers_see_their_own_budgets_and_monitors_the_gauges() {
     );
     let (code, _) = error_of(&mut r, "SELECT * FROM usage_analytics.budgets");
     assert_eq!(code, "42501");
+    // Recommendations run as the caller: a reader gets those for its own rows.
+    let recommend = "SELECT agent_id, current_model, suggested_model, savings_usd::text
+                       FROM usage_analytics.cost_recommendations(FILTER) ORDER BY 1, 2";
+    let own = text_rows(&mut r, &recommend.replace("FILTER", ""));
+    assert!(!own.is_empty(), "a gpt-4o row has a cheaper economy model");
+    assert_eq!(
+        own,
+        text_rows(
+            &mut c,
+            &recommend.replace("FILTER", &format!("'{{\"user_id\": \"{}\"}}'", USERS[0]))
+        )
+    );
     let (code, _) = error_of(&mut r, "SELECT * FROM usage_analytics.metrics_budgets()");
     assert_eq!(code, "42501");
     let mut m = cluster().connect_as(&db, &monitor);

@@ -618,6 +618,19 @@ fn admin_rights_are_per_database() {
         ),
         0
     );
+    // A superuser checking with SET ROLE sees the role's rights, not its own
+    // (with some admin listed there, so the login's own membership could leak).
+    owner_there
+        .batch_execute(&format!(
+            "CREATE ROLE {there}_dba; SELECT usage_analytics.grant_admin('{there}_dba'); SET ROLE {dba}"
+        ))
+        .unwrap();
+    assert_eq!(
+        scalar(&mut owner_there, "SELECT usage_analytics.is_admin()::text").as_deref(),
+        Some("false"),
+        "SET ROLE {dba} from a superuser in a database where it is no admin"
+    );
+    owner_there.batch_execute("RESET ROLE").unwrap();
     let there_self_test = scalar(
         &mut owner_there,
         "SELECT detail FROM usage_analytics.self_test() WHERE check_name = 'admin_scope'",
