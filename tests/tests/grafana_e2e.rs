@@ -35,7 +35,9 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     load_sample(&mut client, 3000, 3);
     client
         .batch_execute(
-            "SELECT usage_analytics.rollup_range((now() AT TIME ZONE 'UTC')::date - 2, (now() AT TIME ZONE 'UTC')::date)",
+            "SELECT usage_analytics.rollup_range((now() AT TIME ZONE 'UTC')::date - 2, (now() AT TIME ZONE 'UTC')::date);
+             -- the budget panels need a budget
+             SELECT usage_analytics.set_budget('grafana-e2e', '{}', 'month', 1000, 'soft');",
         )
         .unwrap();
     let exporter = Exporter::start(&c.url(&db, &role), &["--gauge-refresh-interval", "1s"]);
