@@ -114,37 +114,13 @@ fn rollups_equal_independent_group_bys_and_rerun_identically() {
     assert!(db_error(&err).1.contains("before"));
 }
 
-/// The summary computed straight from raw rows, as an oracle.
+/// The summary computed straight from raw rows: the shared oracle
+/// (tests/fixtures/raw_summary.sql, also the benchmark's baseline).
 fn raw_summary(client: &mut Client, clause: &str) -> serde_json::Value {
-    let sql = format!(
-        "WITH r AS (SELECT * FROM usage_analytics.agent_usage_detailed WHERE {clause})
-         SELECT jsonb_build_object(
-           'total_requests', count(*), 'successful_requests', count(*) FILTER (WHERE success),
-           'failed_requests', count(*) FILTER (WHERE NOT success),
-           'success_rate', CASE WHEN count(*) > 0 THEN round(100.0 * count(*) FILTER (WHERE success) / count(*), 2) END,
-           'total_input_tokens', coalesce(sum(input_tokens), 0), 'total_output_tokens', coalesce(sum(output_tokens), 0),
-           'total_tokens', coalesce(sum(total_tokens), 0), 'total_cost_usd', coalesce(sum(cost_usd), 0),
-           'avg_response_time_ms', avg(response_time_ms), 'unique_users', count(DISTINCT user_id),
-           'unpriced_requests', count(*) FILTER (WHERE cost_usd IS NULL),
-           'cache_read_tokens', coalesce(sum(cache_read_tokens), 0),
-           'cache_write_tokens', coalesce(sum(cache_write_tokens + cache_write_1h_tokens), 0),
-           'reasoning_tokens', coalesce(sum(reasoning_tokens), 0),
-           'cache_savings_usd', coalesce(sum(cache_savings_usd), 0),
-           'cost_per_request_usd', sum(cost_usd) / nullif(count(cost_usd), 0),
-           'tokens_per_usd', sum(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NOT NULL)
-                             / nullif(sum(cost_usd), 0),
-           'cost_by_provider', (SELECT coalesce(jsonb_object_agg(k, v), '{{}}') FROM
-                (SELECT coalesce(provider, 'unknown') k, coalesce(sum(cost_usd), 0) v FROM r GROUP BY 1) x),
-           'cost_by_framework', (SELECT coalesce(jsonb_object_agg(k, v), '{{}}') FROM
-                (SELECT coalesce(framework, 'unknown') k, coalesce(sum(cost_usd), 0) v FROM r GROUP BY 1) x),
-           'requests_by_agent', (SELECT coalesce(jsonb_object_agg(agent_id, n), '{{}}') FROM
-                (SELECT agent_id, count(*) n FROM r GROUP BY 1) x),
-           'top_users', (SELECT coalesce(jsonb_agg(jsonb_build_object('user_id', user_id, 'requests', n,
-                                'total_tokens', t, 'cost_usd', c) ORDER BY c DESC, user_id), '[]') FROM
-                (SELECT user_id, count(*) n, sum(total_tokens) t, coalesce(sum(cost_usd), 0) c FROM r
-                  GROUP BY 1 ORDER BY 4 DESC, 1 LIMIT 10) x))
-         FROM r"
-    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/raw_summary.sql");
+    let sql = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .replace("{where}", clause);
     client.query_one(&sql, &[]).unwrap().get(0)
 }
 
