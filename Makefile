@@ -75,10 +75,11 @@ fmt-check:
 clippy: deps
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## unit: pure Rust tests (pricing, filters, CSV, validation, exporter logic).
+## unit: pure Rust tests (pricing, filters, CSV, validation, exporter,
+## collector and their shared service crate).
 unit: deps
 	cargo test -p usage-analytics-core
-	cargo test -p usage-analytics-exporter
+	cargo test -p usage-analytics-exporter -p usage-analytics-collector -p usage-analytics-service
 
 ## pgrx-test: #[pg_test]s inside a real backend (cargo-pgrx runs initdb as postgres).
 pgrx-test: deps
