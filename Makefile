@@ -10,10 +10,10 @@ PG_BIN      ?= /usr/lib/postgresql/15/bin
 PG_CONFIG   ?= $(PG_BIN)/pg_config
 PGRX_VERSION := 0.18.0
 APT_PACKAGES := postgresql-15 postgresql-server-dev-15 libclang-dev sudo \
-                postgresql-15-cron prometheus prometheus-postgres-exporter
+                postgresql-15-cron prometheus prometheus-postgres-exporter curl unzip
 
 .PHONY: all deps build install install-release upgrade-script install-upgrade-scripts freeze-release test fmt-check clippy unit pgrx-test integration \
-        grafana-test dashboards demo bench bench-smoke fuzz clean
+        grafana-test dashboards demo bench bench-smoke fuzz clean price-catalog
 
 all: build
 
@@ -48,7 +48,7 @@ upgrade-script:
 
 ## price-catalog: refresh the shipped LiteLLM price catalog from PyPI
 ## (LITELLM_VERSION=x.y.z for a given litellm release).
-price-catalog:
+price-catalog: deps
 	bash scripts/refresh_price_catalog.sh $(LITELLM_VERSION)
 
 ## Released versions' install scripts and the upgrade scripts between them,
