@@ -2505,15 +2505,18 @@ BEGIN
     END IF;
     -- Release the reservations these rows were authorized under (row locks
     -- in key order; no budget lock needed: releasing only lowers reserved).
-    DELETE FROM usage_analytics.budget_reservations r
-     WHERE (r.reservation_id, r.budget_id) IN (
-            SELECT x.reservation_id, x.budget_id FROM usage_analytics.budget_reservations x
-             WHERE x.reservation_id IN (
-                    SELECT (n.request_metadata ->> 'reservation_id')::uuid FROM new_usage n
-                     WHERE n.request_metadata ->> 'reservation_id'
-                           ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$')
-             ORDER BY x.reservation_id, x.budget_id
-               FOR UPDATE);
+    -- Only when there are reservations at all: most inserts come without.
+    IF EXISTS (SELECT 1 FROM usage_analytics.budget_reservations) THEN
+        DELETE FROM usage_analytics.budget_reservations r
+         WHERE (r.reservation_id, r.budget_id) IN (
+                SELECT x.reservation_id, x.budget_id FROM usage_analytics.budget_reservations x
+                 WHERE x.reservation_id IN (
+                        SELECT (n.request_metadata ->> 'reservation_id')::uuid FROM new_usage n
+                         WHERE n.request_metadata ->> 'reservation_id'
+                               ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$')
+                 ORDER BY x.reservation_id, x.budget_id
+                   FOR UPDATE);
+    END IF;
     IF EXISTS (SELECT 1 FROM usage_analytics.budgets) THEN
         EXECUTE usage_analytics._budget_book_sql('new_usage') INTO touched USING 1;
         PERFORM usage_analytics._budget_note_touched(touched);
@@ -3025,6 +3028,7 @@ GRANT EXECUTE ON FUNCTION usage_analytics.release_reservation TO usage_analytics
 -- releasing), folds the ledger shards of exited backends into shard 0 and
 -- drops ledger rows of deleted budgets. Never waits for a writer. Returns
 -- the rows removed or folded.
+INSERT INTO usage_analytics.maintenance_lock (name) VALUES ('budget_maintenance');
 CREATE FUNCTION usage_analytics.budget_maintenance()
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
@@ -3037,7 +3041,10 @@ DECLARE
     live    integer[];
 BEGIN
     PERFORM usage_analytics._require_admin('budget_maintenance');
-    IF NOT pg_try_advisory_xact_lock('usage_analytics.budget_spend'::regclass::oid::bigint) THEN
+    -- A row of maintenance_lock, as the other maintenance uses: an advisory
+    -- key could be held by any role that can connect, stopping this for good.
+    PERFORM 1 FROM usage_analytics.maintenance_lock WHERE name = 'budget_maintenance' FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
         RETURN 0;  -- another run is at work
     END IF;
     WITH gone AS (

@@ -356,7 +356,13 @@ fn reservations_expire_and_are_released() {
     );
     let third = authorize(&mut c, "1 minute");
     assert_eq!(third["allowed"], true, "{third}");
+    // Any login can hold any advisory lock key: maintenance does not use one.
+    let mut squatter = session(&db);
+    squatter
+        .batch_execute("SELECT pg_advisory_lock('usage_analytics.budget_spend'::regclass::oid::bigint)")
+        .unwrap();
     assert_eq!(num(&mut c, "SELECT usage_analytics.budget_maintenance()"), 1.0);
+    drop(squatter);
 
     // release_reservation gives it back; recording with it releases it too.
     let rid = third["reservation_id"].as_str().unwrap().to_string();
