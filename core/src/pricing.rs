@@ -473,12 +473,6 @@ impl PriceBook {
         }
     }
 
-    /// The standard-tier price in force at `at` for a canonical model,
-    /// preferring the pricing row of the given provider.
-    pub fn price_at(&self, provider: Option<&str>, model: &str, at: i64) -> Option<&TieredPricePoint> {
-        self.price_at_tier(provider, model, at, ServiceTier::Standard)
-    }
-
     /// The price in force at `at` for a canonical model at a service tier.
     /// The given provider's rows win when it prices the model at any tier
     /// (then a tier it lacks is `None`); otherwise (a gateway) the rows of
