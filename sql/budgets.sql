@@ -162,41 +162,6 @@ GRANT EXECUTE ON FUNCTION usage_analytics._budget_period_end TO PUBLIC;
 -- ---------------------------------------------------------------------------
 -- Booking spend from the usage table's statement triggers.
 
--- One statement: the transition table's priced rows, per matching budget and
--- period (from tracked_from on), added ($1 = 1) or subtracted ($1 = -1) in
--- this backend's shard. Returns 'budget_id@period_start epoch' keys of the
--- periods touched. Trigger functions EXECUTE it (transition tables are
--- visible only there).
-CREATE FUNCTION usage_analytics._budget_book_sql(transition_table text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $f$
-    SELECT format($q$
-    WITH hit AS (
-        SELECT b.id, usage_analytics._budget_period_start(b.period, b.timezone, r."timestamp") AS period_start,
-               b.tracked_from, sum(r.cost_usd) AS amount
-          FROM %1$I r
-          JOIN usage_analytics.budgets b
-            ON (b.scope_user_id IS NULL OR b.scope_user_id = r.user_id)
-           AND (b.scope_agent_id IS NULL OR b.scope_agent_id = r.agent_id)
-           AND (b.scope_framework IS NULL OR b.scope_framework = r.framework)
-           AND (b.scope_provider IS NULL OR b.scope_provider = r.provider)
-           AND (b.scope_model IS NULL OR b.scope_model = r.model)
-         WHERE r.cost_usd IS NOT NULL AND r.cost_usd <> 0
-         GROUP BY 1, 2, 3
-    ), booked AS (
-        INSERT INTO usage_analytics.budget_spend AS s (budget_id, period_start, shard, spent_usd)
-        SELECT id, period_start, pg_backend_pid(), $1 * amount
-          FROM hit
-         WHERE period_start >= tracked_from
-         ORDER BY id, period_start
-        ON CONFLICT (budget_id, period_start, shard) DO UPDATE SET spent_usd = s.spent_usd + excluded.spent_usd
-        RETURNING budget_id, period_start
-    )
-    SELECT string_agg(budget_id || '@' || extract(epoch FROM period_start), ',') FROM booked
-    $q$, transition_table)
-$f$;
-REVOKE ALL ON FUNCTION usage_analytics._budget_book_sql FROM PUBLIC;
-
 -- Remembers (transaction-locally) the budget periods this transaction
 -- booked, for the commit-time threshold check.
 CREATE FUNCTION usage_analytics._budget_note_touched(keys text) RETURNS void
@@ -212,58 +177,71 @@ END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._budget_note_touched FROM PUBLIC;
 
-CREATE FUNCTION usage_analytics._budget_inserted_usage() RETURNS trigger
+-- Books each statement's priced rows against every matching budget and
+-- period (from tracked_from on) in this backend's shard, in plain SQL planned
+-- once per session. As for _count_usage, each trigger names its transition
+-- table usage_rows and passes TG_ARGV[0] = 1 to add the rows (inserts, the
+-- new rows of updates) or -1 to subtract them (deletes, the old rows of
+-- updates). Inserts first release the reservations their rows were
+-- authorized under. The periods that grew are noted for the commit-time
+-- threshold check.
+CREATE FUNCTION usage_analytics._budget_book_usage() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
 DECLARE
+    sign    integer := TG_ARGV[0]::integer;
     touched text;
 BEGIN
     IF usage_analytics._restoring() THEN
         RETURN NULL;
     END IF;
-    -- Release the reservations these rows were authorized under (row locks
-    -- in key order; no budget lock needed: releasing only lowers reserved).
-    -- Only when there are reservations at all: most inserts come without.
-    IF EXISTS (SELECT 1 FROM usage_analytics.budget_reservations) THEN
+    -- Row locks in key order; no budget lock needed: releasing only lowers
+    -- reserved. Only when there are reservations at all: most inserts come
+    -- without.
+    IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM usage_analytics.budget_reservations) THEN
         DELETE FROM usage_analytics.budget_reservations r
          WHERE (r.reservation_id, r.budget_id) IN (
                 SELECT x.reservation_id, x.budget_id FROM usage_analytics.budget_reservations x
                  WHERE x.reservation_id IN (
-                        SELECT (n.request_metadata ->> 'reservation_id')::uuid FROM new_usage n
+                        SELECT (n.request_metadata ->> 'reservation_id')::uuid FROM usage_rows n
                          WHERE n.request_metadata ->> 'reservation_id'
                                ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$')
                  ORDER BY x.reservation_id, x.budget_id
                    FOR UPDATE);
     END IF;
-    IF EXISTS (SELECT 1 FROM usage_analytics.budgets) THEN
-        EXECUTE usage_analytics._budget_book_sql('new_usage') INTO touched USING 1;
-        PERFORM usage_analytics._budget_note_touched(touched);
-    END IF;
-    RETURN NULL;
-END;
-$$;
-REVOKE ALL ON FUNCTION usage_analytics._budget_inserted_usage FROM PUBLIC;
-
-CREATE FUNCTION usage_analytics._budget_changed_usage() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, usage_analytics, pg_temp
-AS $$
-DECLARE
-    touched text;
-BEGIN
-    IF usage_analytics._restoring() OR NOT EXISTS (SELECT 1 FROM usage_analytics.budgets) THEN
+    IF NOT EXISTS (SELECT 1 FROM usage_analytics.budgets) THEN
         RETURN NULL;
     END IF;
-    EXECUTE usage_analytics._budget_book_sql('old_usage') USING -1;
-    IF TG_OP = 'UPDATE' THEN
-        EXECUTE usage_analytics._budget_book_sql('new_usage') INTO touched USING 1;
+    WITH hit AS (
+        SELECT b.id, usage_analytics._budget_period_start(b.period, b.timezone, r."timestamp") AS period_start,
+               b.tracked_from, sum(r.cost_usd) AS amount
+          FROM usage_rows r
+          JOIN usage_analytics.budgets b
+            ON (b.scope_user_id IS NULL OR b.scope_user_id = r.user_id)
+           AND (b.scope_agent_id IS NULL OR b.scope_agent_id = r.agent_id)
+           AND (b.scope_framework IS NULL OR b.scope_framework = r.framework)
+           AND (b.scope_provider IS NULL OR b.scope_provider = r.provider)
+           AND (b.scope_model IS NULL OR b.scope_model = r.model)
+         WHERE r.cost_usd IS NOT NULL AND r.cost_usd <> 0
+         GROUP BY 1, 2, 3
+    ), booked AS (
+        INSERT INTO usage_analytics.budget_spend AS s (budget_id, period_start, shard, spent_usd)
+        SELECT id, period_start, pg_backend_pid(), sign * amount
+          FROM hit
+         WHERE period_start >= tracked_from
+         ORDER BY id, period_start
+        ON CONFLICT (budget_id, period_start, shard) DO UPDATE SET spent_usd = s.spent_usd + excluded.spent_usd
+        RETURNING budget_id, period_start
+    )
+    SELECT string_agg(budget_id || '@' || extract(epoch FROM period_start), ',') INTO touched FROM booked;
+    IF sign > 0 THEN
         PERFORM usage_analytics._budget_note_touched(touched);
     END IF;
     RETURN NULL;
 END;
 $$;
-REVOKE ALL ON FUNCTION usage_analytics._budget_changed_usage FROM PUBLIC;
+REVOKE ALL ON FUNCTION usage_analytics._budget_book_usage FROM PUBLIC;
 
 CREATE FUNCTION usage_analytics._budget_truncated_usage() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -281,16 +259,20 @@ REVOKE ALL ON FUNCTION usage_analytics._budget_truncated_usage FROM PUBLIC;
 -- Named to fire after count_* (triggers fire in name order).
 CREATE TRIGGER track_budget_inserted_usage
     AFTER INSERT ON usage_analytics.agent_usage_detailed
-    REFERENCING NEW TABLE AS new_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_inserted_usage();
+    REFERENCING NEW TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('1');
 CREATE TRIGGER track_budget_deleted_usage
     AFTER DELETE ON usage_analytics.agent_usage_detailed
-    REFERENCING OLD TABLE AS old_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_changed_usage();
-CREATE TRIGGER track_budget_updated_usage
+    REFERENCING OLD TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('-1');
+CREATE TRIGGER track_budget_updated_usage_new
     AFTER UPDATE ON usage_analytics.agent_usage_detailed
-    REFERENCING OLD TABLE AS old_usage NEW TABLE AS new_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_changed_usage();
+    REFERENCING NEW TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('1');
+CREATE TRIGGER track_budget_updated_usage_old
+    AFTER UPDATE ON usage_analytics.agent_usage_detailed
+    REFERENCING OLD TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('-1');
 CREATE TRIGGER track_budget_truncated_usage
     AFTER TRUNCATE ON usage_analytics.agent_usage_detailed
     FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_truncated_usage();

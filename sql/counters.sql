@@ -97,68 +97,6 @@ CREATE TABLE usage_analytics.usage_daily_user (
 );
 CREATE INDEX usage_daily_user_user_idx ON usage_analytics.usage_daily_user (user_id, day);
 
--- The per-day bookkeeping of a statement's rows, one statement with two
--- upserts (usage_daily_totals per agent, framework and provider;
--- usage_daily_user per user), both in this backend's shard. $1 = 1 adds the
--- rows of the transition table (inserts, the new rows of updates), $1 = -1
--- subtracts them (deletes, the old rows of updates); $2 = 1 counts them as
--- changed. Trigger functions EXECUTE it themselves: transition tables are
--- visible only inside the trigger function.
-CREATE FUNCTION usage_analytics._daily_usage_upsert(transition_table text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $f$
-    SELECT format($q$
-    WITH totals AS (
-        INSERT INTO usage_analytics.usage_daily_totals AS t
-            (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
-             total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count,
-             shard, total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd,
-             priced_tokens)
-        SELECT ("timestamp" AT TIME ZONE 'UTC')::date, agent_id, framework, provider,
-               $1 * count(*), $1 * count(*) FILTER (WHERE success),
-               $1 * coalesce(sum(input_tokens), 0), $1 * coalesce(sum(output_tokens), 0),
-               $1 * coalesce(sum(cost_usd), 0), $1 * count(*) FILTER (WHERE cost_usd IS NULL),
-               $1 * coalesce(sum(response_time_ms), 0), $1 * count(response_time_ms), pg_backend_pid(),
-               $1 * coalesce(sum(cache_read_tokens), 0),
-               $1 * coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0),
-               $1 * coalesce(sum(reasoning_tokens), 0), $1 * coalesce(sum(cache_savings_usd), 0),
-               $1 * coalesce(sum(input_tokens::bigint + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
-          FROM %1$I
-         GROUP BY 1, 2, 3, 4
-        ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
-            total_requests       = t.total_requests + excluded.total_requests,
-            successful_requests  = t.successful_requests + excluded.successful_requests,
-            total_input_tokens   = t.total_input_tokens + excluded.total_input_tokens,
-            total_output_tokens  = t.total_output_tokens + excluded.total_output_tokens,
-            total_cost_usd       = t.total_cost_usd + excluded.total_cost_usd,
-            unpriced_requests    = t.unpriced_requests + excluded.unpriced_requests,
-            response_time_sum_ms = t.response_time_sum_ms + excluded.response_time_sum_ms,
-            response_time_count  = t.response_time_count + excluded.response_time_count,
-            total_cache_read_tokens  = t.total_cache_read_tokens + excluded.total_cache_read_tokens,
-            total_cache_write_tokens = t.total_cache_write_tokens + excluded.total_cache_write_tokens,
-            total_reasoning_tokens   = t.total_reasoning_tokens + excluded.total_reasoning_tokens,
-            cache_savings_usd        = t.cache_savings_usd + excluded.cache_savings_usd,
-            priced_tokens            = t.priced_tokens + excluded.priced_tokens
-    )
-    INSERT INTO usage_analytics.usage_daily_user AS d
-        (day, user_id, shard, requests, input_tokens, output_tokens, cost_usd, first_seen, last_seen, changes)
-    SELECT ("timestamp" AT TIME ZONE 'UTC')::date, user_id, pg_backend_pid(),
-           $1 * count(*), $1 * coalesce(sum(input_tokens), 0), $1 * coalesce(sum(output_tokens), 0),
-           $1 * coalesce(sum(cost_usd), 0), min("timestamp"), max("timestamp"), $2 * count(*)
-      FROM %1$I
-     GROUP BY 1, 2
-    ON CONFLICT (day, user_id, shard) DO UPDATE SET
-        requests      = d.requests + excluded.requests,
-        input_tokens  = d.input_tokens + excluded.input_tokens,
-        output_tokens = d.output_tokens + excluded.output_tokens,
-        cost_usd      = d.cost_usd + excluded.cost_usd,
-        first_seen    = least(d.first_seen, excluded.first_seen),
-        last_seen     = greatest(d.last_seen, excluded.last_seen),
-        changes       = d.changes + excluded.changes
-    $q$, transition_table)
-$f$;
-REVOKE ALL ON FUNCTION usage_analytics._daily_usage_upsert FROM PUBLIC;
-
 -- Label tuples (provider, framework, agent_id, model, message_type) that
 -- have their own exporter series. Label values are free text, and each
 -- distinct tuple would be a permanent series: a flood of distinct agent ids
@@ -189,139 +127,185 @@ CREATE TABLE usage_analytics.active_user_sketches (
     PRIMARY KEY (width_seconds, bucket_start, shard)
 );
 
-CREATE FUNCTION usage_analytics._count_inserted_usage() RETURNS trigger
+-- Every statement's rows, folded into the bookkeeping by one statement
+-- trigger function with plain (planned once per session) SQL: each trigger
+-- names its transition table usage_rows and passes how to count it,
+-- TG_ARGV[0] = 1 to add the rows (inserts, the new rows of updates) or -1 to
+-- subtract them (deletes, the old rows of updates), TG_ARGV[1] = 1 to count
+-- them as changed. Inserts also feed the exporter's lifetime counters and the
+-- active-user sketches; deletes and updates keep usage_daily_totals and
+-- usage_daily_user equal to the table (the counters never go down).
+CREATE FUNCTION usage_analytics._count_usage() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
 DECLARE
-    max_series bigint := coalesce(nullif(current_setting('usage_analytics.exporter_max_series', true), '')::bigint,
-                                  10000);
+    sign    integer := TG_ARGV[0]::integer;
+    changed integer := TG_ARGV[1]::integer;
+    max_series bigint;
 BEGIN
     IF usage_analytics._restoring() THEN
         RETURN NULL;
     END IF;
-    WITH g AS MATERIALIZED (
-        SELECT coalesce(provider, '') AS provider, coalesce(framework, '') AS framework, agent_id,
-               coalesce(model, lower(requested_model), '') AS model, coalesce(message_type, '') AS message_type,
-               success,
-               count(*) AS requests, coalesce(sum(input_tokens), 0) AS input_tokens,
-               coalesce(sum(output_tokens), 0) AS output_tokens,
-               coalesce(sum(cost_usd), 0) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
-               count(response_time_ms) AS rt_count, coalesce(sum(response_time_ms), 0) AS rt_sum,
-               count(*) FILTER (WHERE response_time_ms <= 100) AS le_100ms,
-               count(*) FILTER (WHERE response_time_ms <= 250) AS le_250ms,
-               count(*) FILTER (WHERE response_time_ms <= 500) AS le_500ms,
-               count(*) FILTER (WHERE response_time_ms <= 1000) AS le_1s,
-               count(*) FILTER (WHERE response_time_ms <= 2500) AS le_2500ms,
-               count(*) FILTER (WHERE response_time_ms <= 5000) AS le_5s,
-               count(*) FILTER (WHERE response_time_ms <= 10000) AS le_10s,
-               count(*) FILTER (WHERE response_time_ms <= 20000) AS le_20s,
-               count(*) FILTER (WHERE response_time_ms <= 30000) AS le_30s,
-               count(*) FILTER (WHERE response_time_ms <= 60000) AS le_60s,
-               coalesce(sum(cache_read_tokens), 0) AS cache_read,
-               coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0) AS cache_write,
-               coalesce(sum(reasoning_tokens), 0) AS reasoning
-          FROM new_usage
-         GROUP BY 1, 2, 3, 4, 5, 6
-    ), k AS MATERIALIZED (
-        SELECT g.*, EXISTS (SELECT 1 FROM usage_analytics.usage_series s
-                             WHERE (s.provider, s.framework, s.agent_id, s.model, s.message_type)
-                                 = (g.provider, g.framework, g.agent_id, g.model, g.message_type)) AS known
-          FROM g
-    ), admitted AS (
-        -- At most the capacity left, so one statement cannot overshoot the
-        -- cap (writers admitting at the same moment each see the same room:
-        -- the overshoot is bounded by that room times their number). The
-        -- count runs only for statements that bring an unknown tuple.
-        INSERT INTO usage_analytics.usage_series (provider, framework, agent_id, model, message_type, shard)
-        SELECT provider, framework, agent_id, model, message_type, pg_backend_pid()
-          FROM (SELECT DISTINCT provider, framework, agent_id, model, message_type FROM k WHERE NOT known) n
-         ORDER BY 1, 2, 3, 4, 5
-         LIMIT CASE WHEN EXISTS (SELECT 1 FROM k WHERE NOT known)
-                    THEN greatest(max_series - (SELECT count(*) FROM usage_analytics.usage_series), 0)
-                    ELSE 0 END
-        ON CONFLICT DO NOTHING
-        RETURNING provider, framework, agent_id, model, message_type
-    ), labelled AS (
-        SELECT CASE WHEN k.known OR a.agent_id IS NOT NULL
-                    THEN ARRAY[k.provider, k.framework, k.agent_id, k.model, k.message_type]
-                    ELSE ARRAY['other', 'other', 'other', 'other', 'other'] END AS l,
-               k.*
-          FROM k
-          LEFT JOIN admitted a
-            ON (a.provider, a.framework, a.agent_id, a.model, a.message_type)
-             = (k.provider, k.framework, k.agent_id, k.model, k.message_type)
-    )
-    INSERT INTO usage_analytics.usage_counters AS c
-    SELECT pg_backend_pid(), l[1], l[2], l[3], l[4], l[5], success,
-           sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced),
-           sum(rt_count), sum(rt_sum), sum(le_100ms), sum(le_250ms), sum(le_500ms), sum(le_1s),
-           sum(le_2500ms), sum(le_5s), sum(le_10s), sum(le_20s), sum(le_30s), sum(le_60s),
-           sum(cache_read), sum(cache_write), sum(reasoning)
-      FROM labelled
-     GROUP BY l, success
-    ON CONFLICT (provider, framework, agent_id, model, message_type, success, shard) DO UPDATE SET
-        requests             = c.requests + excluded.requests,
-        input_tokens         = c.input_tokens + excluded.input_tokens,
-        output_tokens        = c.output_tokens + excluded.output_tokens,
-        cost_usd             = c.cost_usd + excluded.cost_usd,
-        unpriced_requests    = c.unpriced_requests + excluded.unpriced_requests,
-        response_time_count  = c.response_time_count + excluded.response_time_count,
-        response_time_sum_ms = c.response_time_sum_ms + excluded.response_time_sum_ms,
-        rt_le_100ms          = c.rt_le_100ms + excluded.rt_le_100ms,
-        rt_le_250ms          = c.rt_le_250ms + excluded.rt_le_250ms,
-        rt_le_500ms          = c.rt_le_500ms + excluded.rt_le_500ms,
-        rt_le_1s             = c.rt_le_1s + excluded.rt_le_1s,
-        rt_le_2500ms         = c.rt_le_2500ms + excluded.rt_le_2500ms,
-        rt_le_5s             = c.rt_le_5s + excluded.rt_le_5s,
-        rt_le_10s            = c.rt_le_10s + excluded.rt_le_10s,
-        rt_le_20s            = c.rt_le_20s + excluded.rt_le_20s,
-        rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
-        rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s,
-        cache_read_tokens    = c.cache_read_tokens + excluded.cache_read_tokens,
-        cache_write_tokens   = c.cache_write_tokens + excluded.cache_write_tokens,
-        reasoning_tokens     = c.reasoning_tokens + excluded.reasoning_tokens;
+    IF TG_OP = 'INSERT' THEN
+        max_series := coalesce(nullif(current_setting('usage_analytics.exporter_max_series', true), '')::bigint,
+                               10000);
+        WITH g AS MATERIALIZED (
+            SELECT coalesce(provider, '') AS provider, coalesce(framework, '') AS framework, agent_id,
+                   coalesce(model, lower(requested_model), '') AS model, coalesce(message_type, '') AS message_type,
+                   success,
+                   count(*) AS requests, coalesce(sum(input_tokens), 0) AS input_tokens,
+                   coalesce(sum(output_tokens), 0) AS output_tokens,
+                   coalesce(sum(cost_usd), 0) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
+                   count(response_time_ms) AS rt_count, coalesce(sum(response_time_ms), 0) AS rt_sum,
+                   count(*) FILTER (WHERE response_time_ms <= 100) AS le_100ms,
+                   count(*) FILTER (WHERE response_time_ms <= 250) AS le_250ms,
+                   count(*) FILTER (WHERE response_time_ms <= 500) AS le_500ms,
+                   count(*) FILTER (WHERE response_time_ms <= 1000) AS le_1s,
+                   count(*) FILTER (WHERE response_time_ms <= 2500) AS le_2500ms,
+                   count(*) FILTER (WHERE response_time_ms <= 5000) AS le_5s,
+                   count(*) FILTER (WHERE response_time_ms <= 10000) AS le_10s,
+                   count(*) FILTER (WHERE response_time_ms <= 20000) AS le_20s,
+                   count(*) FILTER (WHERE response_time_ms <= 30000) AS le_30s,
+                   count(*) FILTER (WHERE response_time_ms <= 60000) AS le_60s,
+                   coalesce(sum(cache_read_tokens), 0) AS cache_read,
+                   coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0) AS cache_write,
+                   coalesce(sum(reasoning_tokens), 0) AS reasoning
+              FROM usage_rows
+             GROUP BY 1, 2, 3, 4, 5, 6
+        ), k AS MATERIALIZED (
+            SELECT g.*, EXISTS (SELECT 1 FROM usage_analytics.usage_series s
+                                 WHERE (s.provider, s.framework, s.agent_id, s.model, s.message_type)
+                                     = (g.provider, g.framework, g.agent_id, g.model, g.message_type)) AS known
+              FROM g
+        ), admitted AS (
+            -- At most the capacity left, so one statement cannot overshoot the
+            -- cap (writers admitting at the same moment each see the same room:
+            -- the overshoot is bounded by that room times their number). The
+            -- count runs only for statements that bring an unknown tuple.
+            INSERT INTO usage_analytics.usage_series (provider, framework, agent_id, model, message_type, shard)
+            SELECT provider, framework, agent_id, model, message_type, pg_backend_pid()
+              FROM (SELECT DISTINCT provider, framework, agent_id, model, message_type FROM k WHERE NOT known) n
+             ORDER BY 1, 2, 3, 4, 5
+             LIMIT CASE WHEN EXISTS (SELECT 1 FROM k WHERE NOT known)
+                        THEN greatest(max_series - (SELECT count(*) FROM usage_analytics.usage_series), 0)
+                        ELSE 0 END
+            ON CONFLICT DO NOTHING
+            RETURNING provider, framework, agent_id, model, message_type
+        ), labelled AS (
+            SELECT CASE WHEN k.known OR a.agent_id IS NOT NULL
+                        THEN ARRAY[k.provider, k.framework, k.agent_id, k.model, k.message_type]
+                        ELSE ARRAY['other', 'other', 'other', 'other', 'other'] END AS l,
+                   k.*
+              FROM k
+              LEFT JOIN admitted a
+                ON (a.provider, a.framework, a.agent_id, a.model, a.message_type)
+                 = (k.provider, k.framework, k.agent_id, k.model, k.message_type)
+        )
+        INSERT INTO usage_analytics.usage_counters AS c
+        SELECT pg_backend_pid(), l[1], l[2], l[3], l[4], l[5], success,
+               sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced),
+               sum(rt_count), sum(rt_sum), sum(le_100ms), sum(le_250ms), sum(le_500ms), sum(le_1s),
+               sum(le_2500ms), sum(le_5s), sum(le_10s), sum(le_20s), sum(le_30s), sum(le_60s),
+               sum(cache_read), sum(cache_write), sum(reasoning)
+          FROM labelled
+         GROUP BY l, success
+        ON CONFLICT (provider, framework, agent_id, model, message_type, success, shard) DO UPDATE SET
+            requests             = c.requests + excluded.requests,
+            input_tokens         = c.input_tokens + excluded.input_tokens,
+            output_tokens        = c.output_tokens + excluded.output_tokens,
+            cost_usd             = c.cost_usd + excluded.cost_usd,
+            unpriced_requests    = c.unpriced_requests + excluded.unpriced_requests,
+            response_time_count  = c.response_time_count + excluded.response_time_count,
+            response_time_sum_ms = c.response_time_sum_ms + excluded.response_time_sum_ms,
+            rt_le_100ms          = c.rt_le_100ms + excluded.rt_le_100ms,
+            rt_le_250ms          = c.rt_le_250ms + excluded.rt_le_250ms,
+            rt_le_500ms          = c.rt_le_500ms + excluded.rt_le_500ms,
+            rt_le_1s             = c.rt_le_1s + excluded.rt_le_1s,
+            rt_le_2500ms         = c.rt_le_2500ms + excluded.rt_le_2500ms,
+            rt_le_5s             = c.rt_le_5s + excluded.rt_le_5s,
+            rt_le_10s            = c.rt_le_10s + excluded.rt_le_10s,
+            rt_le_20s            = c.rt_le_20s + excluded.rt_le_20s,
+            rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
+            rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s,
+            cache_read_tokens    = c.cache_read_tokens + excluded.cache_read_tokens,
+            cache_write_tokens   = c.cache_write_tokens + excluded.cache_write_tokens,
+            reasoning_tokens     = c.reasoning_tokens + excluded.reasoning_tokens;
+        PERFORM usage_analytics._note_active_users(array_agg(user_id), array_agg("timestamp"))
+           FROM usage_rows WHERE "timestamp" > now() - interval '32 days';
+    END IF;
 
-    EXECUTE usage_analytics._daily_usage_upsert('new_usage') USING 1, 0;
-    PERFORM usage_analytics._note_active_users(array_agg(user_id), array_agg("timestamp"))
-       FROM new_usage WHERE "timestamp" > now() - interval '32 days';
+    -- Per (UTC day, agent, framework, provider) and per (UTC day, user).
+    WITH totals AS (
+        INSERT INTO usage_analytics.usage_daily_totals AS t
+            (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
+             total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count,
+             shard, total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd,
+             priced_tokens)
+        SELECT ("timestamp" AT TIME ZONE 'UTC')::date, agent_id, framework, provider,
+               sign * count(*), sign * count(*) FILTER (WHERE success),
+               sign * coalesce(sum(input_tokens), 0), sign * coalesce(sum(output_tokens), 0),
+               sign * coalesce(sum(cost_usd), 0), sign * count(*) FILTER (WHERE cost_usd IS NULL),
+               sign * coalesce(sum(response_time_ms), 0), sign * count(response_time_ms), pg_backend_pid(),
+               sign * coalesce(sum(cache_read_tokens), 0),
+               sign * coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0),
+               sign * coalesce(sum(reasoning_tokens), 0), sign * coalesce(sum(cache_savings_usd), 0),
+               sign * coalesce(sum(input_tokens::bigint + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
+          FROM usage_rows
+         GROUP BY 1, 2, 3, 4
+        ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
+            total_requests       = t.total_requests + excluded.total_requests,
+            successful_requests  = t.successful_requests + excluded.successful_requests,
+            total_input_tokens   = t.total_input_tokens + excluded.total_input_tokens,
+            total_output_tokens  = t.total_output_tokens + excluded.total_output_tokens,
+            total_cost_usd       = t.total_cost_usd + excluded.total_cost_usd,
+            unpriced_requests    = t.unpriced_requests + excluded.unpriced_requests,
+            response_time_sum_ms = t.response_time_sum_ms + excluded.response_time_sum_ms,
+            response_time_count  = t.response_time_count + excluded.response_time_count,
+            total_cache_read_tokens  = t.total_cache_read_tokens + excluded.total_cache_read_tokens,
+            total_cache_write_tokens = t.total_cache_write_tokens + excluded.total_cache_write_tokens,
+            total_reasoning_tokens   = t.total_reasoning_tokens + excluded.total_reasoning_tokens,
+            cache_savings_usd        = t.cache_savings_usd + excluded.cache_savings_usd,
+            priced_tokens            = t.priced_tokens + excluded.priced_tokens
+    )
+    INSERT INTO usage_analytics.usage_daily_user AS d
+        (day, user_id, shard, requests, input_tokens, output_tokens, cost_usd, first_seen, last_seen, changes)
+    SELECT ("timestamp" AT TIME ZONE 'UTC')::date, user_id, pg_backend_pid(),
+           sign * count(*), sign * coalesce(sum(input_tokens), 0), sign * coalesce(sum(output_tokens), 0),
+           sign * coalesce(sum(cost_usd), 0), min("timestamp"), max("timestamp"), changed * count(*)
+      FROM usage_rows
+     GROUP BY 1, 2
+    ON CONFLICT (day, user_id, shard) DO UPDATE SET
+        requests      = d.requests + excluded.requests,
+        input_tokens  = d.input_tokens + excluded.input_tokens,
+        output_tokens = d.output_tokens + excluded.output_tokens,
+        cost_usd      = d.cost_usd + excluded.cost_usd,
+        first_seen    = least(d.first_seen, excluded.first_seen),
+        last_seen     = greatest(d.last_seen, excluded.last_seen),
+        changes       = d.changes + excluded.changes;
     RETURN NULL;
 END;
 $$;
-REVOKE ALL ON FUNCTION usage_analytics._count_inserted_usage FROM PUBLIC;
+REVOKE ALL ON FUNCTION usage_analytics._count_usage FROM PUBLIC;
 
 CREATE TRIGGER count_inserted_usage
     AFTER INSERT ON usage_analytics.agent_usage_detailed
-    REFERENCING NEW TABLE AS new_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_inserted_usage();
-
--- Deletes and updates keep usage_daily_user equal to the table (the
--- exporter's lifetime counters are left alone: they never go down).
-CREATE FUNCTION usage_analytics._count_changed_usage() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, usage_analytics, pg_temp
-AS $$
-BEGIN
-    IF usage_analytics._restoring() THEN
-        RETURN NULL;
-    END IF;
-    EXECUTE usage_analytics._daily_usage_upsert('old_usage') USING -1, 1;
-    IF TG_OP = 'UPDATE' THEN
-        EXECUTE usage_analytics._daily_usage_upsert('new_usage') USING 1, 0;
-    END IF;
-    RETURN NULL;
-END;
-$$;
-REVOKE ALL ON FUNCTION usage_analytics._count_changed_usage FROM PUBLIC;
-
+    REFERENCING NEW TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_usage('1', '0');
 CREATE TRIGGER count_deleted_usage
     AFTER DELETE ON usage_analytics.agent_usage_detailed
-    REFERENCING OLD TABLE AS old_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_changed_usage();
-CREATE TRIGGER count_updated_usage
+    REFERENCING OLD TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_usage('-1', '1');
+-- An update is its old rows taken out and its new rows put in: two triggers,
+-- so each sees its rows under the one name.
+CREATE TRIGGER count_updated_usage_new
     AFTER UPDATE ON usage_analytics.agent_usage_detailed
-    REFERENCING OLD TABLE AS old_usage NEW TABLE AS new_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_changed_usage();
+    REFERENCING NEW TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_usage('1', '0');
+CREATE TRIGGER count_updated_usage_old
+    AFTER UPDATE ON usage_analytics.agent_usage_detailed
+    REFERENCING OLD TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_usage('-1', '1');
 
 -- TRUNCATE empties the table: the per-day bookkeeping follows (rollups stay,
 -- and read as stale until rolled up again).

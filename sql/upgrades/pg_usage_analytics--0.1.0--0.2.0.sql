@@ -176,6 +176,10 @@ DROP FUNCTION usage_analytics.usage_export(jsonb);
 DROP FUNCTION usage_analytics._usage_facts(jsonb, date[], timestamptz[], timestamptz[]);
 DROP FUNCTION usage_analytics.usage_trend(text, jsonb);
 DROP FUNCTION usage_analytics.metrics_usage_counters();
+-- One counting trigger function (_count_usage) now serves inserts, deletes
+-- and updates; its triggers are created below.
+DROP TRIGGER count_inserted_usage ON usage_analytics.agent_usage_detailed;
+DROP FUNCTION usage_analytics._count_inserted_usage();
 ALTER TABLE usage_analytics.usage_daily_user
     ADD COLUMN shard integer NOT NULL DEFAULT 0,
     ADD COLUMN changes bigint NOT NULL DEFAULT 0,
@@ -460,10 +464,107 @@ AS $$ SELECT current_setting('row_security') = 'off' $$;
 REVOKE ALL ON FUNCTION usage_analytics._restoring FROM PUBLIC;
 
 -- from sql/counters.sql
-CREATE OR REPLACE FUNCTION usage_analytics._daily_usage_upsert(transition_table text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $f$
-    SELECT format($q$
+CREATE OR REPLACE FUNCTION usage_analytics._count_usage() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    sign    integer := TG_ARGV[0]::integer;
+    changed integer := TG_ARGV[1]::integer;
+    max_series bigint;
+BEGIN
+    IF usage_analytics._restoring() THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        max_series := coalesce(nullif(current_setting('usage_analytics.exporter_max_series', true), '')::bigint,
+                               10000);
+        WITH g AS MATERIALIZED (
+            SELECT coalesce(provider, '') AS provider, coalesce(framework, '') AS framework, agent_id,
+                   coalesce(model, lower(requested_model), '') AS model, coalesce(message_type, '') AS message_type,
+                   success,
+                   count(*) AS requests, coalesce(sum(input_tokens), 0) AS input_tokens,
+                   coalesce(sum(output_tokens), 0) AS output_tokens,
+                   coalesce(sum(cost_usd), 0) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
+                   count(response_time_ms) AS rt_count, coalesce(sum(response_time_ms), 0) AS rt_sum,
+                   count(*) FILTER (WHERE response_time_ms <= 100) AS le_100ms,
+                   count(*) FILTER (WHERE response_time_ms <= 250) AS le_250ms,
+                   count(*) FILTER (WHERE response_time_ms <= 500) AS le_500ms,
+                   count(*) FILTER (WHERE response_time_ms <= 1000) AS le_1s,
+                   count(*) FILTER (WHERE response_time_ms <= 2500) AS le_2500ms,
+                   count(*) FILTER (WHERE response_time_ms <= 5000) AS le_5s,
+                   count(*) FILTER (WHERE response_time_ms <= 10000) AS le_10s,
+                   count(*) FILTER (WHERE response_time_ms <= 20000) AS le_20s,
+                   count(*) FILTER (WHERE response_time_ms <= 30000) AS le_30s,
+                   count(*) FILTER (WHERE response_time_ms <= 60000) AS le_60s,
+                   coalesce(sum(cache_read_tokens), 0) AS cache_read,
+                   coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0) AS cache_write,
+                   coalesce(sum(reasoning_tokens), 0) AS reasoning
+              FROM usage_rows
+             GROUP BY 1, 2, 3, 4, 5, 6
+        ), k AS MATERIALIZED (
+            SELECT g.*, EXISTS (SELECT 1 FROM usage_analytics.usage_series s
+                                 WHERE (s.provider, s.framework, s.agent_id, s.model, s.message_type)
+                                     = (g.provider, g.framework, g.agent_id, g.model, g.message_type)) AS known
+              FROM g
+        ), admitted AS (
+            -- At most the capacity left, so one statement cannot overshoot the
+            -- cap (writers admitting at the same moment each see the same room:
+            -- the overshoot is bounded by that room times their number). The
+            -- count runs only for statements that bring an unknown tuple.
+            INSERT INTO usage_analytics.usage_series (provider, framework, agent_id, model, message_type, shard)
+            SELECT provider, framework, agent_id, model, message_type, pg_backend_pid()
+              FROM (SELECT DISTINCT provider, framework, agent_id, model, message_type FROM k WHERE NOT known) n
+             ORDER BY 1, 2, 3, 4, 5
+             LIMIT CASE WHEN EXISTS (SELECT 1 FROM k WHERE NOT known)
+                        THEN greatest(max_series - (SELECT count(*) FROM usage_analytics.usage_series), 0)
+                        ELSE 0 END
+            ON CONFLICT DO NOTHING
+            RETURNING provider, framework, agent_id, model, message_type
+        ), labelled AS (
+            SELECT CASE WHEN k.known OR a.agent_id IS NOT NULL
+                        THEN ARRAY[k.provider, k.framework, k.agent_id, k.model, k.message_type]
+                        ELSE ARRAY['other', 'other', 'other', 'other', 'other'] END AS l,
+                   k.*
+              FROM k
+              LEFT JOIN admitted a
+                ON (a.provider, a.framework, a.agent_id, a.model, a.message_type)
+                 = (k.provider, k.framework, k.agent_id, k.model, k.message_type)
+        )
+        INSERT INTO usage_analytics.usage_counters AS c
+        SELECT pg_backend_pid(), l[1], l[2], l[3], l[4], l[5], success,
+               sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced),
+               sum(rt_count), sum(rt_sum), sum(le_100ms), sum(le_250ms), sum(le_500ms), sum(le_1s),
+               sum(le_2500ms), sum(le_5s), sum(le_10s), sum(le_20s), sum(le_30s), sum(le_60s),
+               sum(cache_read), sum(cache_write), sum(reasoning)
+          FROM labelled
+         GROUP BY l, success
+        ON CONFLICT (provider, framework, agent_id, model, message_type, success, shard) DO UPDATE SET
+            requests             = c.requests + excluded.requests,
+            input_tokens         = c.input_tokens + excluded.input_tokens,
+            output_tokens        = c.output_tokens + excluded.output_tokens,
+            cost_usd             = c.cost_usd + excluded.cost_usd,
+            unpriced_requests    = c.unpriced_requests + excluded.unpriced_requests,
+            response_time_count  = c.response_time_count + excluded.response_time_count,
+            response_time_sum_ms = c.response_time_sum_ms + excluded.response_time_sum_ms,
+            rt_le_100ms          = c.rt_le_100ms + excluded.rt_le_100ms,
+            rt_le_250ms          = c.rt_le_250ms + excluded.rt_le_250ms,
+            rt_le_500ms          = c.rt_le_500ms + excluded.rt_le_500ms,
+            rt_le_1s             = c.rt_le_1s + excluded.rt_le_1s,
+            rt_le_2500ms         = c.rt_le_2500ms + excluded.rt_le_2500ms,
+            rt_le_5s             = c.rt_le_5s + excluded.rt_le_5s,
+            rt_le_10s            = c.rt_le_10s + excluded.rt_le_10s,
+            rt_le_20s            = c.rt_le_20s + excluded.rt_le_20s,
+            rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
+            rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s,
+            cache_read_tokens    = c.cache_read_tokens + excluded.cache_read_tokens,
+            cache_write_tokens   = c.cache_write_tokens + excluded.cache_write_tokens,
+            reasoning_tokens     = c.reasoning_tokens + excluded.reasoning_tokens;
+        PERFORM usage_analytics._note_active_users(array_agg(user_id), array_agg("timestamp"))
+           FROM usage_rows WHERE "timestamp" > now() - interval '32 days';
+    END IF;
+
+    -- Per (UTC day, agent, framework, provider) and per (UTC day, user).
     WITH totals AS (
         INSERT INTO usage_analytics.usage_daily_totals AS t
             (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
@@ -471,15 +572,15 @@ AS $f$
              shard, total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd,
              priced_tokens)
         SELECT ("timestamp" AT TIME ZONE 'UTC')::date, agent_id, framework, provider,
-               $1 * count(*), $1 * count(*) FILTER (WHERE success),
-               $1 * coalesce(sum(input_tokens), 0), $1 * coalesce(sum(output_tokens), 0),
-               $1 * coalesce(sum(cost_usd), 0), $1 * count(*) FILTER (WHERE cost_usd IS NULL),
-               $1 * coalesce(sum(response_time_ms), 0), $1 * count(response_time_ms), pg_backend_pid(),
-               $1 * coalesce(sum(cache_read_tokens), 0),
-               $1 * coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0),
-               $1 * coalesce(sum(reasoning_tokens), 0), $1 * coalesce(sum(cache_savings_usd), 0),
-               $1 * coalesce(sum(input_tokens::bigint + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
-          FROM %1$I
+               sign * count(*), sign * count(*) FILTER (WHERE success),
+               sign * coalesce(sum(input_tokens), 0), sign * coalesce(sum(output_tokens), 0),
+               sign * coalesce(sum(cost_usd), 0), sign * count(*) FILTER (WHERE cost_usd IS NULL),
+               sign * coalesce(sum(response_time_ms), 0), sign * count(response_time_ms), pg_backend_pid(),
+               sign * coalesce(sum(cache_read_tokens), 0),
+               sign * coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0),
+               sign * coalesce(sum(reasoning_tokens), 0), sign * coalesce(sum(cache_savings_usd), 0),
+               sign * coalesce(sum(input_tokens::bigint + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
+          FROM usage_rows
          GROUP BY 1, 2, 3, 4
         ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
             total_requests       = t.total_requests + excluded.total_requests,
@@ -499,9 +600,9 @@ AS $f$
     INSERT INTO usage_analytics.usage_daily_user AS d
         (day, user_id, shard, requests, input_tokens, output_tokens, cost_usd, first_seen, last_seen, changes)
     SELECT ("timestamp" AT TIME ZONE 'UTC')::date, user_id, pg_backend_pid(),
-           $1 * count(*), $1 * coalesce(sum(input_tokens), 0), $1 * coalesce(sum(output_tokens), 0),
-           $1 * coalesce(sum(cost_usd), 0), min("timestamp"), max("timestamp"), $2 * count(*)
-      FROM %1$I
+           sign * count(*), sign * coalesce(sum(input_tokens), 0), sign * coalesce(sum(output_tokens), 0),
+           sign * coalesce(sum(cost_usd), 0), min("timestamp"), max("timestamp"), changed * count(*)
+      FROM usage_rows
      GROUP BY 1, 2
     ON CONFLICT (day, user_id, shard) DO UPDATE SET
         requests      = d.requests + excluded.requests,
@@ -510,130 +611,11 @@ AS $f$
         cost_usd      = d.cost_usd + excluded.cost_usd,
         first_seen    = least(d.first_seen, excluded.first_seen),
         last_seen     = greatest(d.last_seen, excluded.last_seen),
-        changes       = d.changes + excluded.changes
-    $q$, transition_table)
-$f$;
-REVOKE ALL ON FUNCTION usage_analytics._daily_usage_upsert FROM PUBLIC;
-
--- from sql/counters.sql
-CREATE OR REPLACE FUNCTION usage_analytics._count_inserted_usage() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, usage_analytics, pg_temp
-AS $$
-DECLARE
-    max_series bigint := coalesce(nullif(current_setting('usage_analytics.exporter_max_series', true), '')::bigint,
-                                  10000);
-BEGIN
-    IF usage_analytics._restoring() THEN
-        RETURN NULL;
-    END IF;
-    WITH g AS MATERIALIZED (
-        SELECT coalesce(provider, '') AS provider, coalesce(framework, '') AS framework, agent_id,
-               coalesce(model, lower(requested_model), '') AS model, coalesce(message_type, '') AS message_type,
-               success,
-               count(*) AS requests, coalesce(sum(input_tokens), 0) AS input_tokens,
-               coalesce(sum(output_tokens), 0) AS output_tokens,
-               coalesce(sum(cost_usd), 0) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
-               count(response_time_ms) AS rt_count, coalesce(sum(response_time_ms), 0) AS rt_sum,
-               count(*) FILTER (WHERE response_time_ms <= 100) AS le_100ms,
-               count(*) FILTER (WHERE response_time_ms <= 250) AS le_250ms,
-               count(*) FILTER (WHERE response_time_ms <= 500) AS le_500ms,
-               count(*) FILTER (WHERE response_time_ms <= 1000) AS le_1s,
-               count(*) FILTER (WHERE response_time_ms <= 2500) AS le_2500ms,
-               count(*) FILTER (WHERE response_time_ms <= 5000) AS le_5s,
-               count(*) FILTER (WHERE response_time_ms <= 10000) AS le_10s,
-               count(*) FILTER (WHERE response_time_ms <= 20000) AS le_20s,
-               count(*) FILTER (WHERE response_time_ms <= 30000) AS le_30s,
-               count(*) FILTER (WHERE response_time_ms <= 60000) AS le_60s,
-               coalesce(sum(cache_read_tokens), 0) AS cache_read,
-               coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0) AS cache_write,
-               coalesce(sum(reasoning_tokens), 0) AS reasoning
-          FROM new_usage
-         GROUP BY 1, 2, 3, 4, 5, 6
-    ), k AS MATERIALIZED (
-        SELECT g.*, EXISTS (SELECT 1 FROM usage_analytics.usage_series s
-                             WHERE (s.provider, s.framework, s.agent_id, s.model, s.message_type)
-                                 = (g.provider, g.framework, g.agent_id, g.model, g.message_type)) AS known
-          FROM g
-    ), admitted AS (
-        -- At most the capacity left, so one statement cannot overshoot the
-        -- cap (writers admitting at the same moment each see the same room:
-        -- the overshoot is bounded by that room times their number). The
-        -- count runs only for statements that bring an unknown tuple.
-        INSERT INTO usage_analytics.usage_series (provider, framework, agent_id, model, message_type, shard)
-        SELECT provider, framework, agent_id, model, message_type, pg_backend_pid()
-          FROM (SELECT DISTINCT provider, framework, agent_id, model, message_type FROM k WHERE NOT known) n
-         ORDER BY 1, 2, 3, 4, 5
-         LIMIT CASE WHEN EXISTS (SELECT 1 FROM k WHERE NOT known)
-                    THEN greatest(max_series - (SELECT count(*) FROM usage_analytics.usage_series), 0)
-                    ELSE 0 END
-        ON CONFLICT DO NOTHING
-        RETURNING provider, framework, agent_id, model, message_type
-    ), labelled AS (
-        SELECT CASE WHEN k.known OR a.agent_id IS NOT NULL
-                    THEN ARRAY[k.provider, k.framework, k.agent_id, k.model, k.message_type]
-                    ELSE ARRAY['other', 'other', 'other', 'other', 'other'] END AS l,
-               k.*
-          FROM k
-          LEFT JOIN admitted a
-            ON (a.provider, a.framework, a.agent_id, a.model, a.message_type)
-             = (k.provider, k.framework, k.agent_id, k.model, k.message_type)
-    )
-    INSERT INTO usage_analytics.usage_counters AS c
-    SELECT pg_backend_pid(), l[1], l[2], l[3], l[4], l[5], success,
-           sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced),
-           sum(rt_count), sum(rt_sum), sum(le_100ms), sum(le_250ms), sum(le_500ms), sum(le_1s),
-           sum(le_2500ms), sum(le_5s), sum(le_10s), sum(le_20s), sum(le_30s), sum(le_60s),
-           sum(cache_read), sum(cache_write), sum(reasoning)
-      FROM labelled
-     GROUP BY l, success
-    ON CONFLICT (provider, framework, agent_id, model, message_type, success, shard) DO UPDATE SET
-        requests             = c.requests + excluded.requests,
-        input_tokens         = c.input_tokens + excluded.input_tokens,
-        output_tokens        = c.output_tokens + excluded.output_tokens,
-        cost_usd             = c.cost_usd + excluded.cost_usd,
-        unpriced_requests    = c.unpriced_requests + excluded.unpriced_requests,
-        response_time_count  = c.response_time_count + excluded.response_time_count,
-        response_time_sum_ms = c.response_time_sum_ms + excluded.response_time_sum_ms,
-        rt_le_100ms          = c.rt_le_100ms + excluded.rt_le_100ms,
-        rt_le_250ms          = c.rt_le_250ms + excluded.rt_le_250ms,
-        rt_le_500ms          = c.rt_le_500ms + excluded.rt_le_500ms,
-        rt_le_1s             = c.rt_le_1s + excluded.rt_le_1s,
-        rt_le_2500ms         = c.rt_le_2500ms + excluded.rt_le_2500ms,
-        rt_le_5s             = c.rt_le_5s + excluded.rt_le_5s,
-        rt_le_10s            = c.rt_le_10s + excluded.rt_le_10s,
-        rt_le_20s            = c.rt_le_20s + excluded.rt_le_20s,
-        rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
-        rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s,
-        cache_read_tokens    = c.cache_read_tokens + excluded.cache_read_tokens,
-        cache_write_tokens   = c.cache_write_tokens + excluded.cache_write_tokens,
-        reasoning_tokens     = c.reasoning_tokens + excluded.reasoning_tokens;
-
-    EXECUTE usage_analytics._daily_usage_upsert('new_usage') USING 1, 0;
-    PERFORM usage_analytics._note_active_users(array_agg(user_id), array_agg("timestamp"))
-       FROM new_usage WHERE "timestamp" > now() - interval '32 days';
+        changes       = d.changes + excluded.changes;
     RETURN NULL;
 END;
 $$;
-REVOKE ALL ON FUNCTION usage_analytics._count_inserted_usage FROM PUBLIC;
-
--- from sql/counters.sql
-CREATE OR REPLACE FUNCTION usage_analytics._count_changed_usage() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, usage_analytics, pg_temp
-AS $$
-BEGIN
-    IF usage_analytics._restoring() THEN
-        RETURN NULL;
-    END IF;
-    EXECUTE usage_analytics._daily_usage_upsert('old_usage') USING -1, 1;
-    IF TG_OP = 'UPDATE' THEN
-        EXECUTE usage_analytics._daily_usage_upsert('new_usage') USING 1, 0;
-    END IF;
-    RETURN NULL;
-END;
-$$;
-REVOKE ALL ON FUNCTION usage_analytics._count_changed_usage FROM PUBLIC;
+REVOKE ALL ON FUNCTION usage_analytics._count_usage FROM PUBLIC;
 
 -- from sql/counters.sql
 CREATE OR REPLACE FUNCTION usage_analytics._count_truncated_usage() RETURNS trigger
@@ -2443,41 +2425,6 @@ GRANT EXECUTE ON FUNCTION usage_analytics._budget_period_end TO PUBLIC;
 -- ---------------------------------------------------------------------------
 -- Booking spend from the usage table's statement triggers.
 
--- One statement: the transition table's priced rows, per matching budget and
--- period (from tracked_from on), added ($1 = 1) or subtracted ($1 = -1) in
--- this backend's shard. Returns 'budget_id@period_start epoch' keys of the
--- periods touched. Trigger functions EXECUTE it (transition tables are
--- visible only there).
-CREATE FUNCTION usage_analytics._budget_book_sql(transition_table text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $f$
-    SELECT format($q$
-    WITH hit AS (
-        SELECT b.id, usage_analytics._budget_period_start(b.period, b.timezone, r."timestamp") AS period_start,
-               b.tracked_from, sum(r.cost_usd) AS amount
-          FROM %1$I r
-          JOIN usage_analytics.budgets b
-            ON (b.scope_user_id IS NULL OR b.scope_user_id = r.user_id)
-           AND (b.scope_agent_id IS NULL OR b.scope_agent_id = r.agent_id)
-           AND (b.scope_framework IS NULL OR b.scope_framework = r.framework)
-           AND (b.scope_provider IS NULL OR b.scope_provider = r.provider)
-           AND (b.scope_model IS NULL OR b.scope_model = r.model)
-         WHERE r.cost_usd IS NOT NULL AND r.cost_usd <> 0
-         GROUP BY 1, 2, 3
-    ), booked AS (
-        INSERT INTO usage_analytics.budget_spend AS s (budget_id, period_start, shard, spent_usd)
-        SELECT id, period_start, pg_backend_pid(), $1 * amount
-          FROM hit
-         WHERE period_start >= tracked_from
-         ORDER BY id, period_start
-        ON CONFLICT (budget_id, period_start, shard) DO UPDATE SET spent_usd = s.spent_usd + excluded.spent_usd
-        RETURNING budget_id, period_start
-    )
-    SELECT string_agg(budget_id || '@' || extract(epoch FROM period_start), ',') FROM booked
-    $q$, transition_table)
-$f$;
-REVOKE ALL ON FUNCTION usage_analytics._budget_book_sql FROM PUBLIC;
-
 -- Remembers (transaction-locally) the budget periods this transaction
 -- booked, for the commit-time threshold check.
 CREATE FUNCTION usage_analytics._budget_note_touched(keys text) RETURNS void
@@ -2493,58 +2440,71 @@ END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._budget_note_touched FROM PUBLIC;
 
-CREATE FUNCTION usage_analytics._budget_inserted_usage() RETURNS trigger
+-- Books each statement's priced rows against every matching budget and
+-- period (from tracked_from on) in this backend's shard, in plain SQL planned
+-- once per session. As for _count_usage, each trigger names its transition
+-- table usage_rows and passes TG_ARGV[0] = 1 to add the rows (inserts, the
+-- new rows of updates) or -1 to subtract them (deletes, the old rows of
+-- updates). Inserts first release the reservations their rows were
+-- authorized under. The periods that grew are noted for the commit-time
+-- threshold check.
+CREATE FUNCTION usage_analytics._budget_book_usage() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
 DECLARE
+    sign    integer := TG_ARGV[0]::integer;
     touched text;
 BEGIN
     IF usage_analytics._restoring() THEN
         RETURN NULL;
     END IF;
-    -- Release the reservations these rows were authorized under (row locks
-    -- in key order; no budget lock needed: releasing only lowers reserved).
-    -- Only when there are reservations at all: most inserts come without.
-    IF EXISTS (SELECT 1 FROM usage_analytics.budget_reservations) THEN
+    -- Row locks in key order; no budget lock needed: releasing only lowers
+    -- reserved. Only when there are reservations at all: most inserts come
+    -- without.
+    IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM usage_analytics.budget_reservations) THEN
         DELETE FROM usage_analytics.budget_reservations r
          WHERE (r.reservation_id, r.budget_id) IN (
                 SELECT x.reservation_id, x.budget_id FROM usage_analytics.budget_reservations x
                  WHERE x.reservation_id IN (
-                        SELECT (n.request_metadata ->> 'reservation_id')::uuid FROM new_usage n
+                        SELECT (n.request_metadata ->> 'reservation_id')::uuid FROM usage_rows n
                          WHERE n.request_metadata ->> 'reservation_id'
                                ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$')
                  ORDER BY x.reservation_id, x.budget_id
                    FOR UPDATE);
     END IF;
-    IF EXISTS (SELECT 1 FROM usage_analytics.budgets) THEN
-        EXECUTE usage_analytics._budget_book_sql('new_usage') INTO touched USING 1;
-        PERFORM usage_analytics._budget_note_touched(touched);
-    END IF;
-    RETURN NULL;
-END;
-$$;
-REVOKE ALL ON FUNCTION usage_analytics._budget_inserted_usage FROM PUBLIC;
-
-CREATE FUNCTION usage_analytics._budget_changed_usage() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, usage_analytics, pg_temp
-AS $$
-DECLARE
-    touched text;
-BEGIN
-    IF usage_analytics._restoring() OR NOT EXISTS (SELECT 1 FROM usage_analytics.budgets) THEN
+    IF NOT EXISTS (SELECT 1 FROM usage_analytics.budgets) THEN
         RETURN NULL;
     END IF;
-    EXECUTE usage_analytics._budget_book_sql('old_usage') USING -1;
-    IF TG_OP = 'UPDATE' THEN
-        EXECUTE usage_analytics._budget_book_sql('new_usage') INTO touched USING 1;
+    WITH hit AS (
+        SELECT b.id, usage_analytics._budget_period_start(b.period, b.timezone, r."timestamp") AS period_start,
+               b.tracked_from, sum(r.cost_usd) AS amount
+          FROM usage_rows r
+          JOIN usage_analytics.budgets b
+            ON (b.scope_user_id IS NULL OR b.scope_user_id = r.user_id)
+           AND (b.scope_agent_id IS NULL OR b.scope_agent_id = r.agent_id)
+           AND (b.scope_framework IS NULL OR b.scope_framework = r.framework)
+           AND (b.scope_provider IS NULL OR b.scope_provider = r.provider)
+           AND (b.scope_model IS NULL OR b.scope_model = r.model)
+         WHERE r.cost_usd IS NOT NULL AND r.cost_usd <> 0
+         GROUP BY 1, 2, 3
+    ), booked AS (
+        INSERT INTO usage_analytics.budget_spend AS s (budget_id, period_start, shard, spent_usd)
+        SELECT id, period_start, pg_backend_pid(), sign * amount
+          FROM hit
+         WHERE period_start >= tracked_from
+         ORDER BY id, period_start
+        ON CONFLICT (budget_id, period_start, shard) DO UPDATE SET spent_usd = s.spent_usd + excluded.spent_usd
+        RETURNING budget_id, period_start
+    )
+    SELECT string_agg(budget_id || '@' || extract(epoch FROM period_start), ',') INTO touched FROM booked;
+    IF sign > 0 THEN
         PERFORM usage_analytics._budget_note_touched(touched);
     END IF;
     RETURN NULL;
 END;
 $$;
-REVOKE ALL ON FUNCTION usage_analytics._budget_changed_usage FROM PUBLIC;
+REVOKE ALL ON FUNCTION usage_analytics._budget_book_usage FROM PUBLIC;
 
 CREATE FUNCTION usage_analytics._budget_truncated_usage() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -2562,16 +2522,20 @@ REVOKE ALL ON FUNCTION usage_analytics._budget_truncated_usage FROM PUBLIC;
 -- Named to fire after count_* (triggers fire in name order).
 CREATE TRIGGER track_budget_inserted_usage
     AFTER INSERT ON usage_analytics.agent_usage_detailed
-    REFERENCING NEW TABLE AS new_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_inserted_usage();
+    REFERENCING NEW TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('1');
 CREATE TRIGGER track_budget_deleted_usage
     AFTER DELETE ON usage_analytics.agent_usage_detailed
-    REFERENCING OLD TABLE AS old_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_changed_usage();
-CREATE TRIGGER track_budget_updated_usage
+    REFERENCING OLD TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('-1');
+CREATE TRIGGER track_budget_updated_usage_new
     AFTER UPDATE ON usage_analytics.agent_usage_detailed
-    REFERENCING OLD TABLE AS old_usage NEW TABLE AS new_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_changed_usage();
+    REFERENCING NEW TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('1');
+CREATE TRIGGER track_budget_updated_usage_old
+    AFTER UPDATE ON usage_analytics.agent_usage_detailed
+    REFERENCING OLD TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('-1');
 CREATE TRIGGER track_budget_truncated_usage
     AFTER TRUNCATE ON usage_analytics.agent_usage_detailed
     FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_truncated_usage();
@@ -4018,14 +3982,22 @@ SELECT w.width, to_timestamp(floor(extract(epoch FROM d.last_seen) / w.width) * 
 SELECT usage_analytics._create_search_index(i.inhrelid::regclass)
   FROM pg_inherits i WHERE i.inhparent = 'usage_analytics.agent_usage_detailed'::regclass;
 
+CREATE TRIGGER count_inserted_usage
+    AFTER INSERT ON usage_analytics.agent_usage_detailed
+    REFERENCING NEW TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_usage('1', '0');
 CREATE TRIGGER count_deleted_usage
     AFTER DELETE ON usage_analytics.agent_usage_detailed
-    REFERENCING OLD TABLE AS old_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_changed_usage();
-CREATE TRIGGER count_updated_usage
+    REFERENCING OLD TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_usage('-1', '1');
+CREATE TRIGGER count_updated_usage_new
     AFTER UPDATE ON usage_analytics.agent_usage_detailed
-    REFERENCING OLD TABLE AS old_usage NEW TABLE AS new_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_changed_usage();
+    REFERENCING NEW TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_usage('1', '0');
+CREATE TRIGGER count_updated_usage_old
+    AFTER UPDATE ON usage_analytics.agent_usage_detailed
+    REFERENCING OLD TABLE AS usage_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_usage('-1', '1');
 CREATE TRIGGER count_truncated_usage
     AFTER TRUNCATE ON usage_analytics.agent_usage_detailed
     FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._count_truncated_usage();

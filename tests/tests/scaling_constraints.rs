@@ -120,17 +120,17 @@ const TO_CHANGE: &[(&str, &str, &str)] = &[
     ),
     (
         "C3",
-        "_budget_inserted_usage (trigger on agent_usage_detailed): writes budget_reservations (coordinator-local)",
+        "_budget_book_usage (trigger on agent_usage_detailed): writes budget_reservations (coordinator-local)",
         "reservations are released by a node-local consumption record, not by deleting coordinator rows",
     ),
     (
         "C3",
-        "_budget_inserted_usage (trigger on agent_usage_detailed): reads budget_reservations (coordinator-local)",
+        "_budget_book_usage (trigger on agent_usage_detailed): reads budget_reservations (coordinator-local)",
         "same change as above",
     ),
     (
         "C3",
-        "_budget_inserted_usage (trigger on agent_usage_detailed): takes row locks",
+        "_budget_book_usage (trigger on agent_usage_detailed): takes row locks",
         "the row locks are on budget_reservations, which the worker no longer touches",
     ),
     (
