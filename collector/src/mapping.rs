@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
 use serde_json::{Map, Value};
+use usage_analytics_core::usage::{self, TokenUsage};
 use usage_analytics_core::validate::{self, MAX_IDENTIFIER_CHARS, MAX_METADATA_BYTES, MAX_METADATA_DEPTH};
 use uuid::Uuid;
 
@@ -22,18 +23,6 @@ pub const USER_NAMESPACE: Uuid = Uuid::from_u128(0x7c0f4b7e_5a3c_5b8e_9d1a_6f2e8
 /// agent_id when a span has neither gen_ai.agent.id, gen_ai.agent.name nor service.name
 /// (the OpenTelemetry SDKs' own default service name).
 pub const UNKNOWN_AGENT: &str = "unknown_service";
-
-/// The token classes of one request (OpenTelemetry GenAI semantics: input includes the
-/// cache reads and writes, output includes reasoning).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tokens {
-    pub input: i32,
-    pub output: i32,
-    pub cache_read: i32,
-    pub cache_write: i32,
-    pub cache_write_1h: i32,
-    pub reasoning: i32,
-}
 
 /// One usage row, ready to insert.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +36,9 @@ pub struct UsageRow {
     pub provider: Option<String>,
     pub message_type: Option<String>,
     pub model: Option<String>,
-    pub tokens: Tokens,
+    /// OpenTelemetry GenAI semantics: input includes the cache reads and writes, output
+    /// includes reasoning.
+    pub tokens: TokenUsage,
     /// standard, batch, flex or priority.
     pub service_tier: &'static str,
     pub response_time_ms: Option<i32>,
@@ -179,16 +170,6 @@ pub enum Outcome {
     Ignored,
     Rejected(String),
 }
-
-/// Input-token attributes, in order of preference (the older semantic conventions' names last).
-const INPUT_KEYS: &[&str] = &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"];
-const OUTPUT_KEYS: &[&str] = &["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"];
-const CACHE_READ_KEYS: &[&str] = &["gen_ai.usage.cache_read.input_tokens"];
-const CACHE_WRITE_KEYS: &[&str] = &[
-    "gen_ai.usage.cache_creation.input_tokens",
-    "gen_ai.usage.cache_write.input_tokens",
-];
-const REASONING_KEYS: &[&str] = &["gen_ai.usage.reasoning.output_tokens"];
 
 /// Span attributes stored in columns and so left out of request_metadata.attributes.
 const IN_COLUMNS: &[&str] = &[
@@ -374,81 +355,35 @@ pub fn service_tier(raw: &str) -> Option<&'static str> {
     }
 }
 
-fn tokens(ctx: &Context<'_>) -> Result<Tokens, String> {
-    let get = |keys: &[&str]| -> Result<i32, String> {
-        for key in keys {
-            if let Some(v) = find(&ctx.span.attributes, key) {
-                return token_count(key, v);
-            }
+/// The span's gen_ai.usage.* attributes, read by the extension's own OTel usage reader
+/// (core::usage), so a span and a usage document with the same attributes get the same
+/// classes and the same refusals. Decimal strings are counts too (some SDKs send them).
+fn tokens(ctx: &Context<'_>) -> Result<TokenUsage, String> {
+    let mut attributes = Map::new();
+    for kv in &ctx.span.attributes {
+        if !kv.key.starts_with("gen_ai.usage.") {
+            continue;
         }
-        Ok(0)
-    };
-    let t = Tokens {
-        input: get(INPUT_KEYS)?,
-        output: get(OUTPUT_KEYS)?,
-        cache_read: get(CACHE_READ_KEYS)?,
-        cache_write: get(CACHE_WRITE_KEYS)?,
-        cache_write_1h: 0,
-        reasoning: get(REASONING_KEYS)?,
-    };
-    check_tokens(&t)?;
-    Ok(t)
-}
-
-/// The documented consistency rules (the table's CHECKs).
-pub fn check_tokens(t: &Tokens) -> Result<(), String> {
-    let cached = i64::from(t.cache_read) + i64::from(t.cache_write) + i64::from(t.cache_write_1h);
-    if cached > i64::from(t.input) {
-        return Err(format!(
-            "cached input tokens ({cached}: cache_read {} + cache_creation {}) exceed gen_ai.usage.input_tokens ({}); OTel input_tokens includes cached tokens",
-            t.cache_read, t.cache_write, t.input
-        ));
+        let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(AnyValueKind::StringValue(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map_or_else(|_| Value::String(meta_text(s, 64)), Value::from),
+            Some(v) => to_json(v, 0).unwrap_or_else(|| Value::String("a nested value".into())),
+            None => Value::Null,
+        };
+        attributes.insert(kv.key.clone(), value);
     }
-    if t.reasoning > t.output {
-        return Err(format!(
-            "gen_ai.usage.reasoning.output_tokens ({}) exceeds gen_ai.usage.output_tokens ({})",
-            t.reasoning, t.output
-        ));
-    }
-    if t.input.checked_add(t.output).is_none() {
+    let t = usage::normalize_usage(None, &Value::Object(attributes)).map_err(|e| e.to_string())?;
+    // The table's total_tokens is an integer.
+    if t.input_tokens + t.output_tokens > i64::from(i32::MAX) {
         return Err(format!(
             "input_tokens + output_tokens = {} exceeds {}",
-            i64::from(t.input) + i64::from(t.output),
+            t.input_tokens + t.output_tokens,
             i32::MAX
         ));
     }
-    Ok(())
-}
-
-/// A token attribute: a non-negative integer (an int, an integral double, or a decimal
-/// string) that fits an integer column.
-fn token_count(key: &str, v: &AnyValueKind) -> Result<i32, String> {
-    let n: i64 = match v {
-        AnyValueKind::IntValue(i) => *i,
-        AnyValueKind::DoubleValue(d) if d.is_finite() && d.fract() == 0.0 && d.abs() < 1e15 => *d as i64,
-        AnyValueKind::StringValue(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("{key} must be an integer, got {s:?}"))?,
-        other => return Err(format!("{key} must be an integer, got {}", describe(other))),
-    };
-    if n < 0 {
-        return Err(format!("{key} must be >= 0, got {n}"));
-    }
-    i32::try_from(n).map_err(|_| format!("{key} = {n} exceeds {}", i32::MAX))
-}
-
-fn describe(v: &AnyValueKind) -> String {
-    match v {
-        AnyValueKind::DoubleValue(d) => d.to_string(),
-        AnyValueKind::BoolValue(b) => b.to_string(),
-        AnyValueKind::ArrayValue(_) => "an array".into(),
-        AnyValueKind::KvlistValue(_) => "a key-value list".into(),
-        AnyValueKind::BytesValue(_) => "bytes".into(),
-        AnyValueKind::StringValue(s) => format!("{s:?}"),
-        AnyValueKind::IntValue(i) => i.to_string(),
-        AnyValueKind::StringValueStrindex(_) => "a string-table index".into(),
-    }
+    Ok(t)
 }
 
 /// Free text for a column: at most `max_chars` characters, control characters other than
@@ -749,13 +684,13 @@ mod tests {
         assert_eq!(r.framework.as_deref(), Some("langchain"));
         assert_eq!(
             r.tokens,
-            Tokens {
-                input: 1200,
-                output: 300,
-                cache_read: 1000,
-                cache_write: 100,
-                cache_write_1h: 0,
-                reasoning: 120
+            TokenUsage {
+                input_tokens: 1200,
+                output_tokens: 300,
+                cache_read_tokens: 1000,
+                cache_write_tokens: 100,
+                cache_write_1h_tokens: 0,
+                reasoning_tokens: 120
             }
         );
         assert_eq!(r.service_tier, "flex");
@@ -801,7 +736,7 @@ mod tests {
         assert_eq!(r.agent_id, "billing-svc");
         assert_eq!(r.agent_name, None);
         assert_eq!(
-            (r.tokens.input, r.tokens.output, r.tokens.cache_write),
+            (r.tokens.input_tokens, r.tokens.output_tokens, r.tokens.cache_write_tokens),
             (10, 5, 4)
         );
         assert_eq!(r.user_id, Uuid::new_v5(&USER_NAMESPACE, b"bob"));
@@ -872,7 +807,7 @@ mod tests {
     fn bad_tokens_and_ids_are_rejected_with_a_reason() {
         let why = rejected(&span(vec![kv("gen_ai.usage.input_tokens", i(-5))]));
         assert!(
-            why.contains("gen_ai.usage.input_tokens must be >= 0, got -5"),
+            why.contains("\"gen_ai.usage.input_tokens\": must be >= 0, got -5"),
             "{why}"
         );
         let why = rejected(&span(vec![kv("gen_ai.usage.output_tokens", s("many"))]));
@@ -888,7 +823,7 @@ mod tests {
             kv("gen_ai.usage.input_tokens", i(10)),
             kv("gen_ai.usage.cache_read.input_tokens", i(11)),
         ]));
-        assert!(why.contains("cached input tokens"), "{why}");
+        assert!(why.contains("cache reads + 0 cache writes exceed"), "{why}");
         let why = rejected(&span(vec![
             kv("gen_ai.usage.output_tokens", i(10)),
             kv("gen_ai.usage.reasoning.output_tokens", i(11)),
@@ -899,6 +834,12 @@ mod tests {
             kv("gen_ai.usage.output_tokens", i(1)),
         ]));
         assert!(why.contains("exceeds"), "{why}");
+        // Two spellings of one count must agree, as in a usage document.
+        let why = rejected(&span(vec![
+            kv("gen_ai.usage.input_tokens", i(5)),
+            kv("gen_ai.usage.prompt_tokens", i(6)),
+        ]));
+        assert!(why.contains("they count the same tokens"), "{why}");
         // Integral doubles and decimal strings are counts.
         let r = row(
             &span(vec![
@@ -907,7 +848,7 @@ mod tests {
             ]),
             &[],
         );
-        assert_eq!((r.tokens.input, r.tokens.output), (7, 3));
+        assert_eq!((r.tokens.input_tokens, r.tokens.output_tokens), (7, 3));
 
         let mut sp = span(vec![kv("gen_ai.usage.input_tokens", i(1))]);
         sp.trace_id = vec![0; 16];
@@ -1034,7 +975,7 @@ mod tests {
         assert_eq!(m.rows[0].metadata["scope_name"], "scope");
         let msg = m.error_message();
         assert!(
-            msg.contains("span 0102030405060708: gen_ai.usage.input_tokens must be >= 0"),
+            msg.contains("span 0102030405060708: usage key \"gen_ai.usage.input_tokens\": must be >= 0"),
             "{msg}"
         );
         assert!(msg.contains("; "), "{msg}");

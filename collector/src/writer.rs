@@ -543,20 +543,25 @@ struct Params<'a> {
     tier: Option<Vec<&'a str>>,
 }
 
+/// A token count for an integer column (normalize_usage bounds every class to it).
+fn token_column(tokens: i64) -> i32 {
+    i32::try_from(tokens).expect("token counts are bounded by core::usage::MAX_TOKENS")
+}
+
 impl<'a> Params<'a> {
     fn new(rows: &[&'a UsageRow], schema: &Schema) -> Params<'a> {
         let n = rows.len();
         let col = |f: fn(&'a UsageRow) -> Option<&'a str>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
         let mut int = vec![
-            rows.iter().map(|r| r.tokens.input).collect::<Vec<_>>(),
-            rows.iter().map(|r| r.tokens.output).collect(),
+            rows.iter().map(|r| token_column(r.tokens.input_tokens)).collect::<Vec<_>>(),
+            rows.iter().map(|r| token_column(r.tokens.output_tokens)).collect(),
         ];
         for o in &schema.optional {
             let values: Option<Vec<i32>> = match o {
-                Optional::CacheRead => Some(rows.iter().map(|r| r.tokens.cache_read).collect()),
-                Optional::CacheWrite => Some(rows.iter().map(|r| r.tokens.cache_write).collect()),
-                Optional::CacheWrite1h => Some(rows.iter().map(|r| r.tokens.cache_write_1h).collect()),
-                Optional::Reasoning => Some(rows.iter().map(|r| r.tokens.reasoning).collect()),
+                Optional::CacheRead => Some(rows.iter().map(|r| token_column(r.tokens.cache_read_tokens)).collect()),
+                Optional::CacheWrite => Some(rows.iter().map(|r| token_column(r.tokens.cache_write_tokens)).collect()),
+                Optional::CacheWrite1h => Some(rows.iter().map(|r| token_column(r.tokens.cache_write_1h_tokens)).collect()),
+                Optional::Reasoning => Some(rows.iter().map(|r| token_column(r.tokens.reasoning_tokens)).collect()),
                 Optional::ServiceTier => None,
             };
             int.extend(values);
