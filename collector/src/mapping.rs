@@ -736,7 +736,11 @@ mod tests {
         assert_eq!(r.agent_id, "billing-svc");
         assert_eq!(r.agent_name, None);
         assert_eq!(
-            (r.tokens.input_tokens, r.tokens.output_tokens, r.tokens.cache_write_tokens),
+            (
+                r.tokens.input_tokens,
+                r.tokens.output_tokens,
+                r.tokens.cache_write_tokens
+            ),
             (10, 5, 4)
         );
         assert_eq!(r.user_id, Uuid::new_v5(&USER_NAMESPACE, b"bob"));
