@@ -31,6 +31,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::types::ToSql;
+use usage_analytics_core::usage::TokenUsage;
 use uuid::Uuid;
 
 use crate::db::{self, DbError};
@@ -552,19 +553,18 @@ impl<'a> Params<'a> {
     fn new(rows: &[&'a UsageRow], schema: &Schema) -> Params<'a> {
         let n = rows.len();
         let col = |f: fn(&'a UsageRow) -> Option<&'a str>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
-        let mut int = vec![
-            rows.iter().map(|r| token_column(r.tokens.input_tokens)).collect::<Vec<_>>(),
-            rows.iter().map(|r| token_column(r.tokens.output_tokens)).collect(),
-        ];
+        let tokens = |class: fn(&TokenUsage) -> i64| -> Vec<i32> {
+            rows.iter().map(|r| token_column(class(&r.tokens))).collect()
+        };
+        let mut int = vec![tokens(|t| t.input_tokens), tokens(|t| t.output_tokens)];
         for o in &schema.optional {
-            let values: Option<Vec<i32>> = match o {
-                Optional::CacheRead => Some(rows.iter().map(|r| token_column(r.tokens.cache_read_tokens)).collect()),
-                Optional::CacheWrite => Some(rows.iter().map(|r| token_column(r.tokens.cache_write_tokens)).collect()),
-                Optional::CacheWrite1h => Some(rows.iter().map(|r| token_column(r.tokens.cache_write_1h_tokens)).collect()),
-                Optional::Reasoning => Some(rows.iter().map(|r| token_column(r.tokens.reasoning_tokens)).collect()),
+            int.extend(match o {
+                Optional::CacheRead => Some(tokens(|t| t.cache_read_tokens)),
+                Optional::CacheWrite => Some(tokens(|t| t.cache_write_tokens)),
+                Optional::CacheWrite1h => Some(tokens(|t| t.cache_write_1h_tokens)),
+                Optional::Reasoning => Some(tokens(|t| t.reasoning_tokens)),
                 Optional::ServiceTier => None,
-            };
-            int.extend(values);
+            });
         }
         Params {
             ids: rows.iter().map(|r| r.id).collect(),
