@@ -221,13 +221,13 @@ exporter_listen=$(free_listen "${DEMO_EXPORTER_LISTEN:-127.0.0.1:9464}")
 prometheus_listen=$(free_listen "${DEMO_PROMETHEUS_LISTEN:-127.0.0.1:9090}")
 collector_listen=$(free_listen "${DEMO_COLLECTOR_LISTEN:-127.0.0.1:4318}")
 echo
-start_exporter "$exporter_bin" "host=127.0.0.1 port=$port dbname=$db user=usage_exporter" \
+start_service "$exporter_bin" "host=127.0.0.1 port=$port dbname=$db user=usage_exporter" \
     "$exporter_listen" "$demo/exporter.log" || true
-pids+=("$EXPORTER_PID")
+pids+=("$SERVICE_PID")
 echo "demo: exporter on $exporter_listen ($exporter_bin)"
-start_collector "$collector_bin" "host=127.0.0.1 port=$port dbname=$db user=usage_collector" \
+start_service "$collector_bin" "host=127.0.0.1 port=$port dbname=$db user=usage_collector" \
     "$collector_listen" "$demo/collector.log" || true
-pids+=("$COLLECTOR_PID")
+pids+=("$SERVICE_PID")
 echo "demo: collector on $collector_listen, writing as usage_collector ($collector_bin)"
 
 mkdir -p "$demo/prometheus"

@@ -35,16 +35,17 @@ stop_cluster() {
     fi
 }
 
-# start_exporter BIN DATABASE_URL LISTEN LOG [ARG...]
-# usage-analytics-exporter in the background; sets EXPORTER_PID. Returns once
-# http://LISTEN/health answers (at most 60 s), non-zero if it never does.
-start_exporter() {
+# start_service BIN DATABASE_URL LISTEN LOG [ARG...]
+# A service binary (usage-analytics-exporter or -collector) in the background;
+# sets SERVICE_PID. Returns once http://LISTEN/health answers (at most 60 s),
+# non-zero if it never does.
+start_service() {
     local bin=$1 url=$2 listen=$3 log=$4
     shift 4
     DATABASE_URL=$url "$bin" --listen "$listen" "$@" >"$log" 2>&1 &
-    EXPORTER_PID=$!
-    if ! wait_http "http://$listen/health" 60 "$EXPORTER_PID"; then
-        echo "exporter did not become healthy on $listen; last lines of $log:" >&2
+    SERVICE_PID=$!
+    if ! wait_http "http://$listen/health" 60 "$SERVICE_PID"; then
+        echo "$(basename "$bin") did not become healthy on $listen; last lines of $log:" >&2
         tail -n 20 "$log" >&2
         return 1
     fi
@@ -63,21 +64,6 @@ wait_http() {
         sleep 0.2
     done
     return 1
-}
-
-# start_collector BIN DATABASE_URL LISTEN LOG [ARG...]
-# usage-analytics-collector in the background; sets COLLECTOR_PID. Returns once
-# http://LISTEN/health answers (at most 60 s), non-zero if it never does.
-start_collector() {
-    local bin=$1 url=$2 listen=$3 log=$4
-    shift 4
-    DATABASE_URL=$url "$bin" --listen "$listen" "$@" >"$log" 2>&1 &
-    COLLECTOR_PID=$!
-    if ! wait_http "http://$listen/health" 60 "$COLLECTOR_PID"; then
-        echo "collector did not become healthy on $listen; last lines of $log:" >&2
-        tail -n 20 "$log" >&2
-        return 1
-    fi
 }
 
 # free_listen HOST:PORT: prints HOST:PORT when that port can be bound on HOST,

@@ -18,3 +18,4 @@ pub use fixtures::exposition::{Exposition, Sample};
 pub use fixtures::net::{free_port, http_get};
 pub use fixtures::pg_config::{extension_dir, pg_bin, pg_sharedir, PG_BIN};
 pub use fixtures::sample::{load_sample, USERS};
+pub use fixtures::service::Service;
