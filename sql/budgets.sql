@@ -159,6 +159,22 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._budget_period_end FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._budget_period_end TO PUBLIC;
 
+-- Whether a request falls in a budget's scope: every scope key the budget
+-- sets matches (an unset key matches anything). Plain SQL, so the planner
+-- inlines it into the queries that use it.
+CREATE FUNCTION usage_analytics._budget_in_scope(b usage_analytics.budgets, user_id uuid, agent_id text,
+                                                framework text, provider text, model text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT (b.scope_user_id IS NULL OR b.scope_user_id = user_id)
+       AND (b.scope_agent_id IS NULL OR b.scope_agent_id = agent_id)
+       AND (b.scope_framework IS NULL OR b.scope_framework = framework)
+       AND (b.scope_provider IS NULL OR b.scope_provider = provider)
+       AND (b.scope_model IS NULL OR b.scope_model = model)
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._budget_in_scope FROM PUBLIC;
+
 -- ---------------------------------------------------------------------------
 -- Booking spend from the usage table's statement triggers.
 
@@ -218,11 +234,7 @@ BEGIN
                b.tracked_from, sum(r.cost_usd) AS amount
           FROM usage_rows r
           JOIN usage_analytics.budgets b
-            ON (b.scope_user_id IS NULL OR b.scope_user_id = r.user_id)
-           AND (b.scope_agent_id IS NULL OR b.scope_agent_id = r.agent_id)
-           AND (b.scope_framework IS NULL OR b.scope_framework = r.framework)
-           AND (b.scope_provider IS NULL OR b.scope_provider = r.provider)
-           AND (b.scope_model IS NULL OR b.scope_model = r.model)
+            ON usage_analytics._budget_in_scope(b, r.user_id, r.agent_id, r.framework, r.provider, r.model)
          WHERE r.cost_usd IS NOT NULL AND r.cost_usd <> 0
          GROUP BY 1, 2, 3
     ), booked AS (
@@ -305,7 +317,7 @@ BEGIN
             SELECT DISTINCT split_part(key, '@', 1)::bigint AS budget_id,
                    to_timestamp(split_part(key, '@', 2)::double precision) AS period_start
               FROM unnest(keys) AS key
-        ), spent AS (
+        ), spent AS MATERIALIZED (  -- the ledger summed once, not once per use
             SELECT b.id, b.name, b.scope, b.period, b.timezone, b.limit_usd, b.enforcement, b.alert_thresholds,
                    k.period_start, usage_analytics._budget_spent(b.id, k.period_start) AS spent_usd
               FROM k JOIN usage_analytics.budgets b ON b.id = k.budget_id
@@ -566,6 +578,9 @@ AS $$
                    (SELECT coalesce(sum(r.amount_usd), 0) FROM usage_analytics.budget_reservations r
                      WHERE r.budget_id = b.id AND r.period_start = p.ps AND r.expires_at > now()) AS reserved
               FROM (SELECT usage_analytics._budget_period_start(b.period, b.timezone, now()) AS ps) p
+            -- Not pulled up into the outer query, which would repeat the
+            -- ledger sum in every column that uses it.
+            OFFSET 0
            ) c
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._budget_state FROM PUBLIC;
@@ -656,11 +671,8 @@ BEGIN
     hard_ids := ARRAY(
         SELECT b.id FROM usage_analytics.budgets b
          WHERE b.enforcement = 'hard'
-           AND (b.scope_user_id IS NULL OR b.scope_user_id = authorize_request.user_id)
-           AND (b.scope_agent_id IS NULL OR b.scope_agent_id = authorize_request.agent_id)
-           AND (b.scope_framework IS NULL OR b.scope_framework = authorize_request.framework)
-           AND (b.scope_provider IS NULL OR b.scope_provider = p)
-           AND (b.scope_model IS NULL OR b.scope_model = m)
+           AND usage_analytics._budget_in_scope(b, authorize_request.user_id, authorize_request.agent_id,
+                                                authorize_request.framework, p, m)
          ORDER BY b.id
            FOR NO KEY UPDATE);
 
@@ -672,11 +684,8 @@ BEGIN
       INTO list, blocked
       FROM usage_analytics._budget_state() s
       JOIN usage_analytics.budgets b ON b.id = s.id
-     WHERE (b.scope_user_id IS NULL OR b.scope_user_id = authorize_request.user_id)
-       AND (b.scope_agent_id IS NULL OR b.scope_agent_id = authorize_request.agent_id)
-       AND (b.scope_framework IS NULL OR b.scope_framework = authorize_request.framework)
-       AND (b.scope_provider IS NULL OR b.scope_provider = p)
-       AND (b.scope_model IS NULL OR b.scope_model = m);
+     WHERE usage_analytics._budget_in_scope(b, authorize_request.user_id, authorize_request.agent_id,
+                                            authorize_request.framework, p, m);
 
     IF cardinality(hard_ids) > 0 AND cost IS NULL THEN
         reason := 'unpriced';
