@@ -843,7 +843,7 @@ def bench_budgets(db: str) -> None:
             add_check(f"budgets ({label}): every reservation released by its recorded row", left == reserved0,
                       f"{left} reservations left (before: {reserved0})")
             a, t = tps["authorize+track"], tps["track"]
-            add_result(f"`authorize_request` + `track_detailed_usage` in one transaction ({label})",
+            add_result(f"`authorize_request`, then `track_detailed_usage` ({label})",
                        f"{a:,.0f} tps", f"`track_detailed_usage` alone: {t:,.0f} tps", a / t, ">=", 0.5,
                        "measured tps / baseline tps")
             clear()
