@@ -111,6 +111,9 @@ RETURNS TABLE (id uuid, "time" timestamptz, user_id uuid, agent_id text, agent_n
                cache_write_1h_tokens integer, reasoning_tokens integer, cost_usd numeric,
                response_time_ms integer, success boolean, error_message text, page_cursor text)
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -152,13 +155,19 @@ CREATE FUNCTION usage_analytics.explorer_summary(
     succeeded boolean DEFAULT NULL, search text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 DECLARE
     docs       jsonb[];
     doc        jsonb;
     parts      record;
     all_dims   jsonb := '[]';
-    all_users  jsonb := '[]';
+    ids        uuid[] := '{}';
+    requests   numeric[] := '{}';
+    tokens     numeric[] := '{}';
+    costs      numeric[] := '{}';
 BEGIN
     docs := usage_analytics.explorer_filters(start_ts, end_ts, users, agents, frameworks, providers, models,
                                              message_types, succeeded, search);
@@ -169,19 +178,19 @@ BEGIN
         PERFORM usage_analytics.check_filters(doc);
         parts := usage_analytics._summary_parts(doc);
         all_dims := all_dims || parts.dims;
-        all_users := all_users || parts.users;
+        ids := ids || parts.user_ids;
+        requests := requests || parts.user_requests;
+        tokens := tokens || parts.user_tokens;
+        costs := costs || parts.user_costs;
     END LOOP;
-    -- The same user can appear under several documents: add up each of
-    -- their figures (whatever keys _summary_parts gives a user).
-    RETURN usage_analytics._summary_json(
-        all_dims,
-        (SELECT coalesce(jsonb_agg(u.doc ORDER BY u.user_id), '[]')
-           FROM (SELECT s.user_id, jsonb_object_agg(s.key, s.total) || jsonb_build_object('user_id', s.user_id) AS doc
-                   FROM (SELECT e.value ->> 'user_id' AS user_id, kv.key, sum((kv.value #>> '{}')::numeric) AS total
-                           FROM jsonb_array_elements(all_users) AS e
-                          CROSS JOIN LATERAL jsonb_each(e.value - 'user_id') AS kv
-                          GROUP BY 1, 2) s
-                  GROUP BY s.user_id) u));
+    -- The same user can appear under several documents: add up their figures.
+    SELECT coalesce(array_agg(m.user_id), '{}'), coalesce(array_agg(m.requests), '{}'),
+           coalesce(array_agg(m.tokens), '{}'), coalesce(array_agg(m.cost), '{}')
+      INTO ids, requests, tokens, costs
+      FROM (SELECT x.user_id, sum(x.requests) AS requests, sum(x.tokens) AS tokens, sum(x.cost) AS cost
+              FROM unnest(ids, requests, tokens, costs) AS x(user_id, requests, tokens, cost)
+             GROUP BY x.user_id) m;
+    RETURN usage_analytics._summary_json(all_dims, ids, requests, tokens, costs);
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.explorer_summary FROM PUBLIC;
@@ -201,6 +210,9 @@ RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bi
                cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
                tokens_per_usd numeric)
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 DECLARE
     docs jsonb[];
@@ -240,6 +252,9 @@ CREATE FUNCTION usage_analytics.explorer_values(kind text, start_ts timestamptz 
                                                            max_values integer DEFAULT 1000)
 RETURNS TABLE (value text)
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -286,13 +301,15 @@ BEGIN
             USING first_day, last_day, max_values;
     ELSIF k = 'model' THEN
         RETURN QUERY
+            -- Uncorrelated subqueries: the counters are read once (hashed),
+            -- not once per price row.
             SELECT DISTINCT p.model
               FROM usage_analytics.model_pricing p
-             WHERE EXISTS (SELECT 1 FROM usage_analytics.usage_counters c
+             WHERE p.model IN (SELECT c.model FROM usage_analytics.usage_counters c WHERE c.requests > 0)
+                OR EXISTS (SELECT 1 FROM usage_analytics.usage_counters c
                             WHERE c.requests > 0
-                              AND (c.model = p.model
-                                   OR (c.provider, c.framework, c.agent_id, c.model, c.message_type)
-                                      = ('other', 'other', 'other', 'other', 'other')))
+                              AND (c.provider, c.framework, c.agent_id, c.model, c.message_type)
+                                  = ('other', 'other', 'other', 'other', 'other'))
              ORDER BY 1
              LIMIT max_values;
     ELSE

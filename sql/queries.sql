@@ -380,10 +380,13 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._whole_days FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._whole_days TO PUBLIC;
 
--- The summary document from its two inputs: dims, per (agent_id,
--- framework, provider), and users, per user (jsonb arrays of the objects
--- the _summary_* sources build). Pure: the same inputs, the same document.
-CREATE FUNCTION usage_analytics._summary_json(dims jsonb, users jsonb)
+-- The summary document from its inputs: dims, per (agent_id, framework,
+-- provider), a jsonb array of the objects the _summary_* sources build; and
+-- per user, parallel arrays (ids, requests, tokens, cost: thousands of users
+-- travel far cheaper as arrays than as jsonb objects). Pure: the same
+-- inputs, the same document.
+CREATE FUNCTION usage_analytics._summary_json(dims jsonb, user_ids uuid[], user_requests numeric[],
+                                             user_tokens numeric[], user_costs numeric[])
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -394,7 +397,7 @@ AS $$
                  rt_sum numeric, rt_count numeric, cache_read numeric, cache_write numeric, reasoning numeric,
                  cache_savings numeric, priced_tokens numeric)
     ), u AS (
-        SELECT * FROM jsonb_to_recordset(users) AS x(user_id uuid, requests numeric, tokens numeric, cost numeric)
+        SELECT * FROM unnest(user_ids, user_requests, user_tokens, user_costs) AS x(user_id, requests, tokens, cost)
     ), t AS (
         SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(successful), 0) AS successful,
                coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
@@ -445,7 +448,9 @@ GRANT EXECUTE ON FUNCTION usage_analytics._summary_json TO PUBLIC;
 -- usage table's triggers keep exact at every moment (live writers, deletes
 -- and updates included), and the range's edge days from raw rows. A few
 -- dozen rows a day, whatever the traffic.
-CREATE FUNCTION usage_analytics._summary_system(filters jsonb, OUT dims jsonb, OUT users jsonb)
+CREATE FUNCTION usage_analytics._summary_system(filters jsonb, OUT dims jsonb, OUT user_ids uuid[],
+                                               OUT user_requests numeric[], OUT user_tokens numeric[],
+                                               OUT user_costs numeric[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -487,9 +492,13 @@ BEGIN
             -- A group whose rows were all deleted is no group.
             HAVING sum(requests) <> 0
         ), u AS (
+            -- The day table summed per user on its own first: its integer
+            -- columns sum as integers (the union with raw would make them
+            -- numeric, several times slower over a month of user-days).
             SELECT user_id, sum(requests) AS requests, sum(tokens) AS tokens, sum(cost) AS cost
-              FROM (SELECT d.user_id, d.requests, d.input_tokens + d.output_tokens, d.cost_usd
+              FROM (SELECT d.user_id, sum(d.requests), sum(d.input_tokens + d.output_tokens), sum(d.cost_usd)
                       FROM usage_analytics.usage_daily_user d WHERE d.day BETWEEN $2 AND $3
+                     GROUP BY d.user_id
                     UNION ALL
                     SELECT user_id, requests, input_tokens + output_tokens, cost FROM raw)
                    AS x (user_id, requests, tokens, cost)
@@ -497,8 +506,11 @@ BEGIN
             HAVING sum(requests) > 0
         )
         SELECT (SELECT coalesce(jsonb_agg(to_jsonb(d)), '[]') FROM d),
-               (SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]') FROM u)
-    $q$ INTO dims, users USING filters, plan.first_day, plan.last_day, plan.raw_lo, plan.raw_hi;
+               coalesce(array_agg(u.user_id), '{}'), coalesce(array_agg(u.requests), '{}'),
+               coalesce(array_agg(u.tokens), '{}'), coalesce(array_agg(u.cost), '{}')
+          FROM u
+    $q$ INTO dims, user_ids, user_requests, user_tokens, user_costs
+        USING filters, plan.first_day, plan.last_day, plan.raw_lo, plan.raw_hi;
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._summary_system FROM PUBLIC;
@@ -508,7 +520,9 @@ GRANT EXECUTE ON FUNCTION usage_analytics._summary_system TO PUBLIC;
 -- provider filter; every non-admin caller): whole days that are safely
 -- rolled up from agent_performance_metrics, the rest from raw rows (see
 -- _usage_fact_plan), both read as the caller, under row-level security.
-CREATE FUNCTION usage_analytics._summary_groups(filters jsonb, OUT dims jsonb, OUT users jsonb)
+CREATE FUNCTION usage_analytics._summary_groups(filters jsonb, OUT dims jsonb, OUT user_ids uuid[],
+                                               OUT user_requests numeric[], OUT user_tokens numeric[],
+                                               OUT user_costs numeric[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -537,11 +551,13 @@ BEGIN
                                sum(reasoning) AS reasoning, sum(cache_savings) AS cache_savings,
                                sum(priced_tokens) AS priced_tokens
                           FROM g GROUP BY 1, 2, 3) d),
-               (SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]')
-                  FROM (SELECT user_id, sum(requests) AS requests, sum(input_tokens + output_tokens) AS tokens,
-                               sum(cost) AS cost
-                          FROM g GROUP BY 1) u)
-    $q$ INTO dims, users USING filters, plan.fresh, plan.raw_lo, plan.raw_hi;
+               coalesce(array_agg(u.user_id), '{}'), coalesce(array_agg(u.requests), '{}'),
+               coalesce(array_agg(u.tokens), '{}'), coalesce(array_agg(u.cost), '{}')
+          FROM (SELECT user_id, sum(requests) AS requests, sum(input_tokens + output_tokens) AS tokens,
+                       sum(cost) AS cost
+                  FROM g GROUP BY 1) u
+    $q$ INTO dims, user_ids, user_requests, user_tokens, user_costs
+        USING filters, plan.fresh, plan.raw_lo, plan.raw_hi;
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._summary_groups FROM PUBLIC;
@@ -552,7 +568,9 @@ GRANT EXECUTE ON FUNCTION usage_analytics._summary_groups TO PUBLIC;
 -- filtering only by date read the per-day tables (_summary_system);
 -- everyone else reads rollups and raw rows under row-level security
 -- (_summary_groups).
-CREATE FUNCTION usage_analytics._summary_parts(filters jsonb, OUT dims jsonb, OUT users jsonb)
+CREATE FUNCTION usage_analytics._summary_parts(filters jsonb, OUT dims jsonb, OUT user_ids uuid[],
+                                              OUT user_requests numeric[], OUT user_tokens numeric[],
+                                              OUT user_costs numeric[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -564,7 +582,10 @@ BEGIN
         parts := usage_analytics._summary_groups(filters);
     END IF;
     dims := parts.dims;
-    users := parts.users;
+    user_ids := parts.user_ids;
+    user_requests := parts.user_requests;
+    user_tokens := parts.user_tokens;
+    user_costs := parts.user_costs;
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._summary_parts FROM PUBLIC;
@@ -575,6 +596,9 @@ GRANT EXECUTE ON FUNCTION usage_analytics._summary_parts TO PUBLIC;
 CREATE FUNCTION usage_analytics.get_usage_summary(filters jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 DECLARE
     parts record;
@@ -582,7 +606,8 @@ BEGIN
     filters := coalesce(filters, '{}');
     PERFORM usage_analytics.check_filters(filters);
     parts := usage_analytics._summary_parts(filters);
-    RETURN usage_analytics._summary_json(parts.dims, parts.users);
+    RETURN usage_analytics._summary_json(parts.dims, parts.user_ids, parts.user_requests, parts.user_tokens,
+                                         parts.user_costs);
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.get_usage_summary FROM PUBLIC;
@@ -691,6 +716,9 @@ RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bi
                cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
                tokens_per_usd numeric)
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 BEGIN
     IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN

@@ -1448,7 +1448,8 @@ REVOKE ALL ON FUNCTION usage_analytics._whole_days FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._whole_days TO PUBLIC;
 
 -- from sql/queries.sql
-CREATE OR REPLACE FUNCTION usage_analytics._summary_json(dims jsonb, users jsonb)
+CREATE OR REPLACE FUNCTION usage_analytics._summary_json(dims jsonb, user_ids uuid[], user_requests numeric[],
+                                             user_tokens numeric[], user_costs numeric[])
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -1459,7 +1460,7 @@ AS $$
                  rt_sum numeric, rt_count numeric, cache_read numeric, cache_write numeric, reasoning numeric,
                  cache_savings numeric, priced_tokens numeric)
     ), u AS (
-        SELECT * FROM jsonb_to_recordset(users) AS x(user_id uuid, requests numeric, tokens numeric, cost numeric)
+        SELECT * FROM unnest(user_ids, user_requests, user_tokens, user_costs) AS x(user_id, requests, tokens, cost)
     ), t AS (
         SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(successful), 0) AS successful,
                coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
@@ -1506,7 +1507,9 @@ REVOKE ALL ON FUNCTION usage_analytics._summary_json FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._summary_json TO PUBLIC;
 
 -- from sql/queries.sql
-CREATE OR REPLACE FUNCTION usage_analytics._summary_system(filters jsonb, OUT dims jsonb, OUT users jsonb)
+CREATE OR REPLACE FUNCTION usage_analytics._summary_system(filters jsonb, OUT dims jsonb, OUT user_ids uuid[],
+                                               OUT user_requests numeric[], OUT user_tokens numeric[],
+                                               OUT user_costs numeric[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -1548,9 +1551,13 @@ BEGIN
             -- A group whose rows were all deleted is no group.
             HAVING sum(requests) <> 0
         ), u AS (
+            -- The day table summed per user on its own first: its integer
+            -- columns sum as integers (the union with raw would make them
+            -- numeric, several times slower over a month of user-days).
             SELECT user_id, sum(requests) AS requests, sum(tokens) AS tokens, sum(cost) AS cost
-              FROM (SELECT d.user_id, d.requests, d.input_tokens + d.output_tokens, d.cost_usd
+              FROM (SELECT d.user_id, sum(d.requests), sum(d.input_tokens + d.output_tokens), sum(d.cost_usd)
                       FROM usage_analytics.usage_daily_user d WHERE d.day BETWEEN $2 AND $3
+                     GROUP BY d.user_id
                     UNION ALL
                     SELECT user_id, requests, input_tokens + output_tokens, cost FROM raw)
                    AS x (user_id, requests, tokens, cost)
@@ -1558,15 +1565,20 @@ BEGIN
             HAVING sum(requests) > 0
         )
         SELECT (SELECT coalesce(jsonb_agg(to_jsonb(d)), '[]') FROM d),
-               (SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]') FROM u)
-    $q$ INTO dims, users USING filters, plan.first_day, plan.last_day, plan.raw_lo, plan.raw_hi;
+               coalesce(array_agg(u.user_id), '{}'), coalesce(array_agg(u.requests), '{}'),
+               coalesce(array_agg(u.tokens), '{}'), coalesce(array_agg(u.cost), '{}')
+          FROM u
+    $q$ INTO dims, user_ids, user_requests, user_tokens, user_costs
+        USING filters, plan.first_day, plan.last_day, plan.raw_lo, plan.raw_hi;
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._summary_system FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._summary_system TO PUBLIC;
 
 -- from sql/queries.sql
-CREATE OR REPLACE FUNCTION usage_analytics._summary_groups(filters jsonb, OUT dims jsonb, OUT users jsonb)
+CREATE OR REPLACE FUNCTION usage_analytics._summary_groups(filters jsonb, OUT dims jsonb, OUT user_ids uuid[],
+                                               OUT user_requests numeric[], OUT user_tokens numeric[],
+                                               OUT user_costs numeric[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -1595,18 +1607,22 @@ BEGIN
                                sum(reasoning) AS reasoning, sum(cache_savings) AS cache_savings,
                                sum(priced_tokens) AS priced_tokens
                           FROM g GROUP BY 1, 2, 3) d),
-               (SELECT coalesce(jsonb_agg(to_jsonb(u)), '[]')
-                  FROM (SELECT user_id, sum(requests) AS requests, sum(input_tokens + output_tokens) AS tokens,
-                               sum(cost) AS cost
-                          FROM g GROUP BY 1) u)
-    $q$ INTO dims, users USING filters, plan.fresh, plan.raw_lo, plan.raw_hi;
+               coalesce(array_agg(u.user_id), '{}'), coalesce(array_agg(u.requests), '{}'),
+               coalesce(array_agg(u.tokens), '{}'), coalesce(array_agg(u.cost), '{}')
+          FROM (SELECT user_id, sum(requests) AS requests, sum(input_tokens + output_tokens) AS tokens,
+                       sum(cost) AS cost
+                  FROM g GROUP BY 1) u
+    $q$ INTO dims, user_ids, user_requests, user_tokens, user_costs
+        USING filters, plan.fresh, plan.raw_lo, plan.raw_hi;
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._summary_groups FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._summary_groups TO PUBLIC;
 
 -- from sql/queries.sql
-CREATE OR REPLACE FUNCTION usage_analytics._summary_parts(filters jsonb, OUT dims jsonb, OUT users jsonb)
+CREATE OR REPLACE FUNCTION usage_analytics._summary_parts(filters jsonb, OUT dims jsonb, OUT user_ids uuid[],
+                                              OUT user_requests numeric[], OUT user_tokens numeric[],
+                                              OUT user_costs numeric[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -1618,7 +1634,10 @@ BEGIN
         parts := usage_analytics._summary_groups(filters);
     END IF;
     dims := parts.dims;
-    users := parts.users;
+    user_ids := parts.user_ids;
+    user_requests := parts.user_requests;
+    user_tokens := parts.user_tokens;
+    user_costs := parts.user_costs;
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._summary_parts FROM PUBLIC;
@@ -1628,6 +1647,9 @@ GRANT EXECUTE ON FUNCTION usage_analytics._summary_parts TO PUBLIC;
 CREATE OR REPLACE FUNCTION usage_analytics.get_usage_summary(filters jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 DECLARE
     parts record;
@@ -1635,7 +1657,8 @@ BEGIN
     filters := coalesce(filters, '{}');
     PERFORM usage_analytics.check_filters(filters);
     parts := usage_analytics._summary_parts(filters);
-    RETURN usage_analytics._summary_json(parts.dims, parts.users);
+    RETURN usage_analytics._summary_json(parts.dims, parts.user_ids, parts.user_requests, parts.user_tokens,
+                                         parts.user_costs);
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.get_usage_summary FROM PUBLIC;
@@ -1734,6 +1757,9 @@ RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bi
                cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
                tokens_per_usd numeric)
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 BEGIN
     IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
@@ -3732,6 +3758,9 @@ RETURNS TABLE (id uuid, "time" timestamptz, user_id uuid, agent_id text, agent_n
                cache_write_1h_tokens integer, reasoning_tokens integer, cost_usd numeric,
                response_time_ms integer, success boolean, error_message text, page_cursor text)
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -3773,13 +3802,19 @@ CREATE FUNCTION usage_analytics.explorer_summary(
     succeeded boolean DEFAULT NULL, search text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 DECLARE
     docs       jsonb[];
     doc        jsonb;
     parts      record;
     all_dims   jsonb := '[]';
-    all_users  jsonb := '[]';
+    ids        uuid[] := '{}';
+    requests   numeric[] := '{}';
+    tokens     numeric[] := '{}';
+    costs      numeric[] := '{}';
 BEGIN
     docs := usage_analytics.explorer_filters(start_ts, end_ts, users, agents, frameworks, providers, models,
                                              message_types, succeeded, search);
@@ -3790,19 +3825,19 @@ BEGIN
         PERFORM usage_analytics.check_filters(doc);
         parts := usage_analytics._summary_parts(doc);
         all_dims := all_dims || parts.dims;
-        all_users := all_users || parts.users;
+        ids := ids || parts.user_ids;
+        requests := requests || parts.user_requests;
+        tokens := tokens || parts.user_tokens;
+        costs := costs || parts.user_costs;
     END LOOP;
-    -- The same user can appear under several documents: add up each of
-    -- their figures (whatever keys _summary_parts gives a user).
-    RETURN usage_analytics._summary_json(
-        all_dims,
-        (SELECT coalesce(jsonb_agg(u.doc ORDER BY u.user_id), '[]')
-           FROM (SELECT s.user_id, jsonb_object_agg(s.key, s.total) || jsonb_build_object('user_id', s.user_id) AS doc
-                   FROM (SELECT e.value ->> 'user_id' AS user_id, kv.key, sum((kv.value #>> '{}')::numeric) AS total
-                           FROM jsonb_array_elements(all_users) AS e
-                          CROSS JOIN LATERAL jsonb_each(e.value - 'user_id') AS kv
-                          GROUP BY 1, 2) s
-                  GROUP BY s.user_id) u));
+    -- The same user can appear under several documents: add up their figures.
+    SELECT coalesce(array_agg(m.user_id), '{}'), coalesce(array_agg(m.requests), '{}'),
+           coalesce(array_agg(m.tokens), '{}'), coalesce(array_agg(m.cost), '{}')
+      INTO ids, requests, tokens, costs
+      FROM (SELECT x.user_id, sum(x.requests) AS requests, sum(x.tokens) AS tokens, sum(x.cost) AS cost
+              FROM unnest(ids, requests, tokens, costs) AS x(user_id, requests, tokens, cost)
+             GROUP BY x.user_id) m;
+    RETURN usage_analytics._summary_json(all_dims, ids, requests, tokens, costs);
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.explorer_summary FROM PUBLIC;
@@ -3822,6 +3857,9 @@ RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bi
                cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
                tokens_per_usd numeric)
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 DECLARE
     docs jsonb[];
@@ -3861,6 +3899,9 @@ CREATE FUNCTION usage_analytics.explorer_values(kind text, start_ts timestamptz 
                                                            max_values integer DEFAULT 1000)
 RETURNS TABLE (value text)
 LANGUAGE plpgsql STABLE
+-- Its queries read small per-day tables, but their estimates can pass
+-- jit_above_cost: compiling them would cost more than running them.
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -3907,13 +3948,15 @@ BEGIN
             USING first_day, last_day, max_values;
     ELSIF k = 'model' THEN
         RETURN QUERY
+            -- Uncorrelated subqueries: the counters are read once (hashed),
+            -- not once per price row.
             SELECT DISTINCT p.model
               FROM usage_analytics.model_pricing p
-             WHERE EXISTS (SELECT 1 FROM usage_analytics.usage_counters c
+             WHERE p.model IN (SELECT c.model FROM usage_analytics.usage_counters c WHERE c.requests > 0)
+                OR EXISTS (SELECT 1 FROM usage_analytics.usage_counters c
                             WHERE c.requests > 0
-                              AND (c.model = p.model
-                                   OR (c.provider, c.framework, c.agent_id, c.model, c.message_type)
-                                      = ('other', 'other', 'other', 'other', 'other')))
+                              AND (c.provider, c.framework, c.agent_id, c.model, c.message_type)
+                                  = ('other', 'other', 'other', 'other', 'other'))
              ORDER BY 1
              LIMIT max_values;
     ELSE
