@@ -538,10 +538,33 @@ impl PriceBook {
         let Some(canonical) = self.resolve(provider, model) else {
             return Ok(None);
         };
-        match self.price_at_tier(provider, &canonical, at, tier) {
-            Some(price) => cost_of_usage(&price.rates, usage).map(Some),
-            None => Ok(None),
-        }
+        Ok(self
+            .cost_and_savings(provider, &canonical, usage, at, tier)?
+            .map(|(cost, _)| cost))
+    }
+
+    /// A request's cost and cache savings (what its cache reads would have
+    /// cost at the input price in force, minus their cost; None if that
+    /// overflows), both at the one price of `canonical` (an already resolved
+    /// model) in force at `at` for `tier`. `Ok(None)`: no such price.
+    pub fn cost_and_savings(
+        &self,
+        provider: Option<&str>,
+        canonical: &str,
+        usage: &TokenUsage,
+        at: i64,
+        tier: ServiceTier,
+    ) -> Result<Option<(Decimal, Option<Decimal>)>, CostError> {
+        let Some(price) = self.price_at_tier(provider, canonical, at, tier) else {
+            return Ok(None);
+        };
+        let cost = cost_of_usage(&price.rates, usage)?;
+        let applied = price.rates.applied(usage.input_tokens);
+        // Per 1k tokens: the scale grows by 3, the digits do not, so exact.
+        let savings = (applied.input - applied.cache_read)
+            .checked_mul(Decimal::from(usage.cache_read_tokens))
+            .and_then(|d| d.checked_mul(Decimal::new(1, 3)));
+        Ok(Some((cost, savings)))
     }
 
     /// Every (provider, model, tier) price in force at `at`: the "rows in

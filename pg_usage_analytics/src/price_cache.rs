@@ -290,9 +290,9 @@ fn calculate_cost(
     }
 }
 
-/// A request's cost and cache savings (what its cache reads would have cost
-/// at the input price in effect, minus their cost), exact; None when no
-/// price is known for the model at that time and tier.
+/// A request's cost and cache savings for the model the caller named
+/// (`core::pricing::PriceBook::cost_and_savings` after resolving it once);
+/// None when no price is known for the model at that time and tier.
 pub fn cost_and_savings(
     book: &PriceBook,
     provider: Option<&str>,
@@ -301,23 +301,13 @@ pub fn cost_and_savings(
     at: i64,
     tier: ServiceTier,
 ) -> Result<Option<(Decimal, Option<Decimal>)>, String> {
-    let Some(cost) = book
-        .cost_usage(provider, model, usage, at, tier)
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(None);
-    };
-    let savings = book
-        .resolve(provider, model)
-        .and_then(|canonical| book.price_at_tier(provider, &canonical, at, tier).cloned())
-        .and_then(|point| {
-            let applied = point.rates.applied(usage.input_tokens);
-            // Per 1k tokens: the scale grows by 3, the digits do not, so exact.
-            (applied.input - applied.cache_read)
-                .checked_mul(Decimal::from(usage.cache_read_tokens))?
-                .checked_mul(Decimal::new(1, 3))
-        });
-    Ok(Some((cost, savings)))
+    usage.validate().map_err(|e| e.to_string())?;
+    match book.resolve(provider, model) {
+        Some(canonical) => book
+            .cost_and_savings(provider, &canonical, usage, at, tier)
+            .map_err(|e| e.to_string()),
+        None => Ok(None),
+    }
 }
 
 fn service_tier(argument: &str, value: Option<&str>) -> ServiceTier {

@@ -3,7 +3,7 @@
 
 use crate::errors::raise_invalid;
 use crate::json_args::{MetadataArg, UsageArg};
-use crate::price_cache::{cost_and_savings, price_book, to_numeric};
+use crate::price_cache::{price_book, to_numeric};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
@@ -244,7 +244,14 @@ fn price_usage_row<'a>(
             .get::<TimestampWithTimeZone>(columns.timestamp)
             .map(pg_sys::TimestampTz::from)
             .unwrap_or(i64::MAX);
-        match cost_and_savings(&book, provider.as_deref(), model.as_deref(), &usage, at, tier) {
+        let priced = match canonical.as_deref() {
+            // The model resolved above: priced with one price lookup.
+            Some(canonical) => book
+                .cost_and_savings(provider.as_deref(), canonical, &usage, at, tier)
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        };
+        match priced {
             Ok(Some((cost, savings))) => {
                 row.set(columns.cost_usd, Some(to_numeric(cost)));
                 row.set(columns.cost_source, Some("catalog"));
