@@ -45,6 +45,21 @@ CREATE TRIGGER invalidate_price_cache
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON usage_analytics.provider_default_model
     FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics.invalidate_price_cache();
 
+-- The response-time histogram's bucket upper bounds in seconds, the one
+-- place they are written: usage_counters.rt_bucket_i counts the requests
+-- with response_time_ms <= 1000 x bound i (cumulative, as Prometheus's le).
+CREATE FUNCTION usage_analytics.metrics_response_time_bucket_bounds() RETURNS double precision[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY[0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60]::double precision[] $$;
+REVOKE ALL ON FUNCTION usage_analytics.metrics_response_time_bucket_bounds FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.metrics_response_time_bucket_bounds TO PUBLIC;
+
+-- Bound i in milliseconds; folded to a constant where i is one.
+CREATE FUNCTION usage_analytics._bucket_bound_ms(i integer) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT round(1000 * (usage_analytics.metrics_response_time_bucket_bounds())[i])::integer $$;
+REVOKE ALL ON FUNCTION usage_analytics._bucket_bound_ms FROM PUBLIC;
+
 CREATE TABLE usage_analytics.usage_counters (
     -- The writing backend's pid (0: folded shards of exited backends).
     shard                integer  NOT NULL,
@@ -60,19 +75,20 @@ CREATE TABLE usage_analytics.usage_counters (
     output_tokens        bigint   NOT NULL,
     cost_usd             numeric  NOT NULL,
     unpriced_requests    bigint   NOT NULL,
-    -- Response-time histogram: cumulative bucket counts (le), count and sum.
+    -- Response-time histogram: count, sum and the cumulative bucket counts
+    -- (bounds: metrics_response_time_bucket_bounds()).
     response_time_count  bigint   NOT NULL,
     response_time_sum_ms bigint   NOT NULL,
-    rt_le_100ms          bigint   NOT NULL,
-    rt_le_250ms          bigint   NOT NULL,
-    rt_le_500ms          bigint   NOT NULL,
-    rt_le_1s             bigint   NOT NULL,
-    rt_le_2500ms         bigint   NOT NULL,
-    rt_le_5s             bigint   NOT NULL,
-    rt_le_10s            bigint   NOT NULL,
-    rt_le_20s            bigint   NOT NULL,
-    rt_le_30s            bigint   NOT NULL,
-    rt_le_60s            bigint   NOT NULL,
+    rt_bucket_1          bigint   NOT NULL,
+    rt_bucket_2          bigint   NOT NULL,
+    rt_bucket_3          bigint   NOT NULL,
+    rt_bucket_4             bigint   NOT NULL,
+    rt_bucket_5         bigint   NOT NULL,
+    rt_bucket_6             bigint   NOT NULL,
+    rt_bucket_7            bigint   NOT NULL,
+    rt_bucket_8            bigint   NOT NULL,
+    rt_bucket_9            bigint   NOT NULL,
+    rt_bucket_10            bigint   NOT NULL,
     cache_read_tokens    bigint   NOT NULL DEFAULT 0,
     -- 5-minute and 1-hour cache writes together.
     cache_write_tokens   bigint   NOT NULL DEFAULT 0,
@@ -158,16 +174,16 @@ BEGIN
                    coalesce(sum(output_tokens), 0) AS output_tokens,
                    coalesce(sum(cost_usd), 0) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
                    count(response_time_ms) AS rt_count, coalesce(sum(response_time_ms), 0) AS rt_sum,
-                   count(*) FILTER (WHERE response_time_ms <= 100) AS le_100ms,
-                   count(*) FILTER (WHERE response_time_ms <= 250) AS le_250ms,
-                   count(*) FILTER (WHERE response_time_ms <= 500) AS le_500ms,
-                   count(*) FILTER (WHERE response_time_ms <= 1000) AS le_1s,
-                   count(*) FILTER (WHERE response_time_ms <= 2500) AS le_2500ms,
-                   count(*) FILTER (WHERE response_time_ms <= 5000) AS le_5s,
-                   count(*) FILTER (WHERE response_time_ms <= 10000) AS le_10s,
-                   count(*) FILTER (WHERE response_time_ms <= 20000) AS le_20s,
-                   count(*) FILTER (WHERE response_time_ms <= 30000) AS le_30s,
-                   count(*) FILTER (WHERE response_time_ms <= 60000) AS le_60s,
+                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(1)) AS le_1,
+                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(2)) AS le_2,
+                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(3)) AS le_3,
+                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(4)) AS le_4,
+                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(5)) AS le_5,
+                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(6)) AS le_6,
+                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(7)) AS le_7,
+                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(8)) AS le_8,
+                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(9)) AS le_9,
+                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(10)) AS le_10,
                    coalesce(sum(cache_read_tokens), 0) AS cache_read,
                    coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0) AS cache_write,
                    coalesce(sum(reasoning_tokens), 0) AS reasoning
@@ -205,8 +221,8 @@ BEGIN
         INSERT INTO usage_analytics.usage_counters AS c
         SELECT pg_backend_pid(), l[1], l[2], l[3], l[4], l[5], success,
                sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced),
-               sum(rt_count), sum(rt_sum), sum(le_100ms), sum(le_250ms), sum(le_500ms), sum(le_1s),
-               sum(le_2500ms), sum(le_5s), sum(le_10s), sum(le_20s), sum(le_30s), sum(le_60s),
+               sum(rt_count), sum(rt_sum), sum(le_1), sum(le_2), sum(le_3), sum(le_4),
+               sum(le_5), sum(le_6), sum(le_7), sum(le_8), sum(le_9), sum(le_10),
                sum(cache_read), sum(cache_write), sum(reasoning)
           FROM labelled
          GROUP BY l, success
@@ -218,16 +234,16 @@ BEGIN
             unpriced_requests    = c.unpriced_requests + excluded.unpriced_requests,
             response_time_count  = c.response_time_count + excluded.response_time_count,
             response_time_sum_ms = c.response_time_sum_ms + excluded.response_time_sum_ms,
-            rt_le_100ms          = c.rt_le_100ms + excluded.rt_le_100ms,
-            rt_le_250ms          = c.rt_le_250ms + excluded.rt_le_250ms,
-            rt_le_500ms          = c.rt_le_500ms + excluded.rt_le_500ms,
-            rt_le_1s             = c.rt_le_1s + excluded.rt_le_1s,
-            rt_le_2500ms         = c.rt_le_2500ms + excluded.rt_le_2500ms,
-            rt_le_5s             = c.rt_le_5s + excluded.rt_le_5s,
-            rt_le_10s            = c.rt_le_10s + excluded.rt_le_10s,
-            rt_le_20s            = c.rt_le_20s + excluded.rt_le_20s,
-            rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
-            rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s,
+            rt_bucket_1          = c.rt_bucket_1 + excluded.rt_bucket_1,
+            rt_bucket_2          = c.rt_bucket_2 + excluded.rt_bucket_2,
+            rt_bucket_3          = c.rt_bucket_3 + excluded.rt_bucket_3,
+            rt_bucket_4             = c.rt_bucket_4 + excluded.rt_bucket_4,
+            rt_bucket_5         = c.rt_bucket_5 + excluded.rt_bucket_5,
+            rt_bucket_6             = c.rt_bucket_6 + excluded.rt_bucket_6,
+            rt_bucket_7            = c.rt_bucket_7 + excluded.rt_bucket_7,
+            rt_bucket_8            = c.rt_bucket_8 + excluded.rt_bucket_8,
+            rt_bucket_9            = c.rt_bucket_9 + excluded.rt_bucket_9,
+            rt_bucket_10            = c.rt_bucket_10 + excluded.rt_bucket_10,
             cache_read_tokens    = c.cache_read_tokens + excluded.cache_read_tokens,
             cache_write_tokens   = c.cache_write_tokens + excluded.cache_write_tokens,
             reasoning_tokens     = c.reasoning_tokens + excluded.reasoning_tokens;
@@ -354,8 +370,8 @@ BEGIN
         SELECT 0, provider, framework, agent_id, model, message_type, success,
                sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced_requests),
                sum(response_time_count), sum(response_time_sum_ms),
-               sum(rt_le_100ms), sum(rt_le_250ms), sum(rt_le_500ms), sum(rt_le_1s), sum(rt_le_2500ms),
-               sum(rt_le_5s), sum(rt_le_10s), sum(rt_le_20s), sum(rt_le_30s), sum(rt_le_60s),
+               sum(rt_bucket_1), sum(rt_bucket_2), sum(rt_bucket_3), sum(rt_bucket_4), sum(rt_bucket_5),
+               sum(rt_bucket_6), sum(rt_bucket_7), sum(rt_bucket_8), sum(rt_bucket_9), sum(rt_bucket_10),
                sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens)
           FROM gone
          GROUP BY provider, framework, agent_id, model, message_type, success
@@ -368,16 +384,16 @@ BEGIN
             unpriced_requests    = c.unpriced_requests + excluded.unpriced_requests,
             response_time_count  = c.response_time_count + excluded.response_time_count,
             response_time_sum_ms = c.response_time_sum_ms + excluded.response_time_sum_ms,
-            rt_le_100ms          = c.rt_le_100ms + excluded.rt_le_100ms,
-            rt_le_250ms          = c.rt_le_250ms + excluded.rt_le_250ms,
-            rt_le_500ms          = c.rt_le_500ms + excluded.rt_le_500ms,
-            rt_le_1s             = c.rt_le_1s + excluded.rt_le_1s,
-            rt_le_2500ms         = c.rt_le_2500ms + excluded.rt_le_2500ms,
-            rt_le_5s             = c.rt_le_5s + excluded.rt_le_5s,
-            rt_le_10s            = c.rt_le_10s + excluded.rt_le_10s,
-            rt_le_20s            = c.rt_le_20s + excluded.rt_le_20s,
-            rt_le_30s            = c.rt_le_30s + excluded.rt_le_30s,
-            rt_le_60s            = c.rt_le_60s + excluded.rt_le_60s,
+            rt_bucket_1          = c.rt_bucket_1 + excluded.rt_bucket_1,
+            rt_bucket_2          = c.rt_bucket_2 + excluded.rt_bucket_2,
+            rt_bucket_3          = c.rt_bucket_3 + excluded.rt_bucket_3,
+            rt_bucket_4             = c.rt_bucket_4 + excluded.rt_bucket_4,
+            rt_bucket_5         = c.rt_bucket_5 + excluded.rt_bucket_5,
+            rt_bucket_6             = c.rt_bucket_6 + excluded.rt_bucket_6,
+            rt_bucket_7            = c.rt_bucket_7 + excluded.rt_bucket_7,
+            rt_bucket_8            = c.rt_bucket_8 + excluded.rt_bucket_8,
+            rt_bucket_9            = c.rt_bucket_9 + excluded.rt_bucket_9,
+            rt_bucket_10            = c.rt_bucket_10 + excluded.rt_bucket_10,
             cache_read_tokens    = c.cache_read_tokens + excluded.cache_read_tokens,
             cache_write_tokens   = c.cache_write_tokens + excluded.cache_write_tokens,
             reasoning_tokens     = c.reasoning_tokens + excluded.reasoning_tokens
@@ -497,9 +513,9 @@ AS $$
            sum(requests)::bigint, sum(input_tokens), sum(output_tokens), sum(cost_usd),
            sum(unpriced_requests)::bigint, sum(response_time_count)::bigint,
            sum(response_time_sum_ms) / 1000.0,
-           ARRAY[sum(rt_le_100ms), sum(rt_le_250ms), sum(rt_le_500ms), sum(rt_le_1s),
-                 sum(rt_le_2500ms), sum(rt_le_5s), sum(rt_le_10s), sum(rt_le_20s),
-                 sum(rt_le_30s), sum(rt_le_60s)]::bigint[],
+           ARRAY[sum(rt_bucket_1), sum(rt_bucket_2), sum(rt_bucket_3), sum(rt_bucket_4),
+                 sum(rt_bucket_5), sum(rt_bucket_6), sum(rt_bucket_7), sum(rt_bucket_8),
+                 sum(rt_bucket_9), sum(rt_bucket_10)]::bigint[],
            sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens)
       FROM usage_analytics.usage_counters
      GROUP BY 1, 2, 3, 4, 5, 6
@@ -509,14 +525,7 @@ REVOKE ALL ON FUNCTION usage_analytics.metrics_usage_counters FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.metrics_usage_counters TO usage_analytics_monitor, usage_analytics_admin;
 
 COMMENT ON FUNCTION usage_analytics.metrics_usage_counters() IS
-    'Lifetime counters per label set; response_time_buckets are cumulative counts for le = 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60 seconds.';
-
--- Upper bounds, in seconds, of response_time_buckets.
-CREATE FUNCTION usage_analytics.metrics_response_time_bucket_bounds() RETURNS double precision[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT ARRAY[0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60]::double precision[] $$;
-REVOKE ALL ON FUNCTION usage_analytics.metrics_response_time_bucket_bounds FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION usage_analytics.metrics_response_time_bucket_bounds TO PUBLIC;
+    'Lifetime counters per label set; response_time_buckets are cumulative counts for the bounds (le, seconds) of metrics_response_time_bucket_bounds().';
 
 -- Users with usage in the last hour, 24 hours and 30 days: the union of
 -- the sketches of every bucket that overlaps the window (so a window reaches

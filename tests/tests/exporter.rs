@@ -107,17 +107,30 @@ fn assert_counters_match(client: &mut Client, m: &Exposition) {
     .parse()
     .unwrap();
     assert_eq!(m.sum("ai_usage_response_time_seconds_count", &[]), timed);
-    let under_1s: f64 = scalar(
+    // Every bucket, against the rows, at the bounds the extension declares.
+    for le in text_rows(
         client,
-        "SELECT count(*) FILTER (WHERE response_time_ms <= 1000) FROM usage_analytics.agent_usage_detailed",
+        "SELECT b::text FROM unnest(usage_analytics.metrics_response_time_bucket_bounds()) AS b",
     )
-    .unwrap()
-    .parse()
-    .unwrap();
-    assert_eq!(
-        m.sum("ai_usage_response_time_seconds_bucket", &[("le", "1")]),
-        under_1s
-    );
+    .into_iter()
+    .map(|row| row[0].clone().unwrap())
+    {
+        let within: f64 = scalar(
+            client,
+            &format!(
+                "SELECT count(*) FILTER (WHERE response_time_ms <= 1000 * {le}::float8)
+                   FROM usage_analytics.agent_usage_detailed"
+            ),
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+        assert_eq!(
+            m.sum("ai_usage_response_time_seconds_bucket", &[("le", le.as_str())]),
+            within,
+            "bucket le={le}"
+        );
+    }
     assert_eq!(
         m.sum("ai_usage_response_time_seconds_bucket", &[("le", "+Inf")]),
         timed
