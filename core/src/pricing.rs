@@ -1367,6 +1367,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn cost_and_savings_come_from_one_price() {
+        let mut book = PriceBook::default();
+        let mut cached = rates("3", "15");
+        cached.base.cache_read = Some(dec("0.3"));
+        book.add_tiered_price("anthropic", "m", tiered(ServiceTier::Standard, cached));
+        let usage = TokenUsage {
+            input_tokens: 2000,
+            output_tokens: 100,
+            cache_read_tokens: 1500,
+            ..TokenUsage::default()
+        };
+        let priced = book
+            .cost_and_savings(Some("anthropic"), "m", &usage, 0, ServiceTier::Standard)
+            .unwrap()
+            .unwrap();
+        // 500 uncached input at 3, 1500 cache reads at 0.3, 100 output at 15 (per 1k).
+        assert_eq!(priced.0, dec("3.45"));
+        assert_eq!(
+            Ok(Some(priced.0)),
+            book.cost_usage(Some("anthropic"), Some("m"), &usage, 0, ServiceTier::Standard)
+        );
+        // The 1500 cache reads at the input price (3) less what they cost (0.3).
+        assert_eq!(priced.1, Some(dec("4.05")));
+        // No price at that tier, or for that model: nothing.
+        assert_eq!(
+            book.cost_and_savings(Some("anthropic"), "m", &usage, 0, ServiceTier::Batch),
+            Ok(None)
+        );
+        assert_eq!(
+            book.cost_and_savings(Some("anthropic"), "other", &usage, 0, ServiceTier::Standard),
+            Ok(None)
+        );
+    }
+
+    #[test]
     fn service_tiers_never_fall_back_to_standard() {
         let mut book = PriceBook::default();
         book.add_tiered_price("openai", "m", tiered(ServiceTier::Standard, rates("2", "8")));
