@@ -3,7 +3,8 @@
 -- data source, connected as a usage_analytics_auditor login. Multi-value
 -- selections become one filter document per combination of values, each
 -- checked by the one filter parser; records, summary and trend merge what
--- the API itself returns for them.
+-- the API itself returns for them. Like the API's summary and trend, these
+-- functions run without JIT (see get_usage_summary).
 
 -- The most filter documents one selection may expand to: enough for a few
 -- values of several keys at once (4 users x 4 agents x 4 models = 64);
@@ -111,9 +112,7 @@ RETURNS TABLE (id uuid, "time" timestamptz, user_id uuid, agent_id text, agent_n
                cache_write_1h_tokens integer, reasoning_tokens integer, cost_usd numeric,
                response_time_ms integer, success boolean, error_message text, page_cursor text)
 LANGUAGE plpgsql STABLE
--- Its queries read small per-day tables, but their estimates can pass
--- jit_above_cost: compiling them would cost more than running them.
-SET jit = off
+SET jit = off  -- as get_usage_summary
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -155,9 +154,7 @@ CREATE FUNCTION usage_analytics.explorer_summary(
     succeeded boolean DEFAULT NULL, search text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
--- Its queries read small per-day tables, but their estimates can pass
--- jit_above_cost: compiling them would cost more than running them.
-SET jit = off
+SET jit = off  -- as get_usage_summary
 AS $$
 DECLARE
     docs       jsonb[];
@@ -210,9 +207,7 @@ RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bi
                cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
                tokens_per_usd numeric)
 LANGUAGE plpgsql STABLE
--- Its queries read small per-day tables, but their estimates can pass
--- jit_above_cost: compiling them would cost more than running them.
-SET jit = off
+SET jit = off  -- as get_usage_summary
 AS $$
 DECLARE
     docs jsonb[];
@@ -252,9 +247,7 @@ CREATE FUNCTION usage_analytics.explorer_values(kind text, start_ts timestamptz 
                                                            max_values integer DEFAULT 1000)
 RETURNS TABLE (value text)
 LANGUAGE plpgsql STABLE
--- Its queries read small per-day tables, but their estimates can pass
--- jit_above_cost: compiling them would cost more than running them.
-SET jit = off
+SET jit = off  -- as get_usage_summary
 AS $$
 #variable_conflict use_column
 DECLARE

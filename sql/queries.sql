@@ -716,9 +716,7 @@ RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bi
                cache_savings_usd numeric, unpriced_requests bigint, cost_per_request_usd numeric,
                tokens_per_usd numeric)
 LANGUAGE plpgsql STABLE
--- Its queries read small per-day tables, but their estimates can pass
--- jit_above_cost: compiling them would cost more than running them.
-SET jit = off
+SET jit = off  -- as get_usage_summary
 AS $$
 BEGIN
     IF granularity IS NULL OR lower(granularity) NOT IN ('day', 'week', 'month') THEN
