@@ -57,14 +57,6 @@ fn rows(client: &mut Client) -> HashMap<String, postgres::Row> {
 fn assert_rows_match(client: &mut Client, sent: &[Value]) {
     let got = rows(client);
     assert_eq!(got.len(), sent.len(), "one row per GenAI span");
-    let token_classes = client
-        .query_one(
-            "SELECT count(*) = 2 FROM pg_attribute WHERE attrelid = 'usage_analytics.agent_usage_detailed'::regclass
-               AND attname IN ('cache_read_tokens', 'reasoning_tokens') AND NOT attisdropped",
-            &[],
-        )
-        .unwrap()
-        .get::<_, bool>(0);
     for s in sent {
         let span_id = s["span_id"].as_str().unwrap();
         let r = got
@@ -99,11 +91,9 @@ fn assert_rows_match(client: &mut Client, sent: &[Value]) {
             s["start_ns"].as_i64().unwrap() / 1000,
             "timestamp = span start"
         );
-        if token_classes {
-            let whole: Value = r.get("whole");
-            assert_eq!(whole["cache_read_tokens"], s["cache_read_tokens"], "{s}");
-            assert_eq!(whole["reasoning_tokens"], s["reasoning_tokens"], "{s}");
-        }
+        let whole: Value = r.get("whole");
+        assert_eq!(whole["cache_read_tokens"], s["cache_read_tokens"], "{s}");
+        assert_eq!(whole["reasoning_tokens"], s["reasoning_tokens"], "{s}");
         // The user id from the documented namespace.
         let expected: String = client
             .query_one(
@@ -141,14 +131,18 @@ fn assert_rows_match(client: &mut Client, sent: &[Value]) {
         .query_one(
             "SELECT count(*) FROM usage_analytics.agent_usage_detailed u
               WHERE u.cost_usd IS DISTINCT FROM usage_analytics.calculate_cost(
-                        u.provider, u.requested_model, u.input_tokens::bigint, u.output_tokens::bigint, u.\"timestamp\")",
+                        u.provider, u.requested_model,
+                        jsonb_build_object('input_tokens', u.input_tokens, 'output_tokens', u.output_tokens,
+                                           'cache_read_tokens', u.cache_read_tokens,
+                                           'cache_write_tokens', u.cache_write_tokens,
+                                           'cache_write_1h_tokens', u.cache_write_1h_tokens,
+                                           'reasoning_tokens', u.reasoning_tokens),
+                        u.\"timestamp\", u.service_tier)",
             &[],
         )
         .unwrap()
         .get(0);
-    if !token_classes {
-        assert_eq!(mismatched, 0, "rows whose cost differs from calculate_cost");
-    }
+    assert_eq!(mismatched, 0, "rows whose cost differs from calculate_cost");
     let (priced, unknown): (i64, i64) = client
         .query_one(
             "SELECT count(*) FILTER (WHERE cost_usd IS NOT NULL),

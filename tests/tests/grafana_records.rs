@@ -25,22 +25,6 @@ fn dashboard() -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-/// Until sql/explorer.sql is part of the extension build, apply it on top of
-/// the installed extension (as the developers' instructions say). Once wired
-/// the functions are extension members and this does nothing.
-fn apply_explorer_sql(owner: &mut Client) {
-    let wired = scalar(
-        owner,
-        "SELECT count(*) FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
-          WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' AND p.proname = 'explorer_records'",
-    );
-    if wired.as_deref() == Some("0") {
-        owner
-            .batch_execute(&std::fs::read_to_string(repo().join("sql/explorer.sql")).unwrap())
-            .unwrap();
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Grafana's substitution, as the PostgreSQL data source applies it.
 
@@ -295,29 +279,11 @@ fn raw_where(sel: &Selection) -> String {
     parts.join(" AND ")
 }
 
-fn has_token_classes(client: &mut Client) -> bool {
-    scalar(
-        client,
-        "SELECT count(*) FROM pg_attribute WHERE attrelid = 'usage_analytics.agent_usage_detailed'::regclass
-            AND attname = 'cache_read_tokens' AND NOT attisdropped",
-    )
-    .as_deref()
-        == Some("1")
-}
-
 /// The record columns of the panel, from a row source `r` of the usage table.
-fn record_columns(token_classes: bool) -> String {
-    let classes = if token_classes {
-        "r.cache_read_tokens, r.cache_write_tokens, r.cache_write_1h_tokens, r.reasoning_tokens"
-    } else {
-        "NULL::integer, NULL::integer, NULL::integer, NULL::integer"
-    };
-    format!(
-        "r.id, r.\"timestamp\", r.user_id, r.agent_id, r.agent_name, r.framework, r.provider, r.model,
-         r.message_type, r.input_tokens, r.output_tokens, r.total_tokens, {classes}, r.cost_usd,
-         r.response_time_ms, r.success, r.error_message"
-    )
-}
+const RECORD_COLUMNS: &str = "r.id, r.\"timestamp\", r.user_id, r.agent_id, r.agent_name, r.framework, r.provider,
+    r.model, r.message_type, r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens,
+    r.cache_write_tokens, r.cache_write_1h_tokens, r.reasoning_tokens, r.cost_usd, r.response_time_ms, r.success,
+    r.error_message";
 
 fn docs_array(docs: &[Value]) -> String {
     let items: Vec<String> = docs
@@ -343,7 +309,6 @@ fn cursor_of(row: &[Option<String>], client: &mut Client) -> String {
 /// it against the API and the raw rows. Returns the records page.
 fn check_selection(dash: &Value, login: &mut Client, sel: &Selection) -> Vec<Vec<Option<String>>> {
     let what = format!("{sel:?}");
-    let token_classes = has_token_classes(login);
     let docs = api_documents(sel);
     let mut keyset = String::new();
     if !sel.page_after.is_empty() {
@@ -371,7 +336,7 @@ fn check_selection(dash: &Value, login: &mut Client, sel: &Selection) -> Vec<Vec
                FROM unnest({docs}) AS d (doc)
               CROSS JOIN LATERAL usage_analytics.get_usage_records(d.doc || {position}, {n}) AS r
               ORDER BY r.\"timestamp\" DESC, r.id DESC LIMIT {n}",
-            cols = record_columns(token_classes),
+            cols = RECORD_COLUMNS,
             docs = docs_array(&docs),
             n = sel.page_size
         ),
@@ -404,9 +369,8 @@ fn check_selection(dash: &Value, login: &mut Client, sel: &Selection) -> Vec<Vec
         .split_once("FROM ")
         .map(|(_, rest)| rest.trim_end().trim_end_matches("AS s").trim_end().to_string())
         .unwrap();
-    // The 0.2 keys, when the summary has them, from the raw rows too.
-    let extra = if token_classes {
-        format!(
+    // The 0.2 keys from the raw rows too.
+    let extra = format!(
             "AND (SELECT doc FROM e) ->> 'cache_read_tokens' IS NOT DISTINCT FROM
                      (SELECT coalesce(sum(cache_read_tokens), 0)::text FROM usage_analytics.agent_usage_detailed WHERE {w})
              AND ((SELECT doc FROM e) ->> 'reasoning_tokens')::numeric IS NOT DISTINCT FROM
@@ -415,11 +379,8 @@ fn check_selection(dash: &Value, login: &mut Client, sel: &Selection) -> Vec<Vec
              AND p.\"Reasoning tokens\" IS NOT DISTINCT FROM ((SELECT doc FROM e) ->> 'reasoning_tokens')::bigint
              AND p.\"Cost per request\" IS NOT DISTINCT FROM
                      (SELECT sum(cost_usd) / nullif(count(cost_usd), 0) FROM usage_analytics.agent_usage_detailed WHERE {w})",
-            w = raw_where(sel)
-        )
-    } else {
-        String::new()
-    };
+        w = raw_where(sel)
+    );
     let same = scalar(
         login,
         &format!(
@@ -568,7 +529,6 @@ fn setup(name: &str) -> (Setup, Client) {
     let c = cluster();
     let db = c.fresh_db(name);
     let mut owner = c.connect(&db);
-    apply_explorer_sql(&mut owner);
     load_sample(&mut owner, 4000, 6);
     let auditor = format!("{db}_grafana");
     let reader = format!("{db}_reader");
