@@ -98,14 +98,11 @@ GRANT EXECUTE ON FUNCTION usage_analytics._explorer_position TO PUBLIC;
 -- get_usage_records(doc || position, page_size) over the selection's
 -- documents. page_cursor is the row's position; pass the last row's as
 -- page_after for the next page (keyset: as fast at page 1000 as at page 1).
--- A user or an agent is read from its own index: the API's page for each
--- document, merged. Otherwise the documents, a cross product, are one
--- filter: the range, success and cursor, plus "column = ANY(values)" for
--- framework, provider, model and message type, read along the
--- ("timestamp", id) index in one pass. (A page per document would read the
--- whole range for every combination without rows, openai with a Claude
--- model say, and the planner, blind to these columns, sorts the whole range
--- for two equalities.) A search keeps the API's pages and its search route.
+-- A user or an agent is read from its own index, a search by the API's
+-- search route: the API's page for each document, merged. Otherwise the
+-- documents, a cross product, are read in one pass (_records_by_time): a
+-- page per document would read the whole range for every combination
+-- without rows (openai with a Claude model, say).
 CREATE FUNCTION usage_analytics.explorer_records(
     start_ts timestamptz, end_ts timestamptz,
     users text[] DEFAULT NULL, agents text[] DEFAULT NULL, frameworks text[] DEFAULT NULL,
@@ -124,12 +121,7 @@ AS $$
 DECLARE
     docs     jsonb[];
     position jsonb := usage_analytics._explorer_position(page_after);
-    shared   jsonb;
-    several  text := '';
-    k        text;
-    vals     text[];
-    newest   text;
-    hits     bigint;
+    by_time  boolean;
 BEGIN
     IF page_size IS NULL OR page_size < 1 OR page_size > 10000 THEN
         RAISE EXCEPTION 'explorer_records: page_size must be between 1 and 10000, got %',
@@ -138,52 +130,20 @@ BEGIN
     END IF;
     docs := usage_analytics.explorer_filters(start_ts, end_ts, users, agents, frameworks, providers, models,
                                              message_types, succeeded, search);
-    IF NOT (docs[1] ?| ARRAY['search', 'user_id', 'agent_id']) THEN
-        shared := docs[1] || position;
-        -- The filter keys are the usage table's column names.
-        FOR k, vals IN
-            SELECT e.key, array_agg(DISTINCT e.value ORDER BY e.value)
-              FROM unnest(docs) AS d (doc), jsonb_each_text(d.doc) AS e
-             WHERE e.key IN ('framework', 'provider', 'model', 'message_type')
-             GROUP BY e.key
-        LOOP
-            shared := shared - k;
-            several := several || format(' AND u.%I = ANY (%L::text[])', k, vals);
-        END LOOP;
-        -- The range's newest 100,000 rows, walked newest first until the
-        -- page is full (the filter cannot move below the LIMIT, so the walk
-        -- stops early). When they hold the page it is read from them,
-        -- exactly; otherwise (values rare in the range) the planner reads the
-        -- range.
-        newest := 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
-                    WHERE usage_analytics._usage_matches(u, $1)
-                    ORDER BY u."timestamp" DESC, u.id DESC LIMIT 100000';
-        EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM (' || newest || ') u WHERE true' || several || ' LIMIT $2) p'
-            INTO hits
-            USING shared, page_size;
-        RETURN QUERY EXECUTE
-            'SELECT u.id, u."timestamp", u.user_id, u.agent_id, u.agent_name, u.framework, u.provider, u.model,
-                    u.message_type, u.input_tokens, u.output_tokens, u.total_tokens, u.cache_read_tokens,
-                    u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, u.cost_usd,
-                    u.response_time_ms, u.success, u.error_message,
-                    to_char(u."timestamp" AT TIME ZONE ''UTC'', ''YYYY-MM-DD"T"HH24:MI:SS.US"Z"'') || ''/'' || u.id
-               FROM (' || CASE WHEN hits >= page_size THEN newest
-                               ELSE 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
-                                      WHERE usage_analytics._usage_matches(u, $1)' END || ') u
-              WHERE true' || several || '
-              ORDER BY u."timestamp" DESC, u.id DESC
-              LIMIT $2'
-            USING shared, page_size;
-        RETURN;
-    END IF;
+    by_time := NOT (docs[1] ?| ARRAY['search', 'user_id', 'agent_id']);
     RETURN QUERY
         SELECT r.id, r."timestamp", r.user_id, r.agent_id, r.agent_name, r.framework, r.provider, r.model,
                r.message_type, r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens,
                r.cache_write_tokens, r.cache_write_1h_tokens, r.reasoning_tokens, r.cost_usd,
                r.response_time_ms, r.success, r.error_message,
                to_char(r."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '/' || r.id
-          FROM unnest(docs) AS f (doc)
-         CROSS JOIN LATERAL usage_analytics.get_usage_records(f.doc || position, page_size, 0) AS r
+          FROM (SELECT t.* FROM usage_analytics._records_by_time(ARRAY(SELECT d || position FROM unnest(docs) AS d),
+                                                                 page_size, 0) AS t
+                 WHERE by_time
+                UNION ALL
+                SELECT g.* FROM unnest(docs) AS f (doc)
+                 CROSS JOIN LATERAL usage_analytics.get_usage_records(f.doc || position, page_size, 0) AS g
+                 WHERE NOT by_time) r
          ORDER BY r."timestamp" DESC, r.id DESC
          LIMIT page_size;
 END;

@@ -37,8 +37,8 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._search_matches FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._search_matches TO PUBLIC;
 
--- _usage_matches as in queries.sql, with the indexable condition added to
--- the search clause.
+-- Whether row u matches a (checked) filter document; the search clause
+-- carries the indexable condition (see above).
 CREATE FUNCTION usage_analytics._usage_matches(u usage_analytics.agent_usage_detailed, filters jsonb)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -102,12 +102,63 @@ AS $$ SELECT least(greatest(("limit"::bigint + "offset") * 20, 1000), 100000) $$
 REVOKE ALL ON FUNCTION usage_analytics._search_probe_rows FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._search_probe_rows TO PUBLIC;
 
--- get_usage_records as in queries.sql, with the search route: when the
+-- Rows matching any of docs, newest first: checked filter documents
+-- without search, user or agent, either one or a cross product of values
+-- (explorer_filters). Their union is one filter: the range and cursor they
+-- share, plus "column = ANY(values)" for framework, provider, model, message
+-- type and success. Blind to those columns (see _hide_statistics), the
+-- planner takes two of them to match almost nothing and sorts the whole
+-- range; so the range's newest 100,000 rows are walked newest first until
+-- the page is full (the filter cannot move below their LIMIT: the walk stops
+-- early). When they hold the page, it is read from them, exactly; otherwise
+-- (values rare in the range) the planner reads the range.
+CREATE FUNCTION usage_analytics._records_by_time(docs jsonb[], "limit" integer, "offset" integer)
+RETURNS SETOF usage_analytics.agent_usage_detailed
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    shared  jsonb := docs[1] - ARRAY['framework', 'provider', 'model', 'message_type', 'success'];
+    several text;
+    newest  text := 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                      WHERE usage_analytics._usage_matches(u, $1)
+                      ORDER BY u."timestamp" DESC, u.id DESC LIMIT 100000';
+    hits    bigint;
+BEGIN
+    -- The keys are the usage table's column names; values as the parser reads them.
+    SELECT coalesce(string_agg(format(' AND u.%I = ANY (%L::%s[])', k.key, k.vals, k.type), ''), '')
+      INTO several
+      FROM (SELECT c.key, c.type, array_agg(DISTINCT v.value ORDER BY v.value) AS vals
+              FROM unnest(docs) AS d (doc)
+             CROSS JOIN (VALUES ('framework', 'text'), ('provider', 'text'), ('model', 'text'),
+                                ('message_type', 'text'), ('success', 'boolean')) AS c (key, type)
+             CROSS JOIN LATERAL (SELECT CASE c.key WHEN 'success' THEN usage_analytics._filter_success(d.doc)::text
+                                                   ELSE usage_analytics._filter_text(d.doc, c.key) END) AS v (value)
+             WHERE v.value IS NOT NULL
+             GROUP BY c.key, c.type) k;
+    EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM (' || newest || ') u WHERE true' || several || ' LIMIT $2) p'
+        INTO hits
+        USING shared, "limit"::bigint + "offset";
+    RETURN QUERY EXECUTE
+        'SELECT u.* FROM (' || CASE WHEN hits >= "limit"::bigint + "offset" THEN newest
+                                    ELSE 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                                           WHERE usage_analytics._usage_matches(u, $1)' END || ') u
+          WHERE true' || several || '
+          ORDER BY u."timestamp" DESC, u.id DESC
+          LIMIT $2 OFFSET $3'
+        USING shared, "limit", "offset";
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._records_by_time FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._records_by_time TO PUBLIC;
+
+-- Pages of rows, newest first. A search takes the search route: when the
 -- newest _search_probe_rows rows matching the other filters hold the page
 -- (a common term), it is read from them along the ("timestamp", id) index;
 -- otherwise (a rare term) the filters, search included, are planned as
--- before and the trigram index finds the few matches. Both routes return
--- exactly the rows _usage_matches selects, in the same order.
+-- before and the trigram index finds the few matches. Without a search,
+-- user or agent (whose indexes the planner uses), filters on the other
+-- columns take _records_by_time. Every route returns exactly the rows
+-- _usage_matches selects, in the same order.
 CREATE FUNCTION usage_analytics.get_usage_records(filters jsonb DEFAULT '{}', "limit" integer DEFAULT 100,
                                                              "offset" integer DEFAULT 0)
 RETURNS SETOF usage_analytics.agent_usage_detailed
@@ -155,6 +206,11 @@ BEGIN
                       usage_analytics._search_probe_rows("limit", "offset");
             RETURN;
         END IF;
+    END IF;
+    IF pattern IS NULL AND NOT filters ?| ARRAY['user_id', 'agent_id']
+       AND filters ?| ARRAY['framework', 'provider', 'model', 'message_type', 'success'] THEN
+        RETURN QUERY SELECT * FROM usage_analytics._records_by_time(ARRAY[filters], "limit", "offset");
+        RETURN;
     END IF;
     -- EXECUTE plans with the actual filter document, so it folds to constants.
     RETURN QUERY EXECUTE

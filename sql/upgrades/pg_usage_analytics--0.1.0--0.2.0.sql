@@ -1216,6 +1216,46 @@ REVOKE ALL ON FUNCTION usage_analytics._search_probe_rows FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._search_probe_rows TO PUBLIC;
 
 -- from sql/queries.sql
+CREATE OR REPLACE FUNCTION usage_analytics._records_by_time(docs jsonb[], "limit" integer, "offset" integer)
+RETURNS SETOF usage_analytics.agent_usage_detailed
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    shared  jsonb := docs[1] - ARRAY['framework', 'provider', 'model', 'message_type', 'success'];
+    several text;
+    newest  text := 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                      WHERE usage_analytics._usage_matches(u, $1)
+                      ORDER BY u."timestamp" DESC, u.id DESC LIMIT 100000';
+    hits    bigint;
+BEGIN
+    -- The keys are the usage table's column names; values as the parser reads them.
+    SELECT coalesce(string_agg(format(' AND u.%I = ANY (%L::%s[])', k.key, k.vals, k.type), ''), '')
+      INTO several
+      FROM (SELECT c.key, c.type, array_agg(DISTINCT v.value ORDER BY v.value) AS vals
+              FROM unnest(docs) AS d (doc)
+             CROSS JOIN (VALUES ('framework', 'text'), ('provider', 'text'), ('model', 'text'),
+                                ('message_type', 'text'), ('success', 'boolean')) AS c (key, type)
+             CROSS JOIN LATERAL (SELECT CASE c.key WHEN 'success' THEN usage_analytics._filter_success(d.doc)::text
+                                                   ELSE usage_analytics._filter_text(d.doc, c.key) END) AS v (value)
+             WHERE v.value IS NOT NULL
+             GROUP BY c.key, c.type) k;
+    EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM (' || newest || ') u WHERE true' || several || ' LIMIT $2) p'
+        INTO hits
+        USING shared, "limit"::bigint + "offset";
+    RETURN QUERY EXECUTE
+        'SELECT u.* FROM (' || CASE WHEN hits >= "limit"::bigint + "offset" THEN newest
+                                    ELSE 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                                           WHERE usage_analytics._usage_matches(u, $1)' END || ') u
+          WHERE true' || several || '
+          ORDER BY u."timestamp" DESC, u.id DESC
+          LIMIT $2 OFFSET $3'
+        USING shared, "limit", "offset";
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._records_by_time FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._records_by_time TO PUBLIC;
+
+-- from sql/queries.sql
 CREATE OR REPLACE FUNCTION usage_analytics.get_usage_records(filters jsonb DEFAULT '{}', "limit" integer DEFAULT 100,
                                                              "offset" integer DEFAULT 0)
 RETURNS SETOF usage_analytics.agent_usage_detailed
@@ -1263,6 +1303,11 @@ BEGIN
                       usage_analytics._search_probe_rows("limit", "offset");
             RETURN;
         END IF;
+    END IF;
+    IF pattern IS NULL AND NOT filters ?| ARRAY['user_id', 'agent_id']
+       AND filters ?| ARRAY['framework', 'provider', 'model', 'message_type', 'success'] THEN
+        RETURN QUERY SELECT * FROM usage_analytics._records_by_time(ARRAY[filters], "limit", "offset");
+        RETURN;
     END IF;
     -- EXECUTE plans with the actual filter document, so it folds to constants.
     RETURN QUERY EXECUTE
@@ -3761,14 +3806,11 @@ GRANT EXECUTE ON FUNCTION usage_analytics._explorer_position TO PUBLIC;
 -- get_usage_records(doc || position, page_size) over the selection's
 -- documents. page_cursor is the row's position; pass the last row's as
 -- page_after for the next page (keyset: as fast at page 1000 as at page 1).
--- A user or an agent is read from its own index: the API's page for each
--- document, merged. Otherwise the documents, a cross product, are one
--- filter: the range, success and cursor, plus "column = ANY(values)" for
--- framework, provider, model and message type, read along the
--- ("timestamp", id) index in one pass. (A page per document would read the
--- whole range for every combination without rows, openai with a Claude
--- model say, and the planner, blind to these columns, sorts the whole range
--- for two equalities.) A search keeps the API's pages and its search route.
+-- A user or an agent is read from its own index, a search by the API's
+-- search route: the API's page for each document, merged. Otherwise the
+-- documents, a cross product, are read in one pass (_records_by_time): a
+-- page per document would read the whole range for every combination
+-- without rows (openai with a Claude model, say).
 CREATE FUNCTION usage_analytics.explorer_records(
     start_ts timestamptz, end_ts timestamptz,
     users text[] DEFAULT NULL, agents text[] DEFAULT NULL, frameworks text[] DEFAULT NULL,
@@ -3787,12 +3829,7 @@ AS $$
 DECLARE
     docs     jsonb[];
     position jsonb := usage_analytics._explorer_position(page_after);
-    shared   jsonb;
-    several  text := '';
-    k        text;
-    vals     text[];
-    newest   text;
-    hits     bigint;
+    by_time  boolean;
 BEGIN
     IF page_size IS NULL OR page_size < 1 OR page_size > 10000 THEN
         RAISE EXCEPTION 'explorer_records: page_size must be between 1 and 10000, got %',
@@ -3801,52 +3838,20 @@ BEGIN
     END IF;
     docs := usage_analytics.explorer_filters(start_ts, end_ts, users, agents, frameworks, providers, models,
                                              message_types, succeeded, search);
-    IF NOT (docs[1] ?| ARRAY['search', 'user_id', 'agent_id']) THEN
-        shared := docs[1] || position;
-        -- The filter keys are the usage table's column names.
-        FOR k, vals IN
-            SELECT e.key, array_agg(DISTINCT e.value ORDER BY e.value)
-              FROM unnest(docs) AS d (doc), jsonb_each_text(d.doc) AS e
-             WHERE e.key IN ('framework', 'provider', 'model', 'message_type')
-             GROUP BY e.key
-        LOOP
-            shared := shared - k;
-            several := several || format(' AND u.%I = ANY (%L::text[])', k, vals);
-        END LOOP;
-        -- The range's newest 100,000 rows, walked newest first until the
-        -- page is full (the filter cannot move below the LIMIT, so the walk
-        -- stops early). When they hold the page it is read from them,
-        -- exactly; otherwise (values rare in the range) the planner reads the
-        -- range.
-        newest := 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
-                    WHERE usage_analytics._usage_matches(u, $1)
-                    ORDER BY u."timestamp" DESC, u.id DESC LIMIT 100000';
-        EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM (' || newest || ') u WHERE true' || several || ' LIMIT $2) p'
-            INTO hits
-            USING shared, page_size;
-        RETURN QUERY EXECUTE
-            'SELECT u.id, u."timestamp", u.user_id, u.agent_id, u.agent_name, u.framework, u.provider, u.model,
-                    u.message_type, u.input_tokens, u.output_tokens, u.total_tokens, u.cache_read_tokens,
-                    u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, u.cost_usd,
-                    u.response_time_ms, u.success, u.error_message,
-                    to_char(u."timestamp" AT TIME ZONE ''UTC'', ''YYYY-MM-DD"T"HH24:MI:SS.US"Z"'') || ''/'' || u.id
-               FROM (' || CASE WHEN hits >= page_size THEN newest
-                               ELSE 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
-                                      WHERE usage_analytics._usage_matches(u, $1)' END || ') u
-              WHERE true' || several || '
-              ORDER BY u."timestamp" DESC, u.id DESC
-              LIMIT $2'
-            USING shared, page_size;
-        RETURN;
-    END IF;
+    by_time := NOT (docs[1] ?| ARRAY['search', 'user_id', 'agent_id']);
     RETURN QUERY
         SELECT r.id, r."timestamp", r.user_id, r.agent_id, r.agent_name, r.framework, r.provider, r.model,
                r.message_type, r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens,
                r.cache_write_tokens, r.cache_write_1h_tokens, r.reasoning_tokens, r.cost_usd,
                r.response_time_ms, r.success, r.error_message,
                to_char(r."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '/' || r.id
-          FROM unnest(docs) AS f (doc)
-         CROSS JOIN LATERAL usage_analytics.get_usage_records(f.doc || position, page_size, 0) AS r
+          FROM (SELECT t.* FROM usage_analytics._records_by_time(ARRAY(SELECT d || position FROM unnest(docs) AS d),
+                                                                 page_size, 0) AS t
+                 WHERE by_time
+                UNION ALL
+                SELECT g.* FROM unnest(docs) AS f (doc)
+                 CROSS JOIN LATERAL usage_analytics.get_usage_records(f.doc || position, page_size, 0) AS g
+                 WHERE NOT by_time) r
          ORDER BY r."timestamp" DESC, r.id DESC
          LIMIT page_size;
 END;
