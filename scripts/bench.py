@@ -513,6 +513,7 @@ def bench_explorer(db: str, today: dt.date) -> None:
         "trend (day)": f"SELECT * FROM usage_analytics.explorer_trend('day', {rng})",
         "values: user": f"SELECT * FROM usage_analytics.explorer_values('user', {rng})",
         "values: agent": f"SELECT * FROM usage_analytics.explorer_values('agent', {rng})",
+        "values: framework": f"SELECT * FROM usage_analytics.explorer_values('framework', {rng})",
         "values: provider": f"SELECT * FROM usage_analytics.explorer_values('provider', {rng})",
         "values: model": f"SELECT * FROM usage_analytics.explorer_values('model', {rng})",
         "values: message_type": f"SELECT * FROM usage_analytics.explorer_values('message_type', {rng})",
