@@ -39,7 +39,8 @@ install-release: deps
 ## upgrade-script: replay every SQL function of sql/*.sql in the upgrade
 ## script to the current version (scripts/upgrade_functions.py).
 SQL_SOURCES := sql/roles.sql sql/schema.sql sql/identity.sql sql/counters.sql sql/audit.sql sql/admin.sql \
-               sql/partitions.sql sql/queries.sql sql/rollups.sql sql/self_test.sql
+               sql/partitions.sql sql/records.sql sql/summaries.sql sql/rollups.sql \
+               sql/self_test.sql
 # Files new in this version: the upgrade script includes them whole.
 NEW_SQL_SOURCES := sql/price_catalog.sql sql/budgets.sql sql/retention.sql sql/collector.sql sql/explorer.sql
 CURRENT_UPGRADE := sql/upgrades/pg_usage_analytics--0.1.0--$(VERSION).sql

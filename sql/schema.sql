@@ -77,7 +77,7 @@ CREATE INDEX agent_usage_detailed_default_user_id_timestamp_idx
 CREATE INDEX agent_usage_detailed_default_agent_id_timestamp_idx
     ON usage_analytics.agent_usage_detailed_default (agent_id, "timestamp");
 
--- A trigram index for `search` (see _usage_matches in queries.sql): its
+-- A trigram index for `search` (see _usage_matches in records.sql): its
 -- expression is _search_text(), defined here with the index.
 -- The text the trigram index covers. IMMUTABLE and inlined: the index
 -- expression and the query's expression are then the same expression.

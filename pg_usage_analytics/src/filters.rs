@@ -2,7 +2,7 @@
 //! accessors, all over `usage_analytics_core::filters::Filters::parse`.
 //!
 //! The accessors are IMMUTABLE: with a constant filter document the planner
-//! folds them to constants, so `sql/queries.sql` can write one static
+//! folds them to constants, so `sql/records.sql` can write one static
 //! predicate (`_usage_matches`) that still prunes partitions and uses the
 //! indexes for whichever keys are present.
 

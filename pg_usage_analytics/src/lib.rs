@@ -62,11 +62,11 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/partitions.sql",
     name = "partitions",
-    requires = ["schema", "counters", "queries", "admin"]
+    requires = ["schema", "counters", "summaries", "admin"]
 );
 extension_sql_file!(
-    "../../sql/queries.sql",
-    name = "queries",
+    "../../sql/records.sql",
+    name = "records",
     requires = [
         "schema",
         "counters",
@@ -75,7 +75,14 @@ extension_sql_file!(
         _filter_timestamp,
         _filter_text,
         _filter_uuid,
-        _filter_success,
+        _filter_success
+    ]
+);
+extension_sql_file!(
+    "../../sql/summaries.sql",
+    name = "summaries",
+    requires = [
+        "records",
         _filter_rollup_compatible,
         _filter_dates_only
     ]
@@ -88,7 +95,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/self_test.sql",
     name = "self_test",
-    requires = ["admin", "queries", "rollups", resolve_model, calculate_cost]
+    requires = ["admin", "summaries", "rollups", resolve_model, calculate_cost]
 );
 extension_sql_file!(
     "../../sql/price_catalog.sql",
@@ -97,7 +104,7 @@ extension_sql_file!(
         "admin",
         "audit",
         "rollups",
-        "queries",
+        "summaries",
         _import_price_catalog,
         _shipped_price_catalog,
         _catalog_cost
@@ -106,7 +113,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/explorer.sql",
     name = "explorer",
-    requires = ["queries", "identity", "counters"]
+    requires = ["summaries", "identity", "counters"]
 );
 extension_sql_file!(
     "../../sql/collector.sql",
@@ -122,7 +129,7 @@ extension_sql_file!(
     "../../sql/budgets.sql",
     name = "budgets",
     requires = [
-        "queries",
+        "summaries",
         "rollups",
         "admin",
         "audit",

@@ -1143,7 +1143,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics.ensure_partitions FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.ensure_partitions TO usage_analytics_admin;
 
--- from sql/queries.sql
+-- from sql/records.sql
 CREATE OR REPLACE FUNCTION usage_analytics._search_matches(agent_id text, agent_name text, model text, error_message text,
                                                 pattern text)
 RETURNS boolean
@@ -1154,7 +1154,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._search_matches FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._search_matches TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/records.sql
 CREATE OR REPLACE FUNCTION usage_analytics._usage_matches(u usage_analytics.agent_usage_detailed, filters jsonb)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -1190,24 +1190,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._usage_matches FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._usage_matches TO PUBLIC;
 
--- from sql/queries.sql
-CREATE OR REPLACE FUNCTION usage_analytics._rollup_matches(r usage_analytics.agent_performance_metrics, filters jsonb)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-SELECT (usage_analytics._filter_uuid(filters, 'user_id') IS NULL
-        OR r.user_id = usage_analytics._filter_uuid(filters, 'user_id'))
-   AND (usage_analytics._filter_text(filters, 'agent_id') IS NULL
-        OR r.agent_id = usage_analytics._filter_text(filters, 'agent_id'))
-   AND (usage_analytics._filter_text(filters, 'framework') IS NULL
-        OR r.framework = usage_analytics._filter_text(filters, 'framework'))
-   AND (usage_analytics._filter_text(filters, 'provider') IS NULL
-        OR r.provider = usage_analytics._filter_text(filters, 'provider'))
-$$;
-REVOKE ALL ON FUNCTION usage_analytics._rollup_matches FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION usage_analytics._rollup_matches TO PUBLIC;
-
--- from sql/queries.sql
+-- from sql/records.sql
 CREATE OR REPLACE FUNCTION usage_analytics._search_probe_rows("limit" integer, "offset" integer)
 RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -1215,7 +1198,7 @@ AS $$ SELECT least(greatest(("limit"::bigint + "offset") * 20, 1000), 100000) $$
 REVOKE ALL ON FUNCTION usage_analytics._search_probe_rows FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._search_probe_rows TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/records.sql
 CREATE OR REPLACE FUNCTION usage_analytics._records_by_time(docs jsonb[], "limit" integer, "offset" integer)
 RETURNS SETOF usage_analytics.agent_usage_detailed
 LANGUAGE plpgsql STABLE
@@ -1255,7 +1238,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._records_by_time FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._records_by_time TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/records.sql
 CREATE OR REPLACE FUNCTION usage_analytics.get_usage_records(filters jsonb DEFAULT '{}', "limit" integer DEFAULT 100,
                                                              "offset" integer DEFAULT 0)
 RETURNS SETOF usage_analytics.agent_usage_detailed
@@ -1321,7 +1304,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics.get_usage_records FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.get_usage_records TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/records.sql
 CREATE OR REPLACE FUNCTION usage_analytics.usage_export(filters jsonb DEFAULT '{}')
 RETURNS TABLE (id uuid, user_id uuid, agent_id text, agent_name text, framework text, provider text,
                message_type text, input_tokens integer, output_tokens integer, total_tokens integer,
@@ -1344,7 +1327,24 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics.usage_export FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.usage_export TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
+CREATE OR REPLACE FUNCTION usage_analytics._rollup_matches(r usage_analytics.agent_performance_metrics, filters jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT (usage_analytics._filter_uuid(filters, 'user_id') IS NULL
+        OR r.user_id = usage_analytics._filter_uuid(filters, 'user_id'))
+   AND (usage_analytics._filter_text(filters, 'agent_id') IS NULL
+        OR r.agent_id = usage_analytics._filter_text(filters, 'agent_id'))
+   AND (usage_analytics._filter_text(filters, 'framework') IS NULL
+        OR r.framework = usage_analytics._filter_text(filters, 'framework'))
+   AND (usage_analytics._filter_text(filters, 'provider') IS NULL
+        OR r.provider = usage_analytics._filter_text(filters, 'provider'))
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._rollup_matches FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._rollup_matches TO PUBLIC;
+
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._rollup_coverage(from_day date, to_day date)
 RETURNS TABLE (day date, covered_until timestamptz, partial boolean)
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -1371,7 +1371,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._rollup_coverage FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._rollup_coverage TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._fresh_rollup_days(from_day date, to_day date)
 RETURNS date[]
 LANGUAGE sql STABLE
@@ -1382,7 +1382,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._fresh_rollup_days FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._fresh_rollup_days TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._usage_fact_plan(filters jsonb, OUT fresh date[], OUT raw_lo timestamptz[],
                                                 OUT raw_hi timestamptz[], OUT partial date[])
 LANGUAGE plpgsql STABLE
@@ -1431,7 +1431,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._usage_fact_plan FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._usage_fact_plan TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._usage_facts(filters jsonb, fresh date[], raw_lo timestamptz[],
                                              raw_hi timestamptz[])
 RETURNS TABLE (day date, user_id uuid, agent_id text, framework text, provider text,
@@ -1470,7 +1470,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._usage_facts FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._usage_facts TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._whole_days(filters jsonb, OUT first_day date, OUT last_day date,
                                            OUT raw_lo timestamptz[], OUT raw_hi timestamptz[])
 LANGUAGE plpgsql STABLE
@@ -1510,7 +1510,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._whole_days FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._whole_days TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._summary_json(dims jsonb, user_ids uuid[], user_requests numeric[],
                                              user_tokens numeric[], user_costs numeric[])
 RETURNS jsonb
@@ -1569,7 +1569,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._summary_json FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._summary_json TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._summary_system(filters jsonb, OUT dims jsonb, OUT user_ids uuid[],
                                                OUT user_requests numeric[], OUT user_tokens numeric[],
                                                OUT user_costs numeric[])
@@ -1638,7 +1638,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._summary_system FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._summary_system TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._summary_groups(filters jsonb, OUT dims jsonb, OUT user_ids uuid[],
                                                OUT user_requests numeric[], OUT user_tokens numeric[],
                                                OUT user_costs numeric[])
@@ -1682,7 +1682,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._summary_groups FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._summary_groups TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._summary_parts(filters jsonb, OUT dims jsonb, OUT user_ids uuid[],
                                               OUT user_requests numeric[], OUT user_tokens numeric[],
                                               OUT user_costs numeric[])
@@ -1706,7 +1706,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._summary_parts FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._summary_parts TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics.get_usage_summary(filters jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -1727,7 +1727,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics.get_usage_summary FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.get_usage_summary TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._trend_days(filters jsonb)
 RETURNS TABLE (day date, requests numeric, successful numeric, input_tokens numeric, output_tokens numeric,
                cost numeric, unpriced numeric, rt_sum numeric, rt_count numeric, cache_read numeric,
@@ -1786,7 +1786,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._trend_days FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._trend_days TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics._trend_rows(granularity text, docs jsonb[])
 RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
                output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric,
@@ -1812,7 +1812,7 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._trend_rows FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._trend_rows TO PUBLIC;
 
--- from sql/queries.sql
+-- from sql/summaries.sql
 CREATE OR REPLACE FUNCTION usage_analytics.usage_trend(granularity text, filters jsonb DEFAULT '{}')
 RETURNS TABLE (period_start timestamptz, requests bigint, successful_requests bigint, input_tokens bigint,
                output_tokens bigint, cost_usd numeric, avg_response_time_ms numeric,

@@ -1,0 +1,235 @@
+-- Records and export: pages of usage rows (get_usage_records) and the
+-- export's rows (usage_export), with the row filter they share
+-- (_usage_matches) and fast search. Every function that takes filters goes
+-- through the one Rust parser (the _filter_* accessors), and every function
+-- runs as its caller, so row-level security applies as to a plain SELECT.
+
+-- Fast `search` (case-insensitive substring of agent_id, agent_name, model
+-- or error_message) for rare terms as well as common ones.
+--
+-- Every partition carries a trigram GIN index (pg_trgm, required by the
+-- control file) over the four columns joined by spaces: _search_text(). The
+-- planner uses it for `_search_text(u) ILIKE '%term%'`, which _usage_matches
+-- adds to the four ILIKEs it always had. Whatever a column matches, the
+-- joined text matches too (the pattern is always '%…%'), so the extra
+-- condition removes no row; the four ILIKEs still decide, so a term that
+-- would only match across the separator (say 'coder gpt') matches nothing,
+-- exactly as before.
+--
+-- Pages (get_usage_records) need both access paths: a common term finds
+-- its newest matches at once by walking the ("timestamp", id) index
+-- backwards, while a rare one would walk the whole table that way and is
+-- found through the trigram index instead. The planner cannot tell them
+-- apart (no column of the usage table keeps statistics: see
+-- _hide_statistics), so get_usage_records looks first at the newest rows
+-- matching the other filters (a bounded probe, _search_probe_rows): when
+-- they hold the page, it is read along the timestamp index; otherwise
+-- through the trigram index.
+
+
+-- The search condition itself, as the API always had it: the pattern
+-- ('%term%', from _filter_text(filters, 'search')) in any of the four columns.
+CREATE FUNCTION usage_analytics._search_matches(agent_id text, agent_name text, model text, error_message text,
+                                                pattern text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT agent_id ILIKE pattern OR agent_name ILIKE pattern OR model ILIKE pattern OR error_message ILIKE pattern
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._search_matches FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_matches TO PUBLIC;
+
+-- Whether row u matches a (checked) filter document; the search clause
+-- carries the indexable condition (see above).
+CREATE FUNCTION usage_analytics._usage_matches(u usage_analytics.agent_usage_detailed, filters jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT (usage_analytics._filter_timestamp(filters, 'start_date') IS NULL
+        OR u."timestamp" >= usage_analytics._filter_timestamp(filters, 'start_date'))
+   AND (usage_analytics._filter_timestamp(filters, 'end_date') IS NULL
+        OR u."timestamp" < usage_analytics._filter_timestamp(filters, 'end_date'))
+   AND (usage_analytics._filter_uuid(filters, 'user_id') IS NULL
+        OR u.user_id = usage_analytics._filter_uuid(filters, 'user_id'))
+   AND (usage_analytics._filter_text(filters, 'agent_id') IS NULL
+        OR u.agent_id = usage_analytics._filter_text(filters, 'agent_id'))
+   AND (usage_analytics._filter_text(filters, 'framework') IS NULL
+        OR u.framework = usage_analytics._filter_text(filters, 'framework'))
+   AND (usage_analytics._filter_text(filters, 'provider') IS NULL
+        OR u.provider = usage_analytics._filter_text(filters, 'provider'))
+   AND (usage_analytics._filter_text(filters, 'model') IS NULL
+        OR u.model = usage_analytics._filter_text(filters, 'model'))
+   AND (usage_analytics._filter_text(filters, 'message_type') IS NULL
+        OR u.message_type = usage_analytics._filter_text(filters, 'message_type'))
+   AND (usage_analytics._filter_success(filters) IS NULL
+        OR u.success = usage_analytics._filter_success(filters))
+   AND (usage_analytics._filter_text(filters, 'search') IS NULL
+        OR usage_analytics._search_text(u.agent_id, u.agent_name, u.model, u.error_message)
+               ILIKE usage_analytics._filter_text(filters, 'search')
+           AND usage_analytics._search_matches(u.agent_id, u.agent_name, u.model, u.error_message,
+                                           usage_analytics._filter_text(filters, 'search')))
+   AND (usage_analytics._filter_timestamp(filters, 'after_timestamp') IS NULL
+        OR (u."timestamp", u.id) < (usage_analytics._filter_timestamp(filters, 'after_timestamp'),
+                                    coalesce(usage_analytics._filter_uuid(filters, 'after_id'),
+                                             '00000000-0000-0000-0000-000000000000'::uuid)))
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._usage_matches FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._usage_matches TO PUBLIC;
+
+-- Newest rows probed before a search page is read: 20 pages' worth (at
+-- least 1000), so a term in about 1 row of 20 or more is read along the
+-- timestamp index, and a rarer one costs the probe plus its few matches.
+CREATE FUNCTION usage_analytics._search_probe_rows("limit" integer, "offset" integer)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT least(greatest(("limit"::bigint + "offset") * 20, 1000), 100000) $$;
+REVOKE ALL ON FUNCTION usage_analytics._search_probe_rows FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_probe_rows TO PUBLIC;
+
+-- Rows matching any of docs, newest first: checked filter documents
+-- without search, user or agent, either one or a cross product of values
+-- (explorer_filters). Their union is one filter: the range and cursor they
+-- share, plus "column = ANY(values)" for framework, provider, model, message
+-- type and success. Blind to those columns (see _hide_statistics), the
+-- planner takes two of them to match almost nothing and sorts the whole
+-- range; so the range's newest 100,000 rows are walked newest first until
+-- the page is full (the filter cannot move below their LIMIT: the walk stops
+-- early). When they hold the page, it is read from them, exactly; otherwise
+-- (values rare in the range) the planner reads the range.
+CREATE FUNCTION usage_analytics._records_by_time(docs jsonb[], "limit" integer, "offset" integer)
+RETURNS SETOF usage_analytics.agent_usage_detailed
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    shared  jsonb := docs[1] - ARRAY['framework', 'provider', 'model', 'message_type', 'success'];
+    several text;
+    newest  text := 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                      WHERE usage_analytics._usage_matches(u, $1)
+                      ORDER BY u."timestamp" DESC, u.id DESC LIMIT 100000';
+    hits    bigint;
+BEGIN
+    -- The keys are the usage table's column names; values as the parser reads them.
+    SELECT coalesce(string_agg(format(' AND u.%I = ANY (%L::%s[])', k.key, k.vals, k.type), ''), '')
+      INTO several
+      FROM (SELECT c.key, c.type, array_agg(DISTINCT v.value ORDER BY v.value) AS vals
+              FROM unnest(docs) AS d (doc)
+             CROSS JOIN (VALUES ('framework', 'text'), ('provider', 'text'), ('model', 'text'),
+                                ('message_type', 'text'), ('success', 'boolean')) AS c (key, type)
+             CROSS JOIN LATERAL (SELECT CASE c.key WHEN 'success' THEN usage_analytics._filter_success(d.doc)::text
+                                                   ELSE usage_analytics._filter_text(d.doc, c.key) END) AS v (value)
+             WHERE v.value IS NOT NULL
+             GROUP BY c.key, c.type) k;
+    EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM (' || newest || ') u WHERE true' || several || ' LIMIT $2) p'
+        INTO hits
+        USING shared, "limit"::bigint + "offset";
+    RETURN QUERY EXECUTE
+        'SELECT u.* FROM (' || CASE WHEN hits >= "limit"::bigint + "offset" THEN newest
+                                    ELSE 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                                           WHERE usage_analytics._usage_matches(u, $1)' END || ') u
+          WHERE true' || several || '
+          ORDER BY u."timestamp" DESC, u.id DESC
+          LIMIT $2 OFFSET $3'
+        USING shared, "limit", "offset";
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._records_by_time FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._records_by_time TO PUBLIC;
+
+-- Pages of rows, newest first. A search takes the search route: when the
+-- newest _search_probe_rows rows matching the other filters hold the page
+-- (a common term), it is read from them along the ("timestamp", id) index;
+-- otherwise (a rare term) the filters, search included, are planned as
+-- before and the trigram index finds the few matches. Without a search,
+-- user or agent (whose indexes the planner uses), filters on the other
+-- columns take _records_by_time. Every route returns exactly the rows
+-- _usage_matches selects, in the same order.
+CREATE FUNCTION usage_analytics.get_usage_records(filters jsonb DEFAULT '{}', "limit" integer DEFAULT 100,
+                                                             "offset" integer DEFAULT 0)
+RETURNS SETOF usage_analytics.agent_usage_detailed
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    pattern text;
+    hits    bigint;
+BEGIN
+    IF "limit" IS NULL OR "limit" < 0 THEN
+        RAISE EXCEPTION 'get_usage_records: "limit" must be >= 0, got %', coalesce("limit"::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF "offset" IS NULL OR "offset" < 0 THEN
+        RAISE EXCEPTION 'get_usage_records: "offset" must be >= 0, got %', coalesce("offset"::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM usage_analytics.check_filters(filters);
+    filters := coalesce(filters, '{}'::jsonb);
+    pattern := usage_analytics._filter_text(filters, 'search');
+    IF pattern IS NOT NULL AND "limit" > 0 THEN
+        -- Stops as soon as the page's rows are found among the newest rows.
+        EXECUTE
+            'SELECT count(*) FROM (
+                SELECT 1 FROM (SELECT u.agent_id, u.agent_name, u.model, u.error_message
+                                 FROM usage_analytics.agent_usage_detailed u
+                                WHERE usage_analytics._usage_matches(u, $1)
+                                ORDER BY u."timestamp" DESC, u.id DESC
+                                LIMIT $3) r
+                 WHERE usage_analytics._search_matches(r.agent_id, r.agent_name, r.model, r.error_message, $2)
+                 LIMIT $4) hits'
+            INTO hits
+            USING filters - 'search', pattern, usage_analytics._search_probe_rows("limit", "offset"),
+                  "limit"::bigint + "offset";
+        IF hits >= "limit"::bigint + "offset" THEN
+            RETURN QUERY EXECUTE
+                'SELECT r.* FROM (SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                                   WHERE usage_analytics._usage_matches(u, $1)
+                                   ORDER BY u."timestamp" DESC, u.id DESC
+                                   LIMIT $5) r
+                  WHERE usage_analytics._search_matches(r.agent_id, r.agent_name, r.model, r.error_message, $4)
+                  ORDER BY r."timestamp" DESC, r.id DESC
+                  LIMIT $2 OFFSET $3'
+                USING filters - 'search', "limit", "offset", pattern,
+                      usage_analytics._search_probe_rows("limit", "offset");
+            RETURN;
+        END IF;
+    END IF;
+    IF pattern IS NULL AND NOT filters ?| ARRAY['user_id', 'agent_id']
+       AND filters ?| ARRAY['framework', 'provider', 'model', 'message_type', 'success'] THEN
+        RETURN QUERY SELECT * FROM usage_analytics._records_by_time(ARRAY[filters], "limit", "offset");
+        RETURN;
+    END IF;
+    -- EXECUTE plans with the actual filter document, so it folds to constants.
+    RETURN QUERY EXECUTE
+        'SELECT u.* FROM usage_analytics.agent_usage_detailed u
+          WHERE usage_analytics._usage_matches(u, $1)
+          ORDER BY u."timestamp" DESC, u.id DESC
+          LIMIT $2 OFFSET $3'
+        USING filters, "limit", "offset";
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.get_usage_records FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.get_usage_records TO PUBLIC;
+
+-- The export's typed columns, oldest first, for
+--   COPY (SELECT * FROM usage_analytics.usage_export('{...}')) TO STDOUT WITH (FORMAT csv, HEADER)
+-- A single-SELECT SQL function: the planner inlines it into the COPY query,
+-- so rows stream without being materialised.
+CREATE FUNCTION usage_analytics.usage_export(filters jsonb DEFAULT '{}')
+RETURNS TABLE (id uuid, user_id uuid, agent_id text, agent_name text, framework text, provider text,
+               message_type text, input_tokens integer, output_tokens integer, total_tokens integer,
+               cost_usd numeric, response_time_ms integer, success boolean, error_message text,
+               request_metadata jsonb, "timestamp" timestamptz, model text, requested_model text,
+               cache_read_tokens integer, cache_write_tokens integer, cache_write_1h_tokens integer,
+               reasoning_tokens integer, service_tier text, cost_source text, cache_savings_usd numeric)
+LANGUAGE sql STABLE
+AS $$
+    SELECT u.id, u.user_id, u.agent_id, u.agent_name, u.framework, u.provider, u.message_type,
+           u.input_tokens, u.output_tokens, u.total_tokens, u.cost_usd, u.response_time_ms,
+           u.success, u.error_message, u.request_metadata, u."timestamp", u.model, u.requested_model,
+           u.cache_read_tokens, u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens,
+           u.service_tier, u.cost_source, u.cache_savings_usd
+      FROM usage_analytics.agent_usage_detailed u
+     WHERE usage_analytics.check_filters(filters)
+       AND usage_analytics._usage_matches(u, filters)
+     ORDER BY u."timestamp", u.id
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.usage_export FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.usage_export TO PUBLIC;
