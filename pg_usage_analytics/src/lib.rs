@@ -81,11 +81,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/summaries.sql",
     name = "summaries",
-    requires = [
-        "records",
-        _filter_rollup_compatible,
-        _filter_dates_only
-    ]
+    requires = ["records", _filter_rollup_compatible, _filter_dates_only]
 );
 extension_sql_file!(
     "../../sql/rollups.sql",
