@@ -92,10 +92,11 @@ GRANT EXECUTE ON FUNCTION usage_analytics._search_probe_rows TO PUBLIC;
 -- share, plus "column = ANY(values)" for framework, provider, model, message
 -- type and success. Blind to those columns (see _hide_statistics), the
 -- planner takes two of them to match almost nothing and sorts the whole
--- range; so the range's newest 100,000 rows are walked newest first until
--- the page is full (the filter cannot move below their LIMIT: the walk stops
--- early). When they hold the page, it is read from them, exactly; otherwise
--- (values rare in the range) the planner reads the range.
+-- range; so the range's newest rows, 1,000 for each row asked for (at most
+-- 100,000), are walked newest first until the page is full (the filter
+-- cannot move below their LIMIT: the walk stops early). When they hold the
+-- page, it is read from them, exactly; otherwise (values rarer than 1 in
+-- 1,000 of the newest rows) the planner reads the range.
 CREATE FUNCTION usage_analytics._records_by_time(docs jsonb[], "limit" integer, "offset" integer)
 RETURNS SETOF usage_analytics.agent_usage_detailed
 LANGUAGE plpgsql STABLE
@@ -105,7 +106,8 @@ DECLARE
     several text;
     newest  text := 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
                       WHERE usage_analytics._usage_matches(u, $1)
-                      ORDER BY u."timestamp" DESC, u.id DESC LIMIT 100000';
+                      ORDER BY u."timestamp" DESC, u.id DESC LIMIT '
+                    || least(("limit"::bigint + "offset") * 1000, 100000);
     hits    bigint;
 BEGIN
     -- The keys are the usage table's column names; values as the parser reads them.

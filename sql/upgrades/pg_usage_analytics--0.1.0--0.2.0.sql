@@ -1208,7 +1208,8 @@ DECLARE
     several text;
     newest  text := 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
                       WHERE usage_analytics._usage_matches(u, $1)
-                      ORDER BY u."timestamp" DESC, u.id DESC LIMIT 100000';
+                      ORDER BY u."timestamp" DESC, u.id DESC LIMIT '
+                    || least(("limit"::bigint + "offset") * 1000, 100000);
     hits    bigint;
 BEGIN
     -- The keys are the usage table's column names; values as the parser reads them.

@@ -155,6 +155,86 @@ fn pages_tile_with_offset_and_with_keyset() {
     assert_eq!(keyset, all, "keyset pages leave gaps or repeats");
 }
 
+/// Pages filtered on columns without statistics are read from the newest
+/// rows (1,000 per row asked for) when those hold the page, and planned
+/// otherwise: small pages over 3,000 rows take both routes, dense and rare
+/// filters alike, and every page equals an independent WHERE clause.
+#[test]
+fn filtered_pages_equal_the_where_clause_on_both_routes() {
+    let c = cluster();
+    let db = c.fresh_db("filtered_pages");
+    let mut client = c.connect(&db);
+    load_sample(&mut client, 3000, 4);
+    let cases = [
+        // Every fifth row: the newest rows hold any small page.
+        (
+            r#"{"provider": "openai", "model": "gpt-4o"}"#,
+            "provider = 'openai' AND model = 'gpt-4o'",
+        ),
+        // Only on an older day (the sample's framework follows the day).
+        (
+            r#"{"framework": "hybrid", "message_type": "chat"}"#,
+            "framework = 'hybrid' AND message_type = 'chat'",
+        ),
+        (
+            r#"{"provider": "google", "success": false}"#,
+            "provider = 'google' AND NOT success",
+        ),
+        (
+            r#"{"provider": "google", "model": "gemini-exp-1206", "message_type": "chat", "success": false}"#,
+            "provider = 'google' AND model = 'gemini-exp-1206' AND message_type = 'chat' AND NOT success",
+        ),
+        (
+            r#"{"provider": "openai", "model": "no-such-model"}"#,
+            "provider = 'openai' AND model = 'no-such-model'",
+        ),
+    ];
+    let mut routes = std::collections::BTreeSet::new();
+    for (filters, clause) in cases {
+        let matching = ids(
+            &mut client,
+            &format!("SELECT id FROM usage_analytics.agent_usage_detailed WHERE {clause}"),
+        )
+        .len();
+        for (limit, offset) in [(1, 0), (2, 1), (1, 5), (5, 0), (40, 0)] {
+            let expected = ids(
+                &mut client,
+                &format!(
+                    "SELECT id FROM usage_analytics.agent_usage_detailed WHERE {clause}
+                      ORDER BY \"timestamp\" DESC, id DESC LIMIT {limit} OFFSET {offset}"
+                ),
+            );
+            let got = record_ids(&mut client, filters, limit, offset);
+            assert_eq!(got, expected, "get_usage_records({filters}, {limit}, {offset})");
+            // Which route served it: the newest rows hold the page, or not.
+            let window = (limit + offset) * 1000;
+            let in_window: i64 = scalar(
+                &mut client,
+                &format!(
+                    "SELECT count(*) FROM (SELECT * FROM usage_analytics.agent_usage_detailed
+                                           ORDER BY \"timestamp\" DESC, id DESC LIMIT {window}) u
+                      WHERE {clause}"
+                ),
+            )
+            .unwrap()
+            .parse()
+            .unwrap();
+            routes.insert((window < 3000, in_window >= limit + offset, matching > 0));
+        }
+    }
+    for route in [
+        (true, true, true),
+        (true, false, true),
+        (true, false, false),
+        (false, true, true),
+    ] {
+        assert!(
+            routes.contains(&route),
+            "no case took route {route:?}: {routes:?}"
+        );
+    }
+}
+
 #[test]
 fn bad_filters_and_limits_are_refused_naming_the_problem() {
     let c = cluster();
