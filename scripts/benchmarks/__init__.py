@@ -1,0 +1,1 @@
+"""The sections of make bench (scripts/bench.py): one module per concern."""
