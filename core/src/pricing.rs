@@ -534,13 +534,26 @@ impl PriceBook {
         at: i64,
         tier: ServiceTier,
     ) -> Result<Option<Decimal>, CostError> {
-        usage.validate().map_err(CostError::InvalidUsage)?;
-        let Some(canonical) = self.resolve(provider, model) else {
-            return Ok(None);
-        };
         Ok(self
-            .cost_and_savings(provider, &canonical, usage, at, tier)?
+            .resolve_cost_and_savings(provider, model, usage, at, tier)?
             .map(|(cost, _)| cost))
+    }
+
+    /// `cost_and_savings` of the model the caller named, resolved first;
+    /// `Ok(None)` and errors as for `cost_usage`.
+    pub fn resolve_cost_and_savings(
+        &self,
+        provider: Option<&str>,
+        model: Option<&str>,
+        usage: &TokenUsage,
+        at: i64,
+        tier: ServiceTier,
+    ) -> Result<Option<(Decimal, Option<Decimal>)>, CostError> {
+        usage.validate().map_err(CostError::InvalidUsage)?;
+        match self.resolve(provider, model) {
+            Some(canonical) => self.cost_and_savings(provider, &canonical, usage, at, tier),
+            None => Ok(None),
+        }
     }
 
     /// A request's cost and cache savings (what its cache reads would have

@@ -33,7 +33,7 @@ use usage_analytics_core::pricing::{
     parse_price, ClassPriceOverrides, ClassPrices, ContextTier, ModelRates, PriceBook, ServiceTier,
     TieredPricePoint,
 };
-use usage_analytics_core::usage::{normalize_usage as normalize, TokenUsage};
+use usage_analytics_core::usage::normalize_usage as normalize;
 
 thread_local! {
     static BOOK: RefCell<Option<Rc<PriceBook>>> = const { RefCell::new(None) };
@@ -290,26 +290,6 @@ fn calculate_cost(
     }
 }
 
-/// A request's cost and cache savings for the model the caller named
-/// (`core::pricing::PriceBook::cost_and_savings` after resolving it once);
-/// None when no price is known for the model at that time and tier.
-pub fn cost_and_savings(
-    book: &PriceBook,
-    provider: Option<&str>,
-    model: Option<&str>,
-    usage: &TokenUsage,
-    at: i64,
-    tier: ServiceTier,
-) -> Result<Option<(Decimal, Option<Decimal>)>, String> {
-    usage.validate().map_err(|e| e.to_string())?;
-    match book.resolve(provider, model) {
-        Some(canonical) => book
-            .cost_and_savings(provider, &canonical, usage, at, tier)
-            .map_err(|e| e.to_string()),
-        None => Ok(None),
-    }
-}
-
 fn service_tier(argument: &str, value: Option<&str>) -> ServiceTier {
     ServiceTier::from_str(value.unwrap_or("standard"))
         .unwrap_or_else(|e| raise_invalid(format!("{argument}: invalid service_tier: {e}")))
@@ -343,7 +323,7 @@ fn calculate_cost_of_usage(
     let tokens =
         normalize(provider, &usage.0).unwrap_or_else(|e| raise_invalid(format!("calculate_cost: {e}")));
     let tier = self::service_tier("calculate_cost", service_tier);
-    match cost_and_savings(&price_book(), provider, model, &tokens, at, tier) {
+    match price_book().resolve_cost_and_savings(provider, model, &tokens, at, tier) {
         Ok(priced) => priced.map(|(cost, _)| to_numeric(cost)),
         Err(e) => raise_invalid(format!("calculate_cost: {e}")),
     }

@@ -5,7 +5,7 @@
 //! and installs it (sql/price_catalog.sql).
 
 use crate::errors::raise_invalid;
-use crate::price_cache::{cost_and_savings, price_book, to_numeric};
+use crate::price_cache::{price_book, to_numeric};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -165,14 +165,8 @@ fn _catalog_cost(
         reasoning_tokens: reasoning_tokens.into(),
     };
     let tier = ServiceTier::from_str(service_tier).unwrap_or_else(|e| raise_invalid(format!("reprice: {e}")));
-    match cost_and_savings(
-        &price_book(),
-        provider,
-        model,
-        &usage,
-        pg_sys::TimestampTz::from(at),
-        tier,
-    ) {
+    match price_book().resolve_cost_and_savings(provider, model, &usage, pg_sys::TimestampTz::from(at), tier)
+    {
         Ok(priced) => priced.map(|(cost, savings)| vec![Some(to_numeric(cost)), savings.map(to_numeric)]),
         Err(e) => raise_invalid(format!("reprice: {e}")),
     }
