@@ -4,8 +4,8 @@
 -- selections become one filter document per combination of values, each
 -- checked by the one filter parser; summary and trend merge what the API
 -- itself returns for them, and records are exactly the API's pages merged
--- (read in one pass; see explorer_records). Like the API's summary and trend, these
--- functions run without JIT (see get_usage_summary).
+-- (read in one pass; see explorer_records). Like the API's summary and
+-- trend, these functions run without JIT (see get_usage_summary).
 
 -- The most filter documents one selection may expand to: enough for a few
 -- values of several keys at once (4 users x 4 agents x 4 models = 64);
