@@ -36,16 +36,21 @@ install-release: deps
 	cd pg_usage_analytics && cargo pgrx install --release --pg-config "$(PG_CONFIG)"
 	$(MAKE) --no-print-directory install-upgrade-scripts
 
-## upgrade-script: replay every SQL function of sql/*.sql in the upgrade
-## script to the current version (scripts/upgrade_functions.py).
+## upgrade-script: build the upgrade script to the current version from its
+## hand-written template and every SQL function of sql/*.sql
+## (scripts/upgrade_functions.py), into target/sql-upgrades/.
 SQL_SOURCES := sql/roles.sql sql/schema.sql sql/identity.sql sql/counters.sql sql/audit.sql sql/admin.sql \
                sql/partitions.sql sql/records.sql sql/summaries.sql sql/rollups.sql \
                sql/self_test.sql
 # Files new in this version: the upgrade script includes them whole.
 NEW_SQL_SOURCES := sql/price_catalog.sql sql/budgets.sql sql/retention.sql sql/collector.sql sql/explorer.sql
-CURRENT_UPGRADE := sql/upgrades/pg_usage_analytics--0.1.0--$(VERSION).sql
+UPGRADE_BUILD_DIR := $(CURDIR)/target/sql-upgrades
+CURRENT_UPGRADE := pg_usage_analytics--0.1.0--$(VERSION).sql
 upgrade-script:
-	python3 scripts/upgrade_functions.py $(CURRENT_UPGRADE) $(SQL_SOURCES) --new $(NEW_SQL_SOURCES)
+	@if [ -e sql/upgrades/$(CURRENT_UPGRADE).in ]; then \
+	    python3 scripts/upgrade_functions.py sql/upgrades/$(CURRENT_UPGRADE).in $(UPGRADE_BUILD_DIR)/$(CURRENT_UPGRADE) \
+	        $(SQL_SOURCES) --new $(NEW_SQL_SOURCES); \
+	fi
 
 ## price-catalog: refresh the shipped LiteLLM price catalog from PyPI
 ## (LITELLM_VERSION=x.y.z for a given litellm release).
@@ -55,16 +60,19 @@ price-catalog: deps
 ## Released versions' install scripts and the upgrade scripts between them,
 ## so ALTER EXTENSION pg_usage_analytics UPDATE works from any shipped version.
 install-upgrade-scripts: upgrade-script
-	@for f in sql/released/*.sql sql/upgrades/*.sql; do \
+	@for f in sql/released/*.sql $(UPGRADE_BUILD_DIR)/*.sql; do \
 	    [ -e "$$f" ] || continue; \
 	    [ "$$(basename $$f)" = "pg_usage_analytics--$(VERSION).sql" ] && continue; \
 	    install -m 644 "$$f" "$(EXTENSION_DIR)/"; \
 	done
 
-## freeze-release: record the current install script as shipped (then every
-## schema change needs a version bump and sql/upgrades/…--OLD--NEW.sql).
+## freeze-release: record the current install script and the upgrade script to
+## it as shipped (then every schema change needs a version bump and a new
+## sql/upgrades/…--OLD--NEW.sql.in).
 freeze-release: install
 	grep -v '^--' "$(EXTENSION_DIR)/pg_usage_analytics--$(VERSION).sql" > "sql/released/pg_usage_analytics--$(VERSION).sql"
+	cp "$(UPGRADE_BUILD_DIR)/$(CURRENT_UPGRADE)" sql/released/
+	git rm -q "sql/upgrades/$(CURRENT_UPGRADE).in"
 
 ## test: every test, in order, stopping at the first failure.
 test: deps fmt-check clippy unit pgrx-test install integration grafana-test bench-smoke
@@ -134,7 +142,8 @@ clean:
 PACKAGE_TARGET_DIR ?= $(CURDIR)/target-package
 .PHONY: package package-test package-test-host
 package: deps upgrade-script
-	CARGO_TARGET_DIR="$(PACKAGE_TARGET_DIR)" PG_CONFIG="$(PG_CONFIG)" bash packaging/package.sh
+	CARGO_TARGET_DIR="$(PACKAGE_TARGET_DIR)" PG_CONFIG="$(PG_CONFIG)" UPGRADE_BUILD_DIR="$(UPGRADE_BUILD_DIR)" \
+	    bash packaging/package.sh
 
 ## package-test: the packages on a clean Debian 12 root (debootstrap into target/debroot,
 ## the base root cached in target/debroot-cache): install, CREATE EXTENSION, self_test(),

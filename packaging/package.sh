@@ -29,13 +29,14 @@ fi
 
 # 1. The extension, exactly as `make install-release` installs it: cargo pgrx
 #    package's tree, plus the frozen install scripts of released versions and the
-#    upgrade scripts (but never a released copy of the current version's script).
+#    upgrade scripts (frozen, or built by `make upgrade-script`), but never a
+#    released copy of the current version's script.
 stage=$CARGO_TARGET_DIR/release/pg_usage_analytics-pg15
 rm -rf "$stage"
 (cd pg_usage_analytics && cargo pgrx package --pg-config "$PG_CONFIG")
 extdir=$stage$("$PG_CONFIG" --sharedir)/extension
 libdir=$stage$("$PG_CONFIG" --pkglibdir)
-for f in sql/released/*.sql sql/upgrades/*.sql; do
+for f in sql/released/*.sql "${UPGRADE_BUILD_DIR:?set by make package}"/*.sql; do
     [[ -e $f && $(basename "$f") != "pg_usage_analytics--$version.sql" ]] || continue
     install -m 644 "$f" "$extdir/"
 done

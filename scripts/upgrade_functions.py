@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerates the generated section of an upgrade script from sql/*.sql.
+"""Writes an upgrade script: its hand-written template (sql/upgrades/*.sql.in)
+with the functions of sql/*.sql filled in between the template's markers.
 
 Every SQL function and procedure of the install files that existed in the
 previous version is replayed as CREATE OR REPLACE, each with the
@@ -7,10 +8,13 @@ REVOKE/GRANT statements that follow it; files new in this version (given
 after --new) are included whole after them, since none of their objects
 exist yet. An upgrade therefore always ends with exactly the functions,
 privileges and new objects a fresh install has (tests/tests/upgrade.rs
-compares the two catalogs).
+compares the two catalogs). The functions are not kept twice in the tree:
+the script is built (into target/) by `make upgrade-script`, and frozen into
+sql/released/ with its version by `make freeze-release`.
 
-Usage: upgrade_functions.py UPGRADE_SCRIPT SQL_FILE... [--new NEW_SQL_FILE...]
+Usage: upgrade_functions.py TEMPLATE OUTPUT SQL_FILE... [--new NEW_SQL_FILE...]
 """
+import os
 import re
 import sys
 
@@ -32,12 +36,13 @@ def definitions(text):
         yield "CREATE OR REPLACE " + text[match.start() + len("CREATE "):end] + "\n" + privileges
 
 
-def main(script, args):
+def main(template, output, args):
     sources, new = (args[: args.index("--new")], args[args.index("--new") + 1:]) if "--new" in args else (args, [])
-    with open(script) as f:
-        current = f.read()
-    head, rest = current.split(BEGIN)
-    _, tail = rest.split(END)
+    with open(template) as f:
+        head, rest = f.read().split(BEGIN)
+    generated, tail = rest.split(END)
+    if generated.strip():
+        sys.exit(f"{template}: nothing may stand between the markers; the functions come from sql/*.sql")
     parts = []
     for source in sources:
         with open(source) as f:
@@ -46,9 +51,10 @@ def main(script, args):
     for source in new:
         with open(source) as f:
             parts.append(f"-- {source}, new in this version, whole\n{f.read()}\n")
-    with open(script, "w") as f:
+    os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
+    with open(output, "w") as f:
         f.write(head + BEGIN + "\n".join(parts) + END + tail)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])

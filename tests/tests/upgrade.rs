@@ -70,7 +70,7 @@ fn the_current_schema_is_released_or_has_an_upgrade_path() {
         assert!(
             normalized(frozen) == normalized(&current_script),
             "the install script of {CURRENT} differs from sql/released/pg_usage_analytics--{latest}.sql: \
-             {CURRENT} has shipped, so bump the version, add sql/upgrades/pg_usage_analytics--{CURRENT}--NEW.sql \
+             {CURRENT} has shipped, so bump the version, add sql/upgrades/pg_usage_analytics--{CURRENT}--NEW.sql.in \
              and run `make freeze-release`"
         );
     } else {
