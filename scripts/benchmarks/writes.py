@@ -10,7 +10,7 @@ import time
 from decimal import Decimal
 
 from .harness import (
-    AGENTS, Broken, COPY_ROWS, DAYS, DAY_ROWS, ENV, PGBENCH_ROUNDS, PGBENCH_SECONDS, PGDIR, ROOT,
+    AGENTS, Broken, COPY_ROWS, DAYS, DAY_ROWS, ENV, OUT, PGBENCH_ROUNDS, PGBENCH_SECONDS, PGDIR, ROOT, SCRIPTS,
     SEARCH_TABLE_ROWS, TOKEN_CLASS_COLS, USERS, add_check, add_context, add_result, alternate, fmt_ms, lit,
     median, pgbench_rounds, psql, rows, scalar, section, ts
 )
@@ -45,7 +45,15 @@ def bench_search_insert(db: str) -> None:
              for t in ("bench.search_plain", "bench.search_trgm")]
     add_check("search-index insert tables: only one has the trigram index", n_idx == [0, 1],
               f"trigram indexes: plain {n_idx[0]}, trgm {n_idx[1]}")
-    tps = pgbench_rounds(db, {"trgm": "insert_search_trgm.sql", "plain": "insert_search_plain.sql"})
+    # insert_clone.sql's row, aimed at each table.
+    clone_insert = (SCRIPTS / "insert_clone.sql").read_text()
+    assert "INSERT INTO bench.usage_clone" in clone_insert
+    scripts = {}
+    for name in ("trgm", "plain"):
+        scripts[name] = OUT / f"insert_search_{name}.sql"
+        scripts[name].write_text(clone_insert.replace("INSERT INTO bench.usage_clone",
+                                                      f"INSERT INTO bench.search_{name}"))
+    tps = pgbench_rounds(db, scripts)
     add_result("INSERT with the trigram search index (pgbench -M prepared, 2 clients)", f"{tps['trgm']:,.0f} tps",
                f"same table without it: {tps['plain']:,.0f} tps", tps["trgm"] / tps["plain"], None, None,
                "measured tps / baseline tps", note="trigger-free copies of one partition; no goal of its own "
