@@ -146,7 +146,8 @@ REVOKE ALL ON FUNCTION usage_analytics._count_rows FROM PUBLIC;
 
 -- Removes the monthly partitions older than the policy's keep_months; one
 -- row per partition handled: action drop, detach or skipped, and the rows
--- it held. Admin only; each removal is audited. Runs in the scheduled
+-- it held. The collector's claims of a removed month's spans
+-- (collector_spans) go with it. Admin only; each removal is audited. Runs in the scheduled
 -- maintenance (run_maintenance), in a transaction of its own.
 --
 -- Order and locks:
@@ -179,6 +180,7 @@ DECLARE
     removed date[] := '{}';
     stale   date;
     target  text;
+    forgotten bigint;
 BEGIN
     PERFORM usage_analytics._require_admin('apply_retention');
     SELECT * INTO policy FROM usage_analytics.retention_policy;
@@ -243,10 +245,17 @@ BEGIN
                 action := 'drop';
             END IF;
             removed := removed || months[i];
+            -- The collector's claims of the month's spans go with its rows:
+            -- the ledger stays as long as the table it guards.
+            DELETE FROM usage_analytics.collector_spans c
+             WHERE c."timestamp" >= months[i]::timestamp AT TIME ZONE 'UTC'
+               AND c."timestamp" < (months[i] + interval '1 month') AT TIME ZONE 'UTC';
+            GET DIAGNOSTICS forgotten = ROW_COUNT;
             INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
             VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'apply_retention', parts[i],
                     jsonb_strip_nulls(jsonb_build_object(
                         'action', action, 'rows', rows, 'month', months[i], 'keep_months', policy.keep_months,
+                        'collector_spans_forgotten', forgotten,
                         'archived_as', CASE WHEN target IS NOT NULL
                                             THEN format('usage_analytics_archive.%I', target) END)));
         EXCEPTION

@@ -148,6 +148,16 @@ fn dropping_old_months_keeps_summaries_trends_and_counters() {
     .unwrap();
     assert_ne!(records_before, "0");
 
+    // The collector's span claims: two in removed months, one in a kept month.
+    client
+        .batch_execute(&format!(
+            "SELECT usage_analytics.collector_claim_spans(
+                 ARRAY[gen_random_uuid(), gen_random_uuid(), gen_random_uuid()],
+                 ARRAY['{removed_from}'::timestamptz, '{kept_from}'::timestamptz - interval '1 second',
+                       '{kept_from}'::timestamptz])"
+        ))
+        .unwrap();
+
     client
         .batch_execute("SELECT usage_analytics.set_retention(2)")
         .unwrap();
@@ -156,6 +166,24 @@ fn dropping_old_months_keeps_summaries_trends_and_counters() {
         "SELECT partition, action, rows FROM usage_analytics.apply_retention() ORDER BY 1",
     );
     assert_eq!(removed.len(), 4, "{removed:?}"); // months 6, 5, 4 and 3 back (6 back is empty)
+    // Only the claims of removed months are forgotten.
+    assert_eq!(
+        text_rows(
+            &mut client,
+            "SELECT \"timestamp\" >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '2 months'
+               FROM usage_analytics.collector_spans"
+        ),
+        vec![vec![Some("t".to_string())]]
+    );
+    assert_eq!(
+        scalar(
+            &mut client,
+            "SELECT sum((details->>'collector_spans_forgotten')::int) FROM usage_analytics.admin_audit_log
+              WHERE action = 'apply_retention'"
+        )
+        .as_deref(),
+        Some("2")
+    );
     assert!(
         removed.iter().all(|r| r[1].as_deref() == Some("drop")),
         "{removed:?}"
