@@ -668,11 +668,14 @@ BEGIN
     -- The hard budgets in scope, locked in id order (no deadlock between
     -- authorizers or with committing writers); then a fresh snapshot sees
     -- every reservation committed before the lock was granted.
+    -- A request whose framework is not given may belong to any framework:
+    -- budgets scoped to one count it (a hard one must never let it pass
+    -- unchecked), so its framework is taken as each budget's own.
     hard_ids := ARRAY(
         SELECT b.id FROM usage_analytics.budgets b
          WHERE b.enforcement = 'hard'
            AND usage_analytics._budget_in_scope(b, authorize_request.user_id, authorize_request.agent_id,
-                                                authorize_request.framework, p, m)
+                                                coalesce(authorize_request.framework, b.scope_framework), p, m)
          ORDER BY b.id
            FOR NO KEY UPDATE);
 
@@ -685,7 +688,7 @@ BEGIN
       FROM usage_analytics._budget_state() s
       JOIN usage_analytics.budgets b ON b.id = s.id
      WHERE usage_analytics._budget_in_scope(b, authorize_request.user_id, authorize_request.agent_id,
-                                            authorize_request.framework, p, m);
+                                            coalesce(authorize_request.framework, b.scope_framework), p, m);
 
     IF cardinality(hard_ids) > 0 AND cost IS NULL THEN
         reason := 'unpriced';

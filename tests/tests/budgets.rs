@@ -308,6 +308,33 @@ fn concurrent_authorizers_never_overshoot_a_hard_limit() {
     assert_eq!(answer["budgets"][0]["name"], "soft-all");
 }
 
+/// A hard budget scoped to a framework checks an authorization that names no
+/// framework (it may be one of that framework's requests), and leaves alone
+/// one that names another framework.
+#[test]
+fn a_framework_scoped_hard_budget_checks_requests_of_unknown_framework() {
+    let db = budget_db("budget_framework_scope");
+    let mut c = session(&db);
+    let u = USERS[4];
+    c.batch_execute(&format!(
+        "SELECT usage_analytics.set_budget('crewai-tiny', '{{\"framework\": \"crewai\"}}', 'month', {})",
+        GPT4O_1K_1K / 2.0
+    ))
+    .unwrap();
+    let reason = |c: &mut Client, framework: &str| -> String {
+        text(
+            c,
+            &format!(
+                "SELECT usage_analytics.authorize_request('{u}', 'a', 'openai', 'gpt-4o', 1000, 1000,
+                        framework => {framework}) ->> 'reason'"
+            ),
+        )
+    };
+    assert_eq!(reason(&mut c, "NULL"), "budget_exceeded");
+    assert_eq!(reason(&mut c, "'crewai'"), "budget_exceeded");
+    assert_eq!(reason(&mut c, "'langchain'"), "no_budget");
+}
+
 #[test]
 fn reservations_expire_and_are_released() {
     let db = budget_db("budget_reservations");
