@@ -190,15 +190,8 @@ tour psql_as demo_admin -c "SELECT day, to_char(day, 'Dy') AS weekday, round(exp
        round(low_usd, 2) AS low_usd, round(high_usd, 2) AS high_usd FROM usage_analytics.forecast_cost(7)"
 
 step "cost_recommendations(): cheaper models of the same provider at the same or a lower tier,"
-echo "   priced exactly on the same requests (demo_admin first adds tiers for current models)"
+echo "   priced exactly on the same requests"
 tour psql_as demo_admin <<'SQL'
-INSERT INTO usage_analytics.model_tiers (provider, model, tier) VALUES
-    ('openai', 'gpt-5', 'flagship'), ('openai', 'gpt-4.1', 'mid'), ('openai', 'gpt-5-mini', 'economy'),
-    ('openai', 'gpt-4.1-mini', 'economy'), ('anthropic', 'claude-opus-4-5', 'flagship'),
-    ('anthropic', 'claude-sonnet-4-5', 'mid'), ('anthropic', 'claude-haiku-4-5', 'economy'),
-    ('google', 'gemini-2.5-pro', 'flagship'), ('google', 'gemini-2.5-flash', 'mid'),
-    ('google', 'gemini-2.5-flash-lite', 'economy')
-ON CONFLICT DO NOTHING;
 -- The largest saving per current model.
 SELECT * FROM (
     SELECT DISTINCT ON (provider, current_model) agent_id, provider, current_model, suggested_model, requests,

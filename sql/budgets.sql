@@ -114,7 +114,18 @@ INSERT INTO usage_analytics.model_tiers (provider, model, tier) VALUES
     ('perplexity', 'llama-3.1-sonar-large-128k-online', 'mid'),
     ('perplexity', 'llama-3.1-sonar-small-128k-online', 'economy'),
     ('google',     'gemini-1.5-pro',                    'flagship'),
-    ('google',     'gemini-1.5-flash',                  'economy');
+    ('google',     'gemini-1.5-flash',                  'economy'),
+    -- Current models of the shipped catalog.
+    ('openai',     'gpt-5',                             'flagship'),
+    ('openai',     'gpt-4.1',                           'mid'),
+    ('openai',     'gpt-5-mini',                        'economy'),
+    ('openai',     'gpt-4.1-mini',                      'economy'),
+    ('anthropic',  'claude-opus-4-5',                   'flagship'),
+    ('anthropic',  'claude-sonnet-4-5',                 'mid'),
+    ('anthropic',  'claude-haiku-4-5',                  'economy'),
+    ('google',     'gemini-2.5-pro',                    'flagship'),
+    ('google',     'gemini-2.5-flash',                  'mid'),
+    ('google',     'gemini-2.5-flash-lite',             'economy');
 -- A restore loads the dumped tiers over the installed ones (see audit.sql).
 CREATE TRIGGER keep_installed_rows_restorable BEFORE INSERT ON usage_analytics.model_tiers
     FOR EACH ROW EXECUTE FUNCTION usage_analytics._keep_installed_rows_restorable();
