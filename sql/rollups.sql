@@ -10,6 +10,9 @@ CREATE FUNCTION usage_analytics.rollup_daily(day date DEFAULT ((now() AT TIME ZO
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
+-- Room to hash the day's groups (about 400 bytes each; 50,000 for a
+-- 1M-row day) instead of sorting the day's rows; a cap, not an allocation.
+SET work_mem = '64MB'
 AS $$
 DECLARE
     target  date := rollup_daily.day;
@@ -47,8 +50,13 @@ BEGIN
       FROM usage_analytics.usage_daily_user d WHERE d.day = target;
 
     DELETE FROM usage_analytics.agent_performance_metrics WHERE date = target;
-    WITH fine AS (
-        -- One scan of the day, grouped down to the action for popular_actions.
+    -- One scan of the day, grouped down to the action for popular_actions,
+    -- into a temporary table: CREATE TABLE AS may use parallel workers (an
+    -- INSERT … SELECT may not), and this aggregate is most of the rollup.
+    IF to_regclass('pg_temp.rollup_fine') IS NOT NULL THEN
+        DROP TABLE pg_temp.rollup_fine;  -- an earlier day of this transaction's (rollup_range)
+    END IF;
+    CREATE TEMP TABLE rollup_fine ON COMMIT DROP AS
         SELECT u.user_id, u.agent_id, u.framework, u.provider,
                coalesce(u.request_metadata->>'action', u.message_type, 'unknown') AS action,
                max(u.agent_name) AS agent_name,
@@ -64,11 +72,11 @@ BEGIN
                    AS priced_tokens
           FROM usage_analytics.agent_usage_detailed u
          WHERE u."timestamp" >= lo AND u."timestamp" < hi
-         GROUP BY 1, 2, 3, 4, 5
-    ), ranked AS (
+         GROUP BY 1, 2, 3, 4, 5;
+    WITH ranked AS (
         SELECT f.*, row_number() OVER (PARTITION BY f.user_id, f.agent_id, f.framework, f.provider
                                        ORDER BY f.requests DESC, f.action) AS action_rank
-          FROM fine f
+          FROM rollup_fine f
     )
     INSERT INTO usage_analytics.agent_performance_metrics
         (user_id, agent_id, agent_name, framework, provider, date, total_requests, successful_requests,
