@@ -166,6 +166,7 @@ fn dropping_old_months_keeps_summaries_trends_and_counters() {
         "SELECT partition, action, rows FROM usage_analytics.apply_retention() ORDER BY 1",
     );
     assert_eq!(removed.len(), 4, "{removed:?}"); // months 6, 5, 4 and 3 back (6 back is empty)
+
     // Only the claims of removed months are forgotten.
     assert_eq!(
         text_rows(
