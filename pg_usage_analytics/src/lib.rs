@@ -136,6 +136,24 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!(
+    "../../sql/forecasts.sql",
+    name = "forecasts",
+    requires = ["summaries", check_filters]
+);
+extension_sql_file!(
+    "../../sql/recommendations.sql",
+    name = "recommendations",
+    requires = [
+        "records",
+        "summaries",
+        "admin",
+        "audit",
+        calculate_cost,
+        resolve_model,
+        check_filters
+    ]
+);
+extension_sql_file!(
     "../../sql/row_security.sql",
     name = "row_security",
     requires = [
@@ -148,6 +166,8 @@ extension_sql_file!(
         "self_test",
         "price_catalog",
         "budgets",
+        "forecasts",
+        "recommendations",
         "retention",
         "collector",
         "explorer"
