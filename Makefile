@@ -47,6 +47,7 @@ NEW_SQL_SOURCES := sql/price_catalog.sql sql/budgets.sql sql/forecasts.sql sql/r
 UPGRADE_BUILD_DIR := $(CURDIR)/target/sql-upgrades
 CURRENT_UPGRADE := pg_usage_analytics--0.1.0--$(VERSION).sql
 upgrade-script:
+	@rm -rf $(UPGRADE_BUILD_DIR)
 	@if [ -e sql/upgrades/$(CURRENT_UPGRADE).in ]; then \
 	    python3 scripts/upgrade_functions.py sql/upgrades/$(CURRENT_UPGRADE).in $(UPGRADE_BUILD_DIR)/$(CURRENT_UPGRADE) \
 	        $(SQL_SOURCES) --new $(NEW_SQL_SOURCES); \

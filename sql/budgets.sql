@@ -618,6 +618,10 @@ BEGIN
     IF authorize_request.agent_id IS NULL OR btrim(authorize_request.agent_id) = '' THEN
         RAISE EXCEPTION 'authorize_request: agent_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- Without one, no provider-scoped budget could see the request.
+    IF coalesce(p, '') = '' THEN
+        RAISE EXCEPTION 'authorize_request: provider must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF estimated_input_tokens IS NULL OR estimated_input_tokens < 0
        OR estimated_output_tokens IS NULL OR estimated_output_tokens < 0 THEN
         RAISE EXCEPTION 'authorize_request: estimated_input_tokens and estimated_output_tokens must be >= 0, got % and %',

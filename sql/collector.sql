@@ -21,6 +21,8 @@ CREATE TABLE usage_analytics.collector_spans (
     "timestamp" timestamptz NOT NULL,
     recorded_at timestamptz NOT NULL DEFAULT now()
 );
+-- For forgetting old claims (retention) without reading the whole ledger.
+CREATE INDEX collector_spans_timestamp_idx ON usage_analytics.collector_spans ("timestamp");
 COMMENT ON TABLE usage_analytics.collector_spans IS
     'Spans recorded by usage-analytics-collector (id = the usage row id), so a resent span is recorded once';
 -- Nobody but the owner (through collector_claim_spans) touches it directly.

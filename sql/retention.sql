@@ -146,8 +146,7 @@ REVOKE ALL ON FUNCTION usage_analytics._count_rows FROM PUBLIC;
 
 -- Removes the monthly partitions older than the policy's keep_months; one
 -- row per partition handled: action drop, detach or skipped, and the rows
--- it held. The collector's claims of a removed month's spans
--- (collector_spans) go with it. Admin only; each removal is audited. Runs in the scheduled
+-- it held. Admin only; each removal is audited. Runs in the scheduled
 -- maintenance (run_maintenance), in a transaction of its own.
 --
 -- Order and locks:
@@ -180,7 +179,6 @@ DECLARE
     removed date[] := '{}';
     stale   date;
     target  text;
-    forgotten bigint;
 BEGIN
     PERFORM usage_analytics._require_admin('apply_retention');
     SELECT * INTO policy FROM usage_analytics.retention_policy;
@@ -245,17 +243,10 @@ BEGIN
                 action := 'drop';
             END IF;
             removed := removed || months[i];
-            -- The collector's claims of the month's spans go with its rows:
-            -- the ledger stays as long as the table it guards.
-            DELETE FROM usage_analytics.collector_spans c
-             WHERE c."timestamp" >= months[i]::timestamp AT TIME ZONE 'UTC'
-               AND c."timestamp" < (months[i] + interval '1 month') AT TIME ZONE 'UTC';
-            GET DIAGNOSTICS forgotten = ROW_COUNT;
             INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
             VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'apply_retention', parts[i],
                     jsonb_strip_nulls(jsonb_build_object(
                         'action', action, 'rows', rows, 'month', months[i], 'keep_months', policy.keep_months,
-                        'collector_spans_forgotten', forgotten,
                         'archived_as', CASE WHEN target IS NOT NULL
                                             THEN format('usage_analytics_archive.%I', target) END)));
         EXCEPTION
@@ -280,6 +271,40 @@ END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics.apply_retention FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.apply_retention TO usage_analytics_admin;
+
+-- Forgets the collector's claims (collector_spans) of spans older than the
+-- months retention removed (retention_policy.removed_before): their rows
+-- are gone, so the ledger stays as long as the table it guards. Returns how
+-- many; audited when any. run_maintenance calls it after apply_retention,
+-- in a transaction of its own, so the usage table's lock is never held
+-- while it deletes; the index on "timestamp" makes a run with nothing to
+-- forget one probe. Admin only.
+CREATE FUNCTION usage_analytics._forget_removed_span_claims()
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    before timestamptz;
+    n      bigint;
+BEGIN
+    PERFORM usage_analytics._require_admin('apply_retention');
+    SELECT p.removed_before INTO before FROM usage_analytics.retention_policy p;
+    IF before IS NULL THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM usage_analytics.collector_spans c WHERE c."timestamp" < before;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
+        VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'collector_forget_spans', NULL,
+                jsonb_build_object('before', before, 'forgotten', n, 'by', 'retention'));
+    END IF;
+    RETURN n;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._forget_removed_span_claims FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._forget_removed_span_claims TO usage_analytics_admin;
 
 -- The policy, the oldest month the usage table still holds rows of, and
 -- the first UTC day apply_retention has a month to remove (today when one

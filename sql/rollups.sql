@@ -11,8 +11,10 @@ RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 -- Room to hash the day's groups (about 400 bytes each; 50,000 for a
--- 1M-row day) instead of sorting the day's rows; a cap, not an allocation.
+-- 1M-row day) instead of sorting the day's rows: at most 64 MB in the
+-- leader and in each parallel worker (a cap, not an allocation).
 SET work_mem = '64MB'
+SET hash_mem_multiplier = 1
 AS $$
 DECLARE
     target  date := rollup_daily.day;
@@ -22,6 +24,7 @@ DECLARE
     changed bigint;
     written integer;
     last_seen timestamptz;
+    fine    text;
 BEGIN
     PERFORM usage_analytics._require_admin('rollup_daily');
     IF target IS NULL THEN
@@ -53,10 +56,9 @@ BEGIN
     -- One scan of the day, grouped down to the action for popular_actions,
     -- into a temporary table: CREATE TABLE AS may use parallel workers (an
     -- INSERT … SELECT may not), and this aggregate is most of the rollup.
-    IF to_regclass('pg_temp.rollup_fine') IS NOT NULL THEN
-        DROP TABLE pg_temp.rollup_fine;  -- an earlier day of this transaction's (rollup_range)
-    END IF;
-    CREATE TEMP TABLE rollup_fine ON COMMIT DROP AS
+    -- Later days of the same transaction (rollup_range) reuse the table, so
+    -- a range takes no new locks per day.
+    fine := format($q$
         SELECT u.user_id, u.agent_id, u.framework, u.provider,
                coalesce(u.request_metadata->>'action', u.message_type, 'unknown') AS action,
                max(u.agent_name) AS agent_name,
@@ -71,12 +73,19 @@ BEGIN
                coalesce(sum(u.input_tokens::bigint + u.output_tokens) FILTER (WHERE u.cost_usd IS NOT NULL), 0)
                    AS priced_tokens
           FROM usage_analytics.agent_usage_detailed u
-         WHERE u."timestamp" >= lo AND u."timestamp" < hi
-         GROUP BY 1, 2, 3, 4, 5;
+         WHERE u."timestamp" >= %L AND u."timestamp" < %L
+         GROUP BY 1, 2, 3, 4, 5
+    $q$, lo, hi);
+    IF to_regclass('pg_temp.rollup_fine') IS NULL THEN
+        EXECUTE 'CREATE TEMP TABLE rollup_fine ON COMMIT DROP AS ' || fine;
+    ELSE
+        TRUNCATE pg_temp.rollup_fine;
+        EXECUTE 'INSERT INTO pg_temp.rollup_fine ' || fine;
+    END IF;
     WITH ranked AS (
         SELECT f.*, row_number() OVER (PARTITION BY f.user_id, f.agent_id, f.framework, f.provider
                                        ORDER BY f.requests DESC, f.action) AS action_rank
-          FROM rollup_fine f
+          FROM pg_temp.rollup_fine f
     )
     INSERT INTO usage_analytics.agent_performance_metrics
         (user_id, agent_id, agent_name, framework, provider, date, total_requests, successful_requests,
@@ -205,7 +214,8 @@ GRANT EXECUTE ON FUNCTION usage_analytics.rollup_range TO usage_analytics_admin;
 -- What the scheduled job runs (CALL usage_analytics.run_maintenance()):
 -- partitions ahead, yesterday's and today's rollups, then folding the
 -- bookkeeping of exited backends and expired budget reservations, and
--- the retention policy (whole months, after they are rolled up). Each step commits on its own, so the
+-- the retention policy (whole months, after they are rolled up) with the
+-- collector's span claims of removed months. Each step commits on its own, so the
 -- short locks of partition creation are never held through a rollup, and a
 -- failing step does not undo the others. A procedure (transaction control),
 -- so it runs as its caller; every step it calls checks its own rights.
@@ -224,6 +234,8 @@ BEGIN
     PERFORM usage_analytics.budget_maintenance();
     COMMIT;
     PERFORM usage_analytics.apply_retention();
+    COMMIT;
+    PERFORM usage_analytics._forget_removed_span_claims();
     COMMIT;
 END;
 $$;
@@ -246,6 +258,7 @@ BEGIN
     PERFORM usage_analytics._compact_bookkeeping();
     PERFORM usage_analytics.budget_maintenance();
     PERFORM usage_analytics.apply_retention();
+    PERFORM usage_analytics._forget_removed_span_claims();
     RETURN written;
 END;
 $$;

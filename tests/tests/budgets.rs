@@ -333,6 +333,17 @@ fn a_framework_scoped_hard_budget_checks_requests_of_unknown_framework() {
     assert_eq!(reason(&mut c, "NULL"), "budget_exceeded");
     assert_eq!(reason(&mut c, "'crewai'"), "budget_exceeded");
     assert_eq!(reason(&mut c, "'langchain'"), "no_budget");
+    // The provider is required: without it no provider-scoped budget could apply.
+    for provider in ["NULL", "' '"] {
+        let (code, message) = error_of(
+            &mut c,
+            &format!(
+                "SELECT usage_analytics.authorize_request('{u}', 'a', {provider}, 'gpt-4o', 1000, 1000)"
+            ),
+        );
+        assert_eq!(code, "22023", "{message}");
+        assert!(message.contains("provider"), "{message}");
+    }
 }
 
 #[test]

@@ -167,7 +167,10 @@ fn dropping_old_months_keeps_summaries_trends_and_counters() {
     );
     assert_eq!(removed.len(), 4, "{removed:?}"); // months 6, 5, 4 and 3 back (6 back is empty)
 
-    // Only the claims of removed months are forgotten.
+    // The maintenance run then forgets the claims of removed months only.
+    client
+        .batch_execute("CALL usage_analytics.run_maintenance()")
+        .unwrap();
     assert_eq!(
         text_rows(
             &mut client,
@@ -179,8 +182,8 @@ fn dropping_old_months_keeps_summaries_trends_and_counters() {
     assert_eq!(
         scalar(
             &mut client,
-            "SELECT sum((details->>'collector_spans_forgotten')::int) FROM usage_analytics.admin_audit_log
-              WHERE action = 'apply_retention'"
+            "SELECT details->>'forgotten' FROM usage_analytics.admin_audit_log
+              WHERE action = 'collector_forget_spans'"
         )
         .as_deref(),
         Some("2")

@@ -29,6 +29,9 @@ fn released() -> BTreeMap<Vec<u64>, (String, String)> {
                 .strip_prefix("pg_usage_analytics--")?
                 .strip_suffix(".sql")?
                 .to_string();
+            if version.contains("--") {
+                return None; // a frozen upgrade script, not a version's install script
+            }
             let text = std::fs::read_to_string(repo().join("sql/released").join(&name)).unwrap();
             Some((version_key(&version), (version, text)))
         })
