@@ -131,7 +131,7 @@ bench-smoke: install
 
 ## bench: benchmarks with ratios against baselines measured in the same run.
 bench: deps install-release
-	cargo build --release -p usage-analytics-exporter
+	cargo build --release -p usage-analytics-exporter -p usage-analytics-collector
 	bash scripts/bench.sh
 
 clean:
