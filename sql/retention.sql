@@ -273,12 +273,12 @@ REVOKE ALL ON FUNCTION usage_analytics.apply_retention FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.apply_retention TO usage_analytics_admin;
 
 -- Forgets the collector's claims (collector_spans) of spans older than the
--- months retention removed (retention_policy.removed_before): their rows
--- are gone, so the ledger stays as long as the table it guards. Returns how
--- many; audited when any. run_maintenance calls it after apply_retention,
--- in a transaction of its own, so the usage table's lock is never held
--- while it deletes; the index on "timestamp" makes a run with nothing to
--- forget one probe. Admin only.
+-- months retention removed (retention_policy.removed_before), through
+-- collector_forget_spans (audited): their rows are gone, so the ledger stays
+-- as long as the table it guards. Returns how many. run_maintenance calls
+-- it after apply_retention, in a transaction of its own, so the usage
+-- table's lock is never held while it deletes; the index on "timestamp"
+-- makes a run with nothing to forget one probe (and no audit row). Admin only.
 CREATE FUNCTION usage_analytics._forget_removed_span_claims()
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
@@ -286,21 +286,14 @@ SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
 DECLARE
     before timestamptz;
-    n      bigint;
 BEGIN
     PERFORM usage_analytics._require_admin('apply_retention');
     SELECT p.removed_before INTO before FROM usage_analytics.retention_policy p;
-    IF before IS NULL THEN
+    IF before IS NULL
+       OR NOT EXISTS (SELECT 1 FROM usage_analytics.collector_spans c WHERE c."timestamp" < before) THEN
         RETURN 0;
     END IF;
-    DELETE FROM usage_analytics.collector_spans c WHERE c."timestamp" < before;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-        VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'collector_forget_spans', NULL,
-                jsonb_build_object('before', before, 'forgotten', n, 'by', 'retention'));
-    END IF;
-    RETURN n;
+    RETURN usage_analytics.collector_forget_spans(before);
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._forget_removed_span_claims FROM PUBLIC;
