@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .harness import (
     AGENTS, Broken, COLLECTOR_SPANS, COLLECTOR_THREADS, ENV, OUT, PGDIR, PORT, ROOT, USERS, add_check,
-    add_context, add_result, fetch, free_port, psql, scalar, section, spawn, timed, wait_ready
+    add_context, add_result, fetch, free_port, login_role, psql, scalar, section, spawn, timed, wait_ready
 )
 
 
@@ -71,12 +71,7 @@ def bench_collector(db: str, first_day: dt.date) -> None:
     section(f"collector: {COLLECTOR_SPANS:,} spans in bodies of 1,000, {COLLECTOR_THREADS} sender threads")
     binary = collector_binary()
     add_context("usage-analytics-collector binary", str(binary.relative_to(ROOT)) if binary.is_relative_to(ROOT) else str(binary))
-    psql(db, """DO $$ BEGIN
-                  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_collector') THEN
-                      CREATE ROLE bench_collector LOGIN;
-                  END IF;
-                END $$;
-                GRANT usage_analytics_writer TO bench_collector;""")
+    login_role(db, "bench_collector", "usage_analytics_writer")
     # Rows land 250 days before the data (the default partition), away from the read benchmarks.
     zone_day = first_day - dt.timedelta(days=250)
     t0 = dt.datetime.combine(zone_day, dt.time(), dt.timezone.utc)

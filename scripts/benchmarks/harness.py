@@ -135,6 +135,16 @@ def scalar(db: str, sql: str) -> str:
     return result[0][0]
 
 
+def login_role(db: str, name: str, group: str) -> None:
+    """A login role (created once) that is a member of the extension's group role."""
+    psql(db, f"""DO $$ BEGIN
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN
+                       CREATE ROLE {name} LOGIN;
+                   END IF;
+                 END $$;
+                 GRANT {group} TO {name};""")
+
+
 def lit(value) -> str:
     """A SQL literal (text, jsonb passed as text)."""
     if isinstance(value, (dict, list)):

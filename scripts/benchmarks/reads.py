@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from .harness import (
     Broken, COST_ROWS, DEEP_OFFSET, ENV, LIVE_RATE, OUT, ROOT, SYNTHETIC_MODELS, add_check, add_context,
-    add_result, alternate, fmt_ms, lit, median, pgbench_cmd, psql, rows, scalar, section, spawn, timed, ts
+    add_result, alternate, fmt_ms, lit, login_role, median, pgbench_cmd, psql, rows, scalar, section, spawn, timed, ts
 )
 
 
@@ -262,12 +262,7 @@ def bench_explorer(db: str, today: dt.date) -> None:
     usage_analytics_auditor), vs a raw scan of the same 30 days."""
     start, end = today - dt.timedelta(days=29), today + dt.timedelta(days=1)
     section(f"records explorer page-1 queries ({start} .. {today}) as a usage_analytics_auditor login")
-    psql(db, """DO $$ BEGIN
-                  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_grafana') THEN
-                      CREATE ROLE bench_grafana LOGIN;
-                  END IF;
-                END $$;
-                GRANT usage_analytics_auditor TO bench_grafana;""")
+    login_role(db, "bench_grafana", "usage_analytics_auditor")
     rng = f"{ts(start)}, {ts(end)}"
     raw = (f'SELECT count(*), sum(cost_usd), sum(input_tokens) FROM usage_analytics.agent_usage_detailed '
            f'WHERE "timestamp" >= {ts(start)} AND "timestamp" < {ts(end)}')
