@@ -174,6 +174,8 @@ REVOKE ALL ON FUNCTION usage_analytics._budget_note_touched FROM PUBLIC;
 CREATE FUNCTION usage_analytics._budget_book_usage() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
+-- Planned once per session, as _count_usage (see there).
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     sign    integer := TG_ARGV[0]::integer;
