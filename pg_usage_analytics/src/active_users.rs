@@ -14,6 +14,7 @@
 //! folds exited backends' shards into shard 0 and drops expired buckets.
 
 use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{register_xact_callback, PgXactCallbackEvent, Uuid};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -28,6 +29,37 @@ thread_local! {
     static SHARDS: RefCell<HashMap<(i64, i64), Sketch>> = RefCell::new(HashMap::new());
     /// The transaction whose abort drops SHARDS (registered once per transaction).
     static GUARDED_XID: Cell<u32> = const { Cell::new(0) };
+    /// The shard lookup and write-back, planned once per backend: a write-back
+    /// runs for most inserts of a user new to a bucket, and planning it each
+    /// time cost as much as running it.
+    static LOAD_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+    static STORE_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+}
+
+const LOAD_SQL: &str = "SELECT sketch FROM usage_analytics.active_user_sketches \
+                         WHERE width_seconds = $1 AND bucket_start = $2 AND shard = pg_backend_pid()";
+/// Every changed shard of a statement in one write.
+const STORE_SQL: &str = "INSERT INTO usage_analytics.active_user_sketches (width_seconds, bucket_start, shard, sketch) \
+                          SELECT w, b, pg_backend_pid(), s FROM unnest($1::integer[], $2::timestamptz[], $3::bytea[]) AS u(w, b, s) \
+                          ON CONFLICT (width_seconds, bucket_start, shard) DO UPDATE SET sketch = excluded.sketch";
+
+/// Runs `sql` through this backend's kept plan in `cell` (prepared on first use).
+fn run_kept<T>(
+    cell: &'static std::thread::LocalKey<RefCell<Option<OwnedPreparedStatement>>>,
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+    read: impl FnOnce(pgrx::spi::SpiTupleTable) -> pgrx::spi::SpiResult<T>,
+) -> pgrx::spi::SpiResult<T> {
+    Spi::connect_mut(|client| {
+        cell.with(|cell| {
+            let mut plan = cell.borrow_mut();
+            if plan.is_none() {
+                let oids: Vec<_> = args.iter().map(|a| pg_sys::PgOid::from(a.oid())).collect();
+                *plan = Some(client.prepare_mut(sql, &oids)?.keep());
+            }
+            read(client.update(plan.as_ref().expect("prepared above"), None, args)?)
+        })
+    })
 }
 
 fn parse(bytes: &[u8]) -> Sketch {
@@ -36,10 +68,11 @@ fn parse(bytes: &[u8]) -> Sketch {
 
 fn stored_shard(width: i64, bucket: i64) -> Sketch {
     let at = TimestampWithTimeZone::try_from(bucket).ok();
-    Spi::get_one_with_args::<Vec<u8>>(
-        "SELECT sketch FROM usage_analytics.active_user_sketches \
-          WHERE width_seconds = $1 AND bucket_start = $2 AND shard = pg_backend_pid()",
+    run_kept(
+        &LOAD_PLAN,
+        LOAD_SQL,
         &[(width as i32).into(), at.into()],
+        |rows| rows.first().get_one::<Vec<u8>>(),
     )
     .unwrap_or(None)
     .map(|b| parse(&b))
@@ -96,20 +129,25 @@ fn _note_active_users(users: Vec<Option<Uuid>>, at: Vec<Option<TimestampWithTime
             });
         }
     });
-    for (width, bucket) in changed {
-        let bytes = SHARDS.with(|s| s.borrow()[&(width, bucket)].to_bytes());
-        Spi::run_with_args(
-            "INSERT INTO usage_analytics.active_user_sketches (width_seconds, bucket_start, shard, sketch) \
-             VALUES ($1, $2, pg_backend_pid(), $3) \
-             ON CONFLICT (width_seconds, bucket_start, shard) DO UPDATE SET sketch = excluded.sketch",
-            &[
-                (width as i32).into(),
-                TimestampWithTimeZone::try_from(bucket).ok().into(),
-                bytes.into(),
-            ],
-        )
-        .unwrap_or_else(|e| error!("active_user_sketches: {e}"));
+    if changed.is_empty() {
+        return;
     }
+    let widths: Vec<i32> = changed.iter().map(|(width, _)| *width as i32).collect();
+    let buckets: Vec<Option<TimestampWithTimeZone>> = changed
+        .iter()
+        .map(|(_, bucket)| TimestampWithTimeZone::try_from(*bucket).ok())
+        .collect();
+    let sketches: Vec<Vec<u8>> = SHARDS.with(|s| {
+        let s = s.borrow();
+        changed.iter().map(|key| s[key].to_bytes()).collect()
+    });
+    run_kept(
+        &STORE_PLAN,
+        STORE_SQL,
+        &[widths.into(), buckets.into(), sketches.into()],
+        |_| Ok(()),
+    )
+    .unwrap_or_else(|e| error!("active_user_sketches: {e}"));
 }
 
 /// The union of sketches (NULLs ignored); an empty sketch for none.
