@@ -10,11 +10,11 @@ CREATE FUNCTION usage_analytics.rollup_daily(day date DEFAULT ((now() AT TIME ZO
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
--- Room to hash the day's groups (50,000 for a 1M-row day; the planner
--- counts about 1 KB each with their sums' states) instead of sorting the
--- day's rows: hash tables of at most 128 MB in the leader and in each
--- parallel worker (a cap, not an allocation). With less, the planner sorts,
--- about 40% slower.
+-- Room to hash the day's groups (20,000 for a 1M-row day, which the
+-- planner, without statistics, takes for 100,000 of about 1 KB each with
+-- their sums' states) instead of sorting the day's rows: hash tables of at
+-- most 128 MB in the leader and in each parallel worker (a cap, not an
+-- allocation). With less, the planner sorts, about 25% slower.
 SET work_mem = '64MB'
 SET hash_mem_multiplier = 2
 AS $$
@@ -55,14 +55,14 @@ BEGIN
       FROM usage_analytics.usage_daily_user d WHERE d.day = target;
 
     DELETE FROM usage_analytics.agent_performance_metrics WHERE date = target;
-    -- One scan of the day, grouped down to the action for popular_actions,
-    -- into a temporary table: CREATE TABLE AS may use parallel workers (an
-    -- INSERT … SELECT may not), and this aggregate is most of the rollup.
-    -- Later days of the same transaction (rollup_range) reuse the table, so
-    -- a range takes no new locks per day.
+    -- One scan of the day, grouped by the rollup's key, with popular_actions
+    -- counted by the aggregate _top_actions on the way (see
+    -- src/top_actions.rs), into a temporary table: CREATE TABLE AS may use
+    -- parallel workers (an INSERT … SELECT may not), and this aggregate is
+    -- most of the rollup. Later days of the same transaction (rollup_range)
+    -- reuse the table, so a range takes no new locks per day.
     fine := format($q$
         SELECT u.user_id, u.agent_id, u.framework, u.provider,
-               coalesce(u.request_metadata->>'action', u.message_type, 'unknown') AS action,
                max(u.agent_name) AS agent_name,
                count(*) AS requests, count(*) FILTER (WHERE u.success) AS successful,
                coalesce(sum(u.input_tokens), 0) AS input_tokens, coalesce(sum(u.output_tokens), 0) AS output_tokens,
@@ -73,10 +73,12 @@ BEGIN
                coalesce(sum(u.reasoning_tokens), 0) AS reasoning,
                coalesce(sum(u.cache_savings_usd), 0) AS cache_savings,
                coalesce(sum(u.input_tokens::bigint + u.output_tokens) FILTER (WHERE u.cost_usd IS NOT NULL), 0)
-                   AS priced_tokens
+                   AS priced_tokens,
+               usage_analytics._top_actions(coalesce(u.request_metadata->>'action', u.message_type, 'unknown'))
+                   AS popular_actions
           FROM usage_analytics.agent_usage_detailed u
          WHERE u."timestamp" >= %L AND u."timestamp" < %L
-         GROUP BY 1, 2, 3, 4, 5
+         GROUP BY 1, 2, 3, 4
     $q$, lo, hi);
     IF to_regclass('pg_temp.rollup_fine') IS NULL THEN
         EXECUTE 'CREATE TEMP TABLE rollup_fine ON COMMIT DROP AS ' || fine;
@@ -84,26 +86,18 @@ BEGIN
         TRUNCATE pg_temp.rollup_fine;
         EXECUTE 'INSERT INTO pg_temp.rollup_fine ' || fine;
     END IF;
-    WITH ranked AS (
-        SELECT f.*, row_number() OVER (PARTITION BY f.user_id, f.agent_id, f.framework, f.provider
-                                       ORDER BY f.requests DESC, f.action) AS action_rank
-          FROM pg_temp.rollup_fine f
-    )
     INSERT INTO usage_analytics.agent_performance_metrics
         (user_id, agent_id, agent_name, framework, provider, date, total_requests, successful_requests,
          failed_requests, total_input_tokens, total_output_tokens, total_tokens, total_cost_usd,
          avg_response_time_ms, popular_actions, unpriced_requests, response_time_sum_ms, response_time_count,
          total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd, priced_tokens)
-    SELECT r.user_id, r.agent_id, max(r.agent_name), r.framework, r.provider, target,
-           sum(r.requests), sum(r.successful), sum(r.requests) - sum(r.successful),
-           sum(r.input_tokens), sum(r.output_tokens), sum(r.input_tokens) + sum(r.output_tokens),
-           sum(r.cost),
-           CASE WHEN sum(r.rt_count) > 0 THEN round(sum(r.rt_sum)::numeric / sum(r.rt_count)) END,
-           coalesce(jsonb_object_agg(r.action, r.requests) FILTER (WHERE r.action_rank <= 5), '{}'),
-           sum(r.unpriced), sum(r.rt_sum), sum(r.rt_count),
-           sum(r.cache_read), sum(r.cache_write), sum(r.reasoning), sum(r.cache_savings), sum(r.priced_tokens)
-      FROM ranked r
-     GROUP BY r.user_id, r.agent_id, r.framework, r.provider;
+    SELECT f.user_id, f.agent_id, f.agent_name, f.framework, f.provider, target,
+           f.requests, f.successful, f.requests - f.successful,
+           f.input_tokens, f.output_tokens, f.input_tokens + f.output_tokens, f.cost,
+           CASE WHEN f.rt_count > 0 THEN round(f.rt_sum::numeric / f.rt_count) END,
+           f.popular_actions, f.unpriced, f.rt_sum, f.rt_count,
+           f.cache_read, f.cache_write, f.reasoning, f.cache_savings, f.priced_tokens
+      FROM pg_temp.rollup_fine f;
     GET DIAGNOSTICS written = ROW_COUNT;
     -- Read after the aggregate, so no row the rollup covered lies after it.
     SELECT max(u."timestamp") INTO last_seen FROM usage_analytics.agent_usage_detailed u

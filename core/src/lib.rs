@@ -1,6 +1,6 @@
 //! The pure logic of pg_usage_analytics, free of Postgres so it is tested
 //! (unit, property and fuzz tests) without a database: model resolution and
-//! exact pricing, usage normalization, the LiteLLM catalog import, the filter parser, CSV writing and input validation.
+//! exact pricing, usage normalization, the LiteLLM catalog import, the filter parser, CSV writing, input validation and the rollups' action ranking.
 
 pub mod catalog;
 pub mod csv;
@@ -11,5 +11,6 @@ pub mod pricing;
 mod proptests;
 #[cfg(test)]
 mod proptests_cost;
+pub mod top_actions;
 pub mod usage;
 pub mod validate;

@@ -24,6 +24,7 @@ mod filters;
 mod json_args;
 mod price_cache;
 mod price_catalog;
+mod top_actions;
 mod usage;
 
 ::pgrx::pg_module_magic!();
@@ -86,7 +87,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/rollups.sql",
     name = "rollups",
-    requires = ["schema", "counters", "identity", "partitions"]
+    requires = ["schema", "counters", "identity", "partitions", "top_actions"]
 );
 extension_sql_file!(
     "../../sql/self_test.sql",

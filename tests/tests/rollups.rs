@@ -114,6 +114,50 @@ fn rollups_equal_independent_group_bys_and_rerun_identically() {
     assert!(db_error(&err).1.contains("before"));
 }
 
+/// popular_actions through parallel workers: the aggregate's partial states
+/// are serialized, sent to the leader and combined there, and rank the
+/// actions as the SQL ranking does (byte order on equal counts). The rollup
+/// tests above cover its serial use; a day this small is never read in
+/// parallel by rollup_daily, so the aggregate is run directly.
+#[test]
+fn popular_actions_through_parallel_workers_equal_a_sql_ranking() {
+    let c = cluster();
+    let db = c.fresh_db("top_actions_parallel");
+    let mut client = c.connect(&db);
+    load_sample(&mut client, 3000, 3);
+    client
+        .batch_execute(
+            "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+             SET max_parallel_workers_per_gather = 2; SET parallel_leader_participation = off;
+             SET enable_sort = off;",
+        )
+        .unwrap();
+    let action = "coalesce(request_metadata->>'action', message_type, 'unknown')";
+    let aggregate = format!(
+        "SELECT user_id, agent_id, framework, provider, usage_analytics._top_actions({action})
+           FROM usage_analytics.agent_usage_detailed GROUP BY 1, 2, 3, 4"
+    );
+    let plan = format!("{:?}", text_rows(&mut client, &format!("EXPLAIN {aggregate}")));
+    assert!(
+        plan.contains("Partial") && plan.contains("Gather"),
+        "not a parallel aggregate: {plan}"
+    );
+    let ranking = format!(
+        "SELECT user_id, agent_id, framework, provider,
+                (SELECT jsonb_object_agg(a, n) FROM (
+                     SELECT {action} AS a, count(*) AS n FROM usage_analytics.agent_usage_detailed x
+                      WHERE x.user_id = d.user_id AND x.agent_id = d.agent_id
+                        AND x.framework IS NOT DISTINCT FROM d.framework
+                        AND x.provider IS NOT DISTINCT FROM d.provider
+                      GROUP BY 1 ORDER BY 2 DESC, {action} COLLATE \"C\" LIMIT 5) r)
+           FROM usage_analytics.agent_usage_detailed d GROUP BY 1, 2, 3, 4"
+    );
+    assert_eq!(
+        symmetric_difference(&mut client, &aggregate, &ranking),
+        Vec::<Vec<_>>::new()
+    );
+}
+
 /// The summary computed straight from raw rows: the shared oracle
 /// (tests/fixtures/raw_summary.sql, also the benchmark's baseline).
 fn raw_summary(client: &mut Client, clause: &str) -> serde_json::Value {
