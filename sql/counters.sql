@@ -135,9 +135,10 @@ CREATE TABLE usage_analytics.usage_series (
 -- Active users per bucket (5 minutes, 1 hour, 1 day) as HyperLogLog
 -- sketches, one shard per writing backend (see src/active_users.rs): the
 -- exporter's active-user gauges then cost the same at any number of users.
--- A sketch is at most 4,098 bytes and is rewritten whenever a new user
--- enters a bucket: stored as is (PLAIN), as pglz compression and a TOAST
--- row on every write cost a third of the write-back.
+-- A sketch is at most 4,098 bytes (core::hll, 4,096 registers: PLAIN
+-- holds up to about 8 kB) and is rewritten whenever a new user enters a
+-- bucket: stored as is, as pglz compression and a TOAST row on every write
+-- cost a third of the write-back.
 CREATE TABLE usage_analytics.active_user_sketches (
     width_seconds integer     NOT NULL,
     bucket_start  timestamptz NOT NULL,
@@ -161,7 +162,8 @@ SET search_path = pg_catalog, usage_analytics, pg_temp
 -- Its statements take plpgsql variables as parameters, so a session's first
 -- five runs would each be planned anew (custom plans): about 1 ms a run for
 -- the counters statement, more than the rest of an INSERT. A generic plan
--- fits every run (the parameters only pick a sign).
+-- fits every run: the parameters only pick a sign, and the plans (group the
+-- statement's rows, then one key probe per group) suit one row or a COPY.
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE

@@ -11,10 +11,12 @@ RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 -- Room to hash the day's groups (20,000 for a 1M-row day, which the
--- planner, without statistics, takes for 100,000 of about 1 KB each with
+-- planner, without statistics, takes for 100,000 of about 1.5 KB each with
 -- their sums' states) instead of sorting the day's rows: hash tables of at
 -- most 128 MB in the leader and in each parallel worker (a cap, not an
--- allocation). With less, the planner sorts, about 25% slower.
+-- allocation; popular_actions' counts, outside that cap, add up to half as
+-- much again: src/top_actions.rs). With less, the planner sorts, about 25%
+-- slower.
 SET work_mem = '64MB'
 SET hash_mem_multiplier = 2
 AS $$
@@ -26,7 +28,7 @@ DECLARE
     changed bigint;
     written integer;
     last_seen timestamptz;
-    fine    text;
+    groups  text;
 BEGIN
     PERFORM usage_analytics._require_admin('rollup_daily');
     IF target IS NULL THEN
@@ -61,7 +63,7 @@ BEGIN
     -- parallel workers (an INSERT … SELECT may not), and this aggregate is
     -- most of the rollup. Later days of the same transaction (rollup_range)
     -- reuse the table, so a range takes no new locks per day.
-    fine := format($q$
+    groups := format($q$
         SELECT u.user_id, u.agent_id, u.framework, u.provider,
                max(u.agent_name) AS agent_name,
                count(*) AS requests, count(*) FILTER (WHERE u.success) AS successful,
@@ -80,11 +82,11 @@ BEGIN
          WHERE u."timestamp" >= %L AND u."timestamp" < %L
          GROUP BY 1, 2, 3, 4
     $q$, lo, hi);
-    IF to_regclass('pg_temp.rollup_fine') IS NULL THEN
-        EXECUTE 'CREATE TEMP TABLE rollup_fine ON COMMIT DROP AS ' || fine;
+    IF to_regclass('pg_temp.rollup_groups') IS NULL THEN
+        EXECUTE 'CREATE TEMP TABLE rollup_groups ON COMMIT DROP AS ' || groups;
     ELSE
-        TRUNCATE pg_temp.rollup_fine;
-        EXECUTE 'INSERT INTO pg_temp.rollup_fine ' || fine;
+        TRUNCATE pg_temp.rollup_groups;
+        EXECUTE 'INSERT INTO pg_temp.rollup_groups ' || groups;
     END IF;
     INSERT INTO usage_analytics.agent_performance_metrics
         (user_id, agent_id, agent_name, framework, provider, date, total_requests, successful_requests,
@@ -97,7 +99,7 @@ BEGIN
            CASE WHEN f.rt_count > 0 THEN round(f.rt_sum::numeric / f.rt_count) END,
            f.popular_actions, f.unpriced, f.rt_sum, f.rt_count,
            f.cache_read, f.cache_write, f.reasoning, f.cache_savings, f.priced_tokens
-      FROM pg_temp.rollup_fine f;
+      FROM pg_temp.rollup_groups f;
     GET DIAGNOSTICS written = ROW_COUNT;
     -- Read after the aggregate, so no row the rollup covered lies after it.
     SELECT max(u."timestamp") INTO last_seen FROM usage_analytics.agent_usage_detailed u
