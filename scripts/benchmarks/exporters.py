@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .harness import (
     Broken, ENV, OUT, PEER_SCRAPES, PORT, ROOT, SCRAPES, SCRIPTS, add_check, add_context, add_result, fetch,
-    fmt_ms, free_port, median, psql, scalar, section, spawn, wait_ready
+    fmt_ms, free_port, median, psql, rows, scalar, section, spawn, wait_ready
 )
 
 
@@ -125,6 +125,11 @@ def check_exporter_counts(urls: dict[str, str]) -> None:
         if status != 200:
             raise Broken(f"{url} answered {status}")
         exported = requests_total(body)
-        n = int(scalar(db, "SELECT count(*) FROM usage_analytics.agent_usage_detailed"))
-        add_check(f"exporter ai_usage_requests_total ({db}) equals count(*)", int(round(exported)) == n,
-                  f"sum of ai_usage_requests_total {int(round(exported)):,}, count(*) {n:,}")
+        # Lifetime counters: rows a reused cluster's clean-up deleted (bench.sh)
+        # still count.
+        n, gone = (int(v) for v in rows(db, """
+            SELECT (SELECT count(*) FROM usage_analytics.agent_usage_detailed),
+                   coalesce((SELECT to_jsonb(m)->>'deleted_rows' FROM bench.load_meta m)::bigint, 0)""")[0])
+        add_check(f"exporter ai_usage_requests_total ({db}) equals count(*) plus rows deleted",
+                  int(round(exported)) == n + gone,
+                  f"sum of ai_usage_requests_total {int(round(exported)):,}, count(*) {n:,}, deleted {gone:,}")
