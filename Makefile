@@ -10,7 +10,7 @@ PG_BIN      ?= /usr/lib/postgresql/15/bin
 PG_CONFIG   ?= $(PG_BIN)/pg_config
 PGRX_VERSION := 0.18.0
 APT_PACKAGES := postgresql-15 postgresql-server-dev-15 libclang-dev sudo \
-                postgresql-15-cron prometheus prometheus-postgres-exporter curl unzip
+                postgresql-15-cron prometheus prometheus-postgres-exporter curl unzip python3-pip
 
 .PHONY: all deps build install install-release upgrade-script install-upgrade-scripts freeze-release test fmt-check clippy unit pgrx-test integration \
         grafana-test dashboards demo bench bench-smoke fuzz clean price-catalog

@@ -38,9 +38,6 @@ pins = [l.split("#")[0].strip().split("==") for l in open(sys.argv[1])]
 sys.exit(any(version(name) != pinned for name, pinned in (p for p in pins if p != [""])))
 EOF
         echo "deps: pip install -r $requirements"
-        if ! python3 -m pip --version >/dev/null 2>&1; then
-            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
-        fi
         # Debian's own Python refuses pip installs (PEP 668) unless told:
         # these pinned test and build tools go into it on purpose.
         PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check -r "$path"
