@@ -14,11 +14,12 @@
 //! folds exited backends' shards into shard 0 and drops expired buckets.
 
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{register_xact_callback, PgXactCallbackEvent, Uuid};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use usage_analytics_core::hll::Sketch;
+
+use crate::kept_plans::{self, KeptPlan};
 
 /// Bucket widths in seconds and how far back each is kept (and counted).
 const WIDTHS: [(i64, i64); 3] = [(300, 2 * 3600), (3600, 26 * 3600), (86_400, 32 * 86_400)];
@@ -32,8 +33,8 @@ thread_local! {
     /// The shard lookup and write-back, planned once per backend: a write-back
     /// runs for most inserts of a user new to a bucket, and planning it each
     /// time cost as much as running it.
-    static LOAD_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
-    static STORE_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+    static LOAD_PLAN: KeptPlan = const { RefCell::new(None) };
+    static STORE_PLAN: KeptPlan = const { RefCell::new(None) };
 }
 
 const LOAD_SQL: &str = "SELECT sketch FROM usage_analytics.active_user_sketches \
@@ -43,32 +44,13 @@ const STORE_SQL: &str = "INSERT INTO usage_analytics.active_user_sketches (width
                           SELECT w, b, pg_backend_pid(), s FROM unnest($1::integer[], $2::timestamptz[], $3::bytea[]) AS u(w, b, s) \
                           ON CONFLICT (width_seconds, bucket_start, shard) DO UPDATE SET sketch = excluded.sketch";
 
-/// Runs `sql` through this backend's kept plan in `cell` (prepared on first use).
-fn run_kept<T>(
-    cell: &'static std::thread::LocalKey<RefCell<Option<OwnedPreparedStatement>>>,
-    sql: &str,
-    args: &[pgrx::datum::DatumWithOid],
-    read: impl FnOnce(pgrx::spi::SpiTupleTable) -> pgrx::spi::SpiResult<T>,
-) -> pgrx::spi::SpiResult<T> {
-    Spi::connect_mut(|client| {
-        cell.with(|cell| {
-            let mut plan = cell.borrow_mut();
-            if plan.is_none() {
-                let oids: Vec<_> = args.iter().map(|a| pg_sys::PgOid::from(a.oid())).collect();
-                *plan = Some(client.prepare_mut(sql, &oids)?.keep());
-            }
-            read(client.update(plan.as_ref().expect("prepared above"), None, args)?)
-        })
-    })
-}
-
 fn parse(bytes: &[u8]) -> Sketch {
     Sketch::from_bytes(bytes).unwrap_or_else(|e| error!("active_user_sketches: damaged sketch: {e}"))
 }
 
 fn stored_shard(width: i64, bucket: i64) -> Sketch {
     let at = TimestampWithTimeZone::try_from(bucket).ok();
-    run_kept(
+    kept_plans::run(
         &LOAD_PLAN,
         LOAD_SQL,
         &[(width as i32).into(), at.into()],
@@ -141,7 +123,7 @@ fn _note_active_users(users: Vec<Option<Uuid>>, at: Vec<Option<TimestampWithTime
         let s = s.borrow();
         changed.iter().map(|key| s[key].to_bytes()).collect()
     });
-    run_kept(
+    kept_plans::run(
         &STORE_PLAN,
         STORE_SQL,
         &[widths.into(), buckets.into(), sketches.into()],

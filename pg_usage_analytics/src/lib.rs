@@ -22,6 +22,7 @@ mod csv_export;
 mod errors;
 mod filters;
 mod json_args;
+mod kept_plans;
 mod price_cache;
 mod price_catalog;
 mod top_actions;

@@ -3,10 +3,10 @@
 
 use crate::errors::raise_invalid;
 use crate::json_args::{MetadataArg, UsageArg};
+use crate::kept_plans::{self, KeptPlan};
 use crate::price_cache::{price_book, to_numeric};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{JsonB, PgTupleDesc, Uuid};
 use std::cell::RefCell;
 use std::str::FromStr;
@@ -281,9 +281,10 @@ fn price_usage_row<'a>(
 }
 
 thread_local! {
-    /// The prepared INSERT, for the table with (true) or without (false) the
-    /// token-class columns.
-    static INSERT_PLAN: RefCell<Option<(bool, OwnedPreparedStatement)>> = const { RefCell::new(None) };
+    /// The prepared INSERT, for the table with the token-class columns and
+    /// for the 0.1.0 table without them.
+    static INSERT_PLAN: KeptPlan = const { RefCell::new(None) };
+    static INSERT_PLAN_0_1: KeptPlan = const { RefCell::new(None) };
 }
 
 /// Whether the usage table has the 0.2 token-class columns. After a package
@@ -417,44 +418,34 @@ fn track_detailed_usage_with_usage(
     // The id is made here, not by RETURNING: a writer may record usage for a
     // user whose rows it cannot read (RETURNING would apply SELECT policies).
     let id = Uuid::from_bytes(*uuid::Uuid::new_v4().as_bytes());
-    Spi::connect_mut(|client| {
-        let class = |v: i64| i32::try_from(v).expect("normalize_usage bounds every class");
-        let with_classes = table_has_token_classes();
-        let args: [DatumWithOid; 19] = [
-            id.into(),
-            user_id.into(),
-            agent_id.into(),
-            agent_name.into(),
-            framework.into(),
-            provider.into(),
-            message_type.into(),
-            class(classes.input_tokens).into(),
-            class(classes.output_tokens).into(),
-            response_time_ms.into(),
-            success.into(),
-            error_message.into(),
-            JsonB(metadata).into(),
-            model.into(),
-            class(classes.cache_read_tokens).into(),
-            class(classes.cache_write_tokens).into(),
-            class(classes.cache_write_1h_tokens).into(),
-            class(classes.reasoning_tokens).into(),
-            tier.as_str().into(),
-        ];
-        let args = if with_classes { &args[..] } else { &args[..14] };
-        INSERT_PLAN.with(|cell| {
-            let mut plan = cell.borrow_mut();
-            if plan.as_ref().map(|(classes, _)| *classes) != Some(with_classes) {
-                let oids: Vec<_> = args.iter().map(|a| pgrx::pg_sys::PgOid::from(a.oid())).collect();
-                let sql = if with_classes { INSERT_SQL } else { INSERT_SQL_0_1 };
-                *plan = Some((with_classes, client.prepare_mut(sql, &oids)?.keep()));
-            }
-            client
-                .update(&plan.as_ref().expect("prepared above").1, None, args)
-                .map(|_| ())
-        })
-    })
-    .unwrap_or_else(|e| error!("track_detailed_usage: {e}"));
+    let class = |v: i64| i32::try_from(v).expect("normalize_usage bounds every class");
+    let args: [DatumWithOid; 19] = [
+        id.into(),
+        user_id.into(),
+        agent_id.into(),
+        agent_name.into(),
+        framework.into(),
+        provider.into(),
+        message_type.into(),
+        class(classes.input_tokens).into(),
+        class(classes.output_tokens).into(),
+        response_time_ms.into(),
+        success.into(),
+        error_message.into(),
+        JsonB(metadata).into(),
+        model.into(),
+        class(classes.cache_read_tokens).into(),
+        class(classes.cache_write_tokens).into(),
+        class(classes.cache_write_1h_tokens).into(),
+        class(classes.reasoning_tokens).into(),
+        tier.as_str().into(),
+    ];
+    let (plan, sql, args) = if table_has_token_classes() {
+        (&INSERT_PLAN, INSERT_SQL, &args[..])
+    } else {
+        (&INSERT_PLAN_0_1, INSERT_SQL_0_1, &args[..14])
+    };
+    kept_plans::run(plan, sql, args, |_| Ok(())).unwrap_or_else(|e| error!("track_detailed_usage: {e}"));
     id
 }
 
