@@ -86,7 +86,9 @@ if [[ ${BENCH_REUSE:-0} == 1 && -f $pgdir/data/PG_VERSION ]]; then
         # pgbench and live writers ('Bench Agent'). Through the parent, so the
         # bookkeeping follows; the generated rollup day stays. The exporter's
         # counters never go down, so load_meta keeps how many rows went.
-        "${psql_q[@]}" -d bench -c "ALTER TABLE bench.load_meta ADD COLUMN IF NOT EXISTS deleted_rows bigint NOT NULL DEFAULT 0"
+        for db in bench bench_small; do  # clusters loaded before the column existed
+            "${psql_q[@]}" -d "$db" -c "ALTER TABLE bench.load_meta ADD COLUMN IF NOT EXISTS deleted_rows bigint NOT NULL DEFAULT 0"
+        done
         for table in usage_analytics.agent_usage_detailed bench.usage_clone; do
             "${psql_q[@]}" -d bench -c "WITH gone AS (DELETE FROM $table
                                                        WHERE tableoid = '${table}_default'::regclass
@@ -142,7 +144,7 @@ if (( ! reused )); then
 CREATE SCHEMA IF NOT EXISTS bench;
 CREATE TABLE bench.load_meta AS
 SELECT $rows::bigint AS rows, $BENCH_DAYS AS days, $BENCH_USERS AS users, $BENCH_AGENTS AS agents,
-       now() AS loaded_at, $(( $(date +%s) - t0 )) AS load_seconds;
+       now() AS loaded_at, $(( $(date +%s) - t0 )) AS load_seconds, 0::bigint AS deleted_rows;
 SQL
     done
     echo "bench: loaded in $(( $(date +%s) - t0 ))s"

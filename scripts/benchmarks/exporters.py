@@ -128,8 +128,7 @@ def check_exporter_counts(urls: dict[str, str]) -> None:
         # Lifetime counters: rows a reused cluster's clean-up deleted (bench.sh)
         # still count.
         n, gone = (int(v) for v in rows(db, """
-            SELECT (SELECT count(*) FROM usage_analytics.agent_usage_detailed),
-                   coalesce((SELECT to_jsonb(m)->>'deleted_rows' FROM bench.load_meta m)::bigint, 0)""")[0])
+            SELECT (SELECT count(*) FROM usage_analytics.agent_usage_detailed), deleted_rows FROM bench.load_meta""")[0])
         add_check(f"exporter ai_usage_requests_total ({db}) equals count(*) plus rows deleted",
                   int(round(exported)) == n + gone,
                   f"sum of ai_usage_requests_total {int(round(exported)):,}, count(*) {n:,}, deleted {gone:,}")
