@@ -60,6 +60,12 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT round(1000 * (usage_analytics.metrics_response_time_bucket_bounds())[i])::integer $$;
 REVOKE ALL ON FUNCTION usage_analytics._bucket_bound_ms FROM PUBLIC;
 
+-- usage_counters, usage_daily_user and usage_daily_totals (schema.sql) are
+-- updated in place by every statement that records usage. The room each page
+-- keeps (fillfactor) lets such an update stay on its page, a HOT update: it
+-- adds no index entries, and the next reader of the page reclaims the old
+-- version without waiting for VACUUM. At the default of 100, pages fill up and
+-- updates move rows and grow the indexes.
 CREATE TABLE usage_analytics.usage_counters (
     -- The writing backend's pid (0: folded shards of exited backends).
     shard                integer  NOT NULL,
@@ -94,7 +100,7 @@ CREATE TABLE usage_analytics.usage_counters (
     cache_write_tokens   bigint   NOT NULL DEFAULT 0,
     reasoning_tokens     bigint   NOT NULL DEFAULT 0,
     PRIMARY KEY (provider, framework, agent_id, model, message_type, success, shard)
-);
+) WITH (fillfactor = 50);
 
 CREATE TABLE usage_analytics.usage_daily_user (
     day               date        NOT NULL,
@@ -110,7 +116,7 @@ CREATE TABLE usage_analytics.usage_daily_user (
     -- Rows of the day updated or deleted (rollups of the day go stale).
     changes           bigint      NOT NULL DEFAULT 0,
     PRIMARY KEY (day, user_id, shard)
-);
+) WITH (fillfactor = 70);
 CREATE INDEX usage_daily_user_user_idx ON usage_analytics.usage_daily_user (user_id, day);
 
 -- Label tuples (provider, framework, agent_id, model, message_type) that

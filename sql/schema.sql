@@ -302,7 +302,8 @@ CREATE INDEX agent_performance_metrics_user_date_idx
 -- kept exact at every moment by the usage table's triggers (see
 -- counters.sql), so system-wide summaries and trends over months read
 -- almost nothing (admins only). One shard per writing backend, as for
--- usage_counters; NULL labels are one group (NULLS NOT DISTINCT).
+-- usage_counters; NULL labels are one group (NULLS NOT DISTINCT). Pages keep
+-- room for updates in place, as usage_counters' do (see counters.sql).
 CREATE TABLE usage_analytics.usage_daily_totals (
     date                 date    NOT NULL,
     agent_id             text    NOT NULL,
@@ -323,7 +324,7 @@ CREATE TABLE usage_analytics.usage_daily_totals (
     cache_savings_usd        numeric NOT NULL DEFAULT 0,
     priced_tokens            bigint  NOT NULL DEFAULT 0,
     CONSTRAINT usage_daily_totals_key UNIQUE NULLS NOT DISTINCT (date, agent_id, framework, provider, shard)
-);
+) WITH (fillfactor = 50);
 
 -- Daily system-wide rollup (admins only).
 CREATE TABLE usage_analytics.system_analytics (
