@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .harness import (
     AGENTS, Broken, COLLECTOR_SPANS, COLLECTOR_THREADS, ENV, OUT, PGDIR, PORT, ROOT, USERS, add_check,
-    add_context, add_result, fetch, free_port, login_role, psql, scalar, section, spawn, timed, wait_ready
+    add_context, add_result, fetch, free_port, login_role, psql, scalar, section, settle_bookkeeping, spawn, timed,
+    wait_ready
 )
 
 
@@ -72,6 +73,7 @@ def bench_collector(db: str, first_day: dt.date) -> None:
     binary = collector_binary()
     add_context("usage-analytics-collector binary", str(binary.relative_to(ROOT)) if binary.is_relative_to(ROOT) else str(binary))
     login_role(db, "bench_collector", "usage_analytics_writer")
+    settle_bookkeeping(db)
     # Rows land 250 days before the data (the default partition), away from the read benchmarks.
     zone_day = first_day - dt.timedelta(days=250)
     t0 = dt.datetime.combine(zone_day, dt.time(), dt.timezone.utc)

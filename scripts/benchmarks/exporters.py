@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .harness import (
     Broken, ENV, OUT, PEER_SCRAPES, PORT, ROOT, SCRAPES, SCRIPTS, add_check, add_context, add_result, fetch,
-    fmt_ms, free_port, median, psql, rows, scalar, section, spawn, wait_ready
+    fmt_ms, free_port, median, rows, scalar, section, settle_bookkeeping, spawn, wait_ready
 )
 
 
@@ -65,10 +65,8 @@ def requests_total(metrics: str) -> float:
 
 def bench_exporters(urls: dict[str, str]) -> None:
     section("exporter scrapes")
-    # Earlier sections' writer sessions left bookkeeping shards behind; fold
-    # them as the scheduled maintenance would have by now.
     for db in urls:
-        psql(db, "SELECT usage_analytics._compact_bookkeeping()")
+        settle_bookkeeping(db)
     add_context("usage-analytics-exporter binary", str(exporter_binary().relative_to(ROOT))
                 if exporter_binary().is_relative_to(ROOT) else str(exporter_binary()))
     big_n = int(scalar("bench", "SELECT count(*) FROM usage_analytics.agent_usage_detailed"))

@@ -12,7 +12,7 @@ from decimal import Decimal
 from .harness import (
     AGENTS, Broken, COPY_ROWS, DAYS, DAY_ROWS, ENV, OUT, PGBENCH_ROUNDS, PGBENCH_SECONDS, PGDIR, ROOT, SCRIPTS,
     SEARCH_TABLE_ROWS, TOKEN_CLASS_COLS, USERS, add_check, add_context, add_result, alternate, fmt_ms, lit,
-    median, pgbench_rounds, psql, rows, scalar, section, ts
+    median, pgbench_rounds, psql, rows, scalar, section, settle_bookkeeping, ts
 )
 
 
@@ -103,6 +103,7 @@ def bench_rollup_day(db: str, today: dt.date) -> None:
 
 def bench_pgbench(db: str) -> None:
     section(f"pgbench -M prepared -c 2 -j 2, {PGBENCH_ROUNDS} rounds of {PGBENCH_SECONDS}s per script")
+    settle_bookkeeping(db)
     tps = pgbench_rounds(db, {"track": "track.sql", "insert": "insert.sql", "clone": "insert_clone.sql"})
     t, i, c = tps["track"], tps["insert"], tps["clone"]
     add_result("`track_detailed_usage` (pgbench -M prepared, 2 clients)", f"{t:,.0f} tps",
@@ -121,6 +122,7 @@ def bench_budgets(db: str) -> None:
     shared hard budget (contention), then each on its own per-user hard budget.
     The limits are far above what the run spends: every request is reserved."""
     section("budgets: authorize + track vs track alone (pgbench -M prepared, 2 clients)")
+    settle_bookkeeping(db)
     limit = "1000000000"
 
     def clear() -> None:
@@ -166,6 +168,7 @@ COPY_SHIFT = "interval '200 days'"
 
 def bench_copy(db: str, first_day: dt.date) -> None:
     section(f"COPY of {COPY_ROWS:,} rows")
+    settle_bookkeeping(db)
     copy_dir = PGDIR / "copy"
     copy_dir.mkdir(parents=True, exist_ok=True)
     shutil.chown(copy_dir, user="postgres")
