@@ -29,6 +29,12 @@ DECLARE
     written integer;
     last_seen timestamptz;
     groups  text;
+    -- The rollup rows' ids are time-ordered, in the UUIDv7 layout (48 bits of
+    -- Unix milliseconds, then version 7, then random bits): a day's rows then
+    -- go to the right edge of the primary key's index instead of each to a
+    -- random page of it, a quarter of the insert (PostgreSQL 15 has no
+    -- uuidv7(); the bits after the prefix come from gen_random_uuid()).
+    id_prefix bytea := substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3);
 BEGIN
     PERFORM usage_analytics._require_admin('rollup_daily');
     IF target IS NULL THEN
@@ -89,11 +95,13 @@ BEGIN
         EXECUTE 'INSERT INTO pg_temp.rollup_groups ' || groups;
     END IF;
     INSERT INTO usage_analytics.agent_performance_metrics
-        (user_id, agent_id, agent_name, framework, provider, date, total_requests, successful_requests,
+        (id, user_id, agent_id, agent_name, framework, provider, date, total_requests, successful_requests,
          failed_requests, total_input_tokens, total_output_tokens, total_tokens, total_cost_usd,
          avg_response_time_ms, popular_actions, unpriced_requests, response_time_sum_ms, response_time_count,
          total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd, priced_tokens)
-    SELECT f.user_id, f.agent_id, f.agent_name, f.framework, f.provider, target,
+    SELECT encode(set_byte(overlay(uuid_send(gen_random_uuid()) PLACING id_prefix FROM 1 FOR 6),
+                           6, 112 + floor(random() * 16)::integer), 'hex')::uuid,
+           f.user_id, f.agent_id, f.agent_name, f.framework, f.provider, target,
            f.requests, f.successful, f.requests - f.successful,
            f.input_tokens, f.output_tokens, f.input_tokens + f.output_tokens, f.cost,
            CASE WHEN f.rt_count > 0 THEN round(f.rt_sum::numeric / f.rt_count) END,
@@ -105,10 +113,16 @@ BEGIN
     SELECT max(u."timestamp") INTO last_seen FROM usage_analytics.agent_usage_detailed u
      WHERE u."timestamp" >= lo AND u."timestamp" < hi;
 
-    -- The system row is derived from the day's per-agent rows just written.
+    -- The system row is derived from the day's groups, the per-agent rows
+    -- just written (read from the temporary table: no index scan of them).
     DELETE FROM usage_analytics.system_analytics WHERE date = target;
     WITH m AS (
-        SELECT * FROM usage_analytics.agent_performance_metrics WHERE date = target
+        SELECT user_id, agent_id, agent_name, framework, provider, requests AS total_requests,
+               successful AS successful_requests, input_tokens AS total_input_tokens,
+               output_tokens AS total_output_tokens, input_tokens + output_tokens AS total_tokens,
+               cost AS total_cost_usd, unpriced AS unpriced_requests, rt_sum AS response_time_sum_ms,
+               rt_count AS response_time_count
+          FROM pg_temp.rollup_groups
     ), t AS (
         SELECT coalesce(sum(total_requests), 0) AS requests, coalesce(sum(successful_requests), 0) AS successful,
                coalesce(sum(total_input_tokens), 0) AS input_tokens,
