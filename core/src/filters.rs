@@ -6,6 +6,7 @@
 //! `_filter_rollup_compatible`) that one static SQL predicate compares with
 //! the columns: values never become SQL text.
 
+use crate::validate::json_kind;
 use chrono::{NaiveDate, NaiveTime};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -106,7 +107,7 @@ impl Filters {
             Some(other) => {
                 return Err(error(
                     "filters",
-                    format!("must be a JSON object, got {}", type_name(other)),
+                    format!("must be a JSON object, got {}", json_kind(other)),
                 ))
             }
         };
@@ -172,17 +173,6 @@ impl Filters {
     }
 }
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// A string value; `null` and "" mean "not filtered" (what a UI sends for "All").
 fn text(object: &Map<String, Value>, key: &str) -> Result<Option<String>, FilterError> {
     match object.get(key) {
@@ -200,7 +190,7 @@ fn text(object: &Map<String, Value>, key: &str) -> Result<Option<String>, Filter
             }
             Ok((!s.is_empty()).then(|| s.to_string()))
         }
-        Some(other) => Err(error(key, format!("must be a string, got {}", type_name(other)))),
+        Some(other) => Err(error(key, format!("must be a string, got {}", json_kind(other)))),
     }
 }
 
@@ -219,7 +209,7 @@ fn boolean(object: &Map<String, Value>, key: &str) -> Result<Option<bool>, Filte
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(other) => Err(error(
             key,
-            format!("must be a boolean (true or false), got {}", type_name(other)),
+            format!("must be a boolean (true or false), got {}", json_kind(other)),
         )),
     }
 }

@@ -54,6 +54,7 @@
 //! with its total, …). Errors name the key as written in the document, with
 //! nested keys joined by `.` (`prompt_tokens_details.cached_tokens`).
 
+use crate::validate::json_kind;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -209,7 +210,7 @@ fn shape_of_key(key: &str) -> Option<UsageShape> {
 pub fn detect_shape(usage: &Value) -> Result<UsageShape, UsageError> {
     let object = usage
         .as_object()
-        .ok_or_else(|| UsageError::new("", format!("must be a JSON object, got {}", kind(usage))))?;
+        .ok_or_else(|| UsageError::new("", format!("must be a JSON object, got {}", json_kind(usage))))?;
     let mut found: Option<(UsageShape, &str)> = None;
     for key in object.keys() {
         let Some(shape) = shape_of_key(key) else {
@@ -271,17 +272,6 @@ pub fn detect_shape(usage: &Value) -> Result<UsageShape, UsageError> {
     ))
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// A token count at `object[key]`: 0 when missing or null.
 fn count(object: &Map<String, Value>, key: &str, path: &str) -> Result<i64, UsageError> {
     Ok(optional_count(object, key, path)?.unwrap_or(0))
@@ -328,7 +318,7 @@ fn optional_count(object: &Map<String, Value>, key: &str, path: &str) -> Result<
         }
         Some(other) => Err(UsageError::new(
             name(),
-            format!("must be an integer, got {}", kind(other)),
+            format!("must be an integer, got {}", json_kind(other)),
         )),
     }
 }
@@ -343,7 +333,7 @@ fn nested<'a>(
         Some(Value::Object(inner)) => Ok(Some(inner)),
         Some(other) => Err(UsageError::new(
             key,
-            format!("must be an object, got {}", kind(other)),
+            format!("must be an object, got {}", json_kind(other)),
         )),
     }
 }

@@ -186,6 +186,19 @@ pub fn metadata(value: &serde_json::Value) -> Result<(), InvalidArgument> {
     Ok(())
 }
 
+/// A JSON value's type as an error message names it: "a string", "null".
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// How deeply arrays and objects nest in a value: 0 for a scalar, 1 for
 /// `{}` or `[1, 2]`, 2 for `{"a": []}`. Iterative, so any depth is safe.
 pub fn nesting_depth(value: &serde_json::Value) -> usize {
