@@ -137,7 +137,7 @@ def scalar(db: str, sql: str) -> str:
 
 # The extension's tables that every write updates in place.
 BOOKKEEPING = ("usage_counters", "usage_daily_totals", "usage_daily_user", "usage_series",
-               "active_user_sketches", "budget_spend", "collector_spans")
+               "active_user_sketches", "budget_spend", "budget_reservations", "collector_spans")
 
 
 def settle_bookkeeping(db: str) -> None:

@@ -122,7 +122,6 @@ def bench_budgets(db: str) -> None:
     shared hard budget (contention), then each on its own per-user hard budget.
     The limits are far above what the run spends: every request is reserved."""
     section("budgets: authorize + track vs track alone (pgbench -M prepared, 2 clients)")
-    settle_bookkeeping(db)
     limit = "1000000000"
 
     def clear() -> None:
@@ -135,6 +134,7 @@ def bench_budgets(db: str) -> None:
     }
     try:
         for label, budgets in configs.items():
+            settle_bookkeeping(db)  # each configuration from the same state
             for name, scope in budgets:
                 psql(db, f"SELECT usage_analytics.set_budget({lit(name)}, {lit(scope)}, 'month', {limit}, 'hard')")
             reserved0 = int(scalar(db, "SELECT count(*) FROM usage_analytics.budget_reservations"))
