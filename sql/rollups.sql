@@ -31,10 +31,11 @@ DECLARE
     groups  text;
     -- The rollup rows' ids are time-ordered, in the UUIDv7 layout (48 bits of
     -- Unix milliseconds, then version 7, then random bits): a day's rows then
-    -- go to the right edge of the primary key's index instead of each to a
-    -- random page of it, a quarter of the insert (PostgreSQL 15 has no
-    -- uuidv7(); the bits after the prefix come from gen_random_uuid()).
-    id_prefix bytea := substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3);
+    -- go to the right-hand end of the primary key's index (in random order
+    -- there) instead of each to a random page of it, a quarter of the insert
+    -- (PostgreSQL 15 has no uuidv7(); the bits after the prefix come from
+    -- gen_random_uuid()).
+    id_prefix bytea := substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3);
 BEGIN
     PERFORM usage_analytics._require_admin('rollup_daily');
     IF target IS NULL THEN
