@@ -184,7 +184,7 @@ WITH rels AS (
 SELECT 'column ' || r.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
        || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
        || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
-       || ' stats ' || a.attstattarget || ' generated ' || a.attgenerated::text
+       || ' stats ' || a.attstattarget || ' generated ' || a.attgenerated::text || ' storage ' || a.attstorage::text
   FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_attrdef d ON d.adrelid = r.oid AND d.adnum = a.attnum
 UNION ALL
@@ -194,7 +194,8 @@ UNION ALL
 SELECT 'index ' || pg_get_indexdef(i.indexrelid)
   FROM rels r JOIN pg_index i ON i.indrelid = r.oid
 UNION ALL
-SELECT 'table ' || r.relname || ' kind ' || c.relkind::text || ' rls ' || c.relrowsecurity || ' acl ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(c.relacl) x), '-')
+SELECT 'table ' || r.relname || ' kind ' || c.relkind::text || ' rls ' || c.relrowsecurity
+       || ' options ' || coalesce(c.reloptions::text, '-') || ' acl ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(c.relacl) x), '-')
   FROM rels r JOIN pg_class c ON c.oid = r.oid
 UNION ALL
 SELECT 'function ' || p.oid::regprocedure || ' definer ' || p.prosecdef || ' volatility ' || p.provolatile::text
