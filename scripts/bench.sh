@@ -74,6 +74,17 @@ meta_matches() { # db rows
     [[ $got == "$2/$BENCH_DAYS/$BENCH_USERS/$BENCH_AGENTS" ]]
 }
 
+# Before anything is measured (autovacuum is off): the bookkeeping shards of
+# exited sessions folded, as the scheduled maintenance does every 15 minutes,
+# and the whole database vacuumed and analyzed (hint bits, statistics, and the
+# bookkeeping tables' dead versions).
+settle_databases() {
+    for db in bench bench_small; do
+        "${psql_q[@]}" -d "$db" -c "SELECT usage_analytics._compact_bookkeeping()" >/dev/null
+        "${psql_q[@]}" -d "$db" -c "VACUUM (ANALYZE)"
+    done
+}
+
 reused=0
 if [[ ${BENCH_REUSE:-0} == 1 && -f $pgdir/data/PG_VERSION ]]; then
     start_cluster "$pgdir" "$port"
@@ -97,12 +108,8 @@ if [[ ${BENCH_REUSE:-0} == 1 && -f $pgdir/data/PG_VERSION ]]; then
                                            SET deleted_rows = deleted_rows + (SELECT count(*) FROM gone)
                                          WHERE '$table' = 'usage_analytics.agent_usage_detailed'"
         done
-        # The deletes left bookkeeping shards, folded as a fresh load's are
-        # (below). Rows that earlier runs' write benchmarks added or removed
-        # get their hint bits and statistics, and the bookkeeping tables their
-        # vacuum, now rather than during the measurements (autovacuum is off).
-        "${psql_q[@]}" -d bench -c "SELECT usage_analytics._compact_bookkeeping()" >/dev/null
-        "${psql_q[@]}" -d bench -c "VACUUM (ANALYZE)"
+        # The deletes left bookkeeping shards and dead rows.
+        settle_databases
     else
         echo "bench: the cluster in $pgdir was loaded differently; starting afresh"
         stop_cluster "$pgdir"
@@ -129,17 +136,9 @@ if (( ! reused )); then
     PGDATABASE=bench_small bash "$generate" "$BENCH_SMALL_ROWS" "$BENCH_DAYS" "$BENCH_USERS" "$BENCH_AGENTS"
     echo "bench: trigger-free clone of the usage table (same partitions, indexes and rows)"
     "${psql_q[@]}" -d bench -f scripts/bench/clone.sql
-    # The loader's sessions each left bookkeeping shards; the scheduled
-    # maintenance (every 15 minutes) folds those of exited sessions, so do the
-    # same before measuring reads.
+    # The loader's sessions each left bookkeeping shards.
     echo "bench: bookkeeping compaction (as the scheduled maintenance does), VACUUM ANALYZE"
-    for db in bench bench_small; do
-        "${psql_q[@]}" -d "$db" -c "SELECT usage_analytics._compact_bookkeeping()" >/dev/null
-    done
-    # The whole database, as a reuse does: the bookkeeping tables too.
-    for db in bench bench_small; do
-        "${psql_q[@]}" -d "$db" -c "VACUUM (ANALYZE)"
-    done
+    settle_databases
     for db in bench bench_small; do
         rows=$BENCH_ROWS
         [[ $db == bench_small ]] && rows=$BENCH_SMALL_ROWS
