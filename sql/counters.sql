@@ -141,184 +141,33 @@ CREATE TABLE usage_analytics.usage_series (
 -- Active users per bucket (5 minutes, 1 hour, 1 day) as HyperLogLog
 -- sketches, one shard per writing backend (see src/active_users.rs): the
 -- exporter's active-user gauges then cost the same at any number of users.
--- A sketch is at most 4,098 bytes (core::hll, 4,096 registers: PLAIN
--- holds up to about 8 kB) and is rewritten whenever a new user enters a
--- bucket: stored as is, as pglz compression and a TOAST row on every write
--- cost a third of the write-back.
+-- A sketch is at most 3,074 bytes (core::hll: 4,096 registers of 6 bits)
+-- and is rewritten whenever a new user changes it: stored as is (PLAIN), as
+-- pglz compression and a TOAST row on every write cost a third of the
+-- write-back. At fillfactor 50 a page takes no second full sketch, so the
+-- rewrite fits beside the old version: a HOT update, reclaimed by the next
+-- reader of the page, where each rewrite used to take a new page.
 CREATE TABLE usage_analytics.active_user_sketches (
     width_seconds integer     NOT NULL,
     bucket_start  timestamptz NOT NULL,
     shard         integer     NOT NULL,
     sketch        bytea       NOT NULL,
     PRIMARY KEY (width_seconds, bucket_start, shard)
-);
+) WITH (fillfactor = 50);
 ALTER TABLE usage_analytics.active_user_sketches ALTER COLUMN sketch SET STORAGE PLAIN;
 
--- Every statement's rows, folded into the bookkeeping by one statement
--- trigger function with plain (planned once per session) SQL: each trigger
--- names its transition table usage_rows and passes how to count it,
--- TG_ARGV[0] = 1 to add the rows (inserts, the new rows of updates) or -1 to
--- subtract them (deletes, the old rows of updates), TG_ARGV[1] = 1 to count
--- them as changed. Inserts also feed the exporter's lifetime counters and the
+-- Every statement's rows are folded into the bookkeeping by one statement
+-- trigger function, _count_usage (src/counting.rs): each trigger names its
+-- transition table usage_rows and passes how to count it, TG_ARGV[0] = 1 to
+-- add the rows (inserts, the new rows of updates) or -1 to subtract them
+-- (deletes, the old rows of updates), TG_ARGV[1] = 1 to count them as
+-- changed. Inserts also feed the exporter's lifetime counters and the
 -- active-user sketches; deletes and updates keep usage_daily_totals and
--- usage_daily_user equal to the table (the counters never go down).
-CREATE FUNCTION usage_analytics._count_usage() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, usage_analytics, pg_temp
--- Its statements take plpgsql variables as parameters, so a session's first
--- five runs would each be planned anew (custom plans): about 1 ms a run for
--- the counters statement, more than the rest of an INSERT. A generic plan
--- fits every run: the parameters only pick a sign, and the plans (group the
--- statement's rows, then one key probe per group) suit one row or a COPY.
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    sign    integer := TG_ARGV[0]::integer;
-    changed integer := TG_ARGV[1]::integer;
-    max_series bigint;
-BEGIN
-    IF usage_analytics._restoring() THEN
-        RETURN NULL;
-    END IF;
-    IF TG_OP = 'INSERT' THEN
-        max_series := coalesce(nullif(current_setting('usage_analytics.exporter_max_series', true), '')::bigint,
-                               10000);
-        WITH g AS MATERIALIZED (
-            SELECT coalesce(provider, '') AS provider, coalesce(framework, '') AS framework, agent_id,
-                   coalesce(model, lower(requested_model), '') AS model, coalesce(message_type, '') AS message_type,
-                   success,
-                   count(*) AS requests, coalesce(sum(input_tokens), 0) AS input_tokens,
-                   coalesce(sum(output_tokens), 0) AS output_tokens,
-                   coalesce(sum(cost_usd), 0) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
-                   count(response_time_ms) AS rt_count, coalesce(sum(response_time_ms), 0) AS rt_sum,
-                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(1)) AS le_1,
-                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(2)) AS le_2,
-                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(3)) AS le_3,
-                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(4)) AS le_4,
-                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(5)) AS le_5,
-                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(6)) AS le_6,
-                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(7)) AS le_7,
-                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(8)) AS le_8,
-                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(9)) AS le_9,
-                   count(*) FILTER (WHERE response_time_ms <= usage_analytics._bucket_bound_ms(10)) AS le_10,
-                   coalesce(sum(cache_read_tokens), 0) AS cache_read,
-                   coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0) AS cache_write,
-                   coalesce(sum(reasoning_tokens), 0) AS reasoning
-              FROM usage_rows
-             GROUP BY 1, 2, 3, 4, 5, 6
-        ), k AS MATERIALIZED (
-            SELECT g.*, EXISTS (SELECT 1 FROM usage_analytics.usage_series s
-                                 WHERE (s.provider, s.framework, s.agent_id, s.model, s.message_type)
-                                     = (g.provider, g.framework, g.agent_id, g.model, g.message_type)) AS known
-              FROM g
-        ), admitted AS (
-            -- At most the capacity left, so one statement cannot overshoot the
-            -- cap (writers admitting at the same moment each see the same room:
-            -- the overshoot is bounded by that room times their number). The
-            -- count runs only for statements that bring an unknown tuple.
-            INSERT INTO usage_analytics.usage_series (provider, framework, agent_id, model, message_type, shard)
-            SELECT provider, framework, agent_id, model, message_type, pg_backend_pid()
-              FROM (SELECT DISTINCT provider, framework, agent_id, model, message_type FROM k WHERE NOT known) n
-             ORDER BY 1, 2, 3, 4, 5
-             LIMIT CASE WHEN EXISTS (SELECT 1 FROM k WHERE NOT known)
-                        THEN greatest(max_series - (SELECT count(*) FROM usage_analytics.usage_series), 0)
-                        ELSE 0 END
-            ON CONFLICT DO NOTHING
-            RETURNING provider, framework, agent_id, model, message_type
-        ), labelled AS (
-            SELECT CASE WHEN k.known OR a.agent_id IS NOT NULL
-                        THEN ARRAY[k.provider, k.framework, k.agent_id, k.model, k.message_type]
-                        ELSE ARRAY['other', 'other', 'other', 'other', 'other'] END AS l,
-                   k.*
-              FROM k
-              LEFT JOIN admitted a
-                ON (a.provider, a.framework, a.agent_id, a.model, a.message_type)
-                 = (k.provider, k.framework, k.agent_id, k.model, k.message_type)
-        )
-        INSERT INTO usage_analytics.usage_counters AS c
-        SELECT pg_backend_pid(), l[1], l[2], l[3], l[4], l[5], success,
-               sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(unpriced),
-               sum(rt_count), sum(rt_sum), sum(le_1), sum(le_2), sum(le_3), sum(le_4),
-               sum(le_5), sum(le_6), sum(le_7), sum(le_8), sum(le_9), sum(le_10),
-               sum(cache_read), sum(cache_write), sum(reasoning)
-          FROM labelled
-         GROUP BY l, success
-        ON CONFLICT (provider, framework, agent_id, model, message_type, success, shard) DO UPDATE SET
-            requests             = c.requests + excluded.requests,
-            input_tokens         = c.input_tokens + excluded.input_tokens,
-            output_tokens        = c.output_tokens + excluded.output_tokens,
-            cost_usd             = c.cost_usd + excluded.cost_usd,
-            unpriced_requests    = c.unpriced_requests + excluded.unpriced_requests,
-            response_time_count  = c.response_time_count + excluded.response_time_count,
-            response_time_sum_ms = c.response_time_sum_ms + excluded.response_time_sum_ms,
-            rt_bucket_1          = c.rt_bucket_1 + excluded.rt_bucket_1,
-            rt_bucket_2          = c.rt_bucket_2 + excluded.rt_bucket_2,
-            rt_bucket_3          = c.rt_bucket_3 + excluded.rt_bucket_3,
-            rt_bucket_4          = c.rt_bucket_4 + excluded.rt_bucket_4,
-            rt_bucket_5          = c.rt_bucket_5 + excluded.rt_bucket_5,
-            rt_bucket_6          = c.rt_bucket_6 + excluded.rt_bucket_6,
-            rt_bucket_7          = c.rt_bucket_7 + excluded.rt_bucket_7,
-            rt_bucket_8          = c.rt_bucket_8 + excluded.rt_bucket_8,
-            rt_bucket_9          = c.rt_bucket_9 + excluded.rt_bucket_9,
-            rt_bucket_10         = c.rt_bucket_10 + excluded.rt_bucket_10,
-            cache_read_tokens    = c.cache_read_tokens + excluded.cache_read_tokens,
-            cache_write_tokens   = c.cache_write_tokens + excluded.cache_write_tokens,
-            reasoning_tokens     = c.reasoning_tokens + excluded.reasoning_tokens;
-        PERFORM usage_analytics._note_active_users(array_agg(user_id), array_agg("timestamp"))
-           FROM usage_rows WHERE "timestamp" > now() - interval '32 days';
-    END IF;
-
-    -- Per (UTC day, agent, framework, provider) and per (UTC day, user).
-    WITH totals AS (
-        INSERT INTO usage_analytics.usage_daily_totals AS t
-            (date, agent_id, framework, provider, total_requests, successful_requests, total_input_tokens,
-             total_output_tokens, total_cost_usd, unpriced_requests, response_time_sum_ms, response_time_count,
-             shard, total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd,
-             priced_tokens)
-        SELECT ("timestamp" AT TIME ZONE 'UTC')::date, agent_id, framework, provider,
-               sign * count(*), sign * count(*) FILTER (WHERE success),
-               sign * coalesce(sum(input_tokens), 0), sign * coalesce(sum(output_tokens), 0),
-               sign * coalesce(sum(cost_usd), 0), sign * count(*) FILTER (WHERE cost_usd IS NULL),
-               sign * coalesce(sum(response_time_ms), 0), sign * count(response_time_ms), pg_backend_pid(),
-               sign * coalesce(sum(cache_read_tokens), 0),
-               sign * coalesce(sum(cache_write_tokens::bigint + cache_write_1h_tokens), 0),
-               sign * coalesce(sum(reasoning_tokens), 0), sign * coalesce(sum(cache_savings_usd), 0),
-               sign * coalesce(sum(input_tokens::bigint + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
-          FROM usage_rows
-         GROUP BY 1, 2, 3, 4
-        ON CONFLICT (date, agent_id, framework, provider, shard) DO UPDATE SET
-            total_requests       = t.total_requests + excluded.total_requests,
-            successful_requests  = t.successful_requests + excluded.successful_requests,
-            total_input_tokens   = t.total_input_tokens + excluded.total_input_tokens,
-            total_output_tokens  = t.total_output_tokens + excluded.total_output_tokens,
-            total_cost_usd       = t.total_cost_usd + excluded.total_cost_usd,
-            unpriced_requests    = t.unpriced_requests + excluded.unpriced_requests,
-            response_time_sum_ms = t.response_time_sum_ms + excluded.response_time_sum_ms,
-            response_time_count  = t.response_time_count + excluded.response_time_count,
-            total_cache_read_tokens  = t.total_cache_read_tokens + excluded.total_cache_read_tokens,
-            total_cache_write_tokens = t.total_cache_write_tokens + excluded.total_cache_write_tokens,
-            total_reasoning_tokens   = t.total_reasoning_tokens + excluded.total_reasoning_tokens,
-            cache_savings_usd        = t.cache_savings_usd + excluded.cache_savings_usd,
-            priced_tokens            = t.priced_tokens + excluded.priced_tokens
-    )
-    INSERT INTO usage_analytics.usage_daily_user AS d
-        (day, user_id, shard, requests, input_tokens, output_tokens, cost_usd, first_seen, last_seen, changes)
-    SELECT ("timestamp" AT TIME ZONE 'UTC')::date, user_id, pg_backend_pid(),
-           sign * count(*), sign * coalesce(sum(input_tokens), 0), sign * coalesce(sum(output_tokens), 0),
-           sign * coalesce(sum(cost_usd), 0), min("timestamp"), max("timestamp"), changed * count(*)
-      FROM usage_rows
-     GROUP BY 1, 2
-    ON CONFLICT (day, user_id, shard) DO UPDATE SET
-        requests      = d.requests + excluded.requests,
-        input_tokens  = d.input_tokens + excluded.input_tokens,
-        output_tokens = d.output_tokens + excluded.output_tokens,
-        cost_usd      = d.cost_usd + excluded.cost_usd,
-        first_seen    = least(d.first_seen, excluded.first_seen),
-        last_seen     = greatest(d.last_seen, excluded.last_seen),
-        changes       = d.changes + excluded.changes;
-    RETURN NULL;
-END;
-$$;
+-- usage_daily_user equal to the table (the counters never go down). It
+-- writes tables no writer may, hence SECURITY DEFINER, with a fixed
+-- search_path for the statements it plans.
+ALTER FUNCTION usage_analytics._count_usage() SECURITY DEFINER
+    SET search_path = pg_catalog, usage_analytics, pg_temp;
 REVOKE ALL ON FUNCTION usage_analytics._count_usage FROM PUBLIC;
 
 CREATE TRIGGER count_inserted_usage
@@ -546,7 +395,7 @@ COMMENT ON FUNCTION usage_analytics.metrics_usage_counters() IS
 
 -- Users with usage in the last hour, 24 hours and 30 days: the union of
 -- the sketches of every bucket that overlaps the window (so a window reaches
--- back up to one bucket further: 5 minutes, 1 hour, 1 day). Exact up to 512
+-- back up to one bucket further: 5 minutes, 1 hour, 1 day). Exact up to 384
 -- users, then within about 1.6%; the cost does not grow with users.
 CREATE FUNCTION usage_analytics.metrics_active_users()
 RETURNS TABLE ("window" text, users bigint)

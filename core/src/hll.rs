@@ -2,14 +2,14 @@
 //! bucket, so "active users in the last 1h / 24h / 30d" costs the same at
 //! 1M users as at 10: one sketch per bucket, merged over the window.
 //!
-//! * Precision p = 12: 4096 one-byte registers, standard error ≈ 1.04/√4096
-//!   ≈ 1.6 %.
+//! * Precision p = 12: 4096 registers of 6 bits, standard error
+//!   ≈ 1.04/√4096 ≈ 1.6 %.
 //! * Hash: [`hash_uuid`], a fixed 64-bit function of the 16 UUID bytes built
 //!   from the Murmur3 `fmix64` finalizer. It is part of the serialized format
 //!   and must never change within a format version (pinned by a test).
 //! * Sparse mode (HLL++ style): while the sketch holds at most
 //!   [`SPARSE_LIMIT`] distinct hashes it keeps the sorted hashes themselves
-//!   and counts exactly; the 513th distinct hash converts it to dense
+//!   and counts exactly; the 385th distinct hash converts it to dense
 //!   registers, for good. A merge stays sparse exactly when the union fits.
 //! * Dense estimate: Otmar Ertl's "improved raw estimator" (*New cardinality
 //!   estimation algorithms for HyperLogLog sketches*, 2017, algorithm 6). It
@@ -27,8 +27,13 @@
 //! |-------|----------------------------------------------------------------|
 //! | 0     | version, `1`                                                   |
 //! | 1     | kind: `0` sparse, `1` dense                                     |
-//! | 2..   | sparse: n ≤ 512 strictly increasing `u64` hashes, 8 bytes each |
-//! |       | dense: exactly 4096 registers, one byte each, each ≤ 53        |
+//! | 2..   | sparse: n ≤ 384 strictly increasing `u64` hashes, 8 bytes each |
+//! |       | dense: 4096 registers of 6 bits, each ≤ 53, in 3072 bytes:     |
+//! |       | registers 4i..4i+3 in bytes 3i..3i+2, lowest bits first        |
+//!
+//! At most 3,074 bytes either way: a stored sketch and its next version fit
+//! in one 8 kB page together, so rewriting it can be a HOT update (with one
+//! byte a register, 4,098 bytes, every rewrite moved to a new page).
 //!
 //! An empty sketch is the 2 bytes `[1, 0]`. [`Sketch::from_bytes`] is total:
 //! any input either decodes to a sketch whose `to_bytes` gives the input back
@@ -40,9 +45,11 @@ use std::fmt;
 pub const PRECISION: u32 = 12;
 /// Number of dense registers.
 pub const REGISTERS: usize = 1 << PRECISION;
-/// Most distinct hashes kept exactly (sparse); 512 × 8 bytes is the size of
+/// Bytes of the packed dense registers (6 bits each).
+const DENSE_BYTES: usize = REGISTERS * 6 / 8;
+/// Most distinct hashes kept exactly (sparse); 384 × 8 bytes is the size of
 /// the dense registers.
-pub const SPARSE_LIMIT: usize = 512;
+pub const SPARSE_LIMIT: usize = DENSE_BYTES / 8;
 /// Current serialization format version.
 pub const FORMAT_VERSION: u8 = 1;
 
@@ -70,7 +77,7 @@ pub enum Error {
     TooManyHashes { count: usize },
     /// Hashes not strictly increasing (unsorted or duplicated) at this position.
     UnsortedHashes { position: usize },
-    /// Dense payload not exactly 4096 bytes.
+    /// Dense payload not exactly 3072 bytes.
     DenseLength { payload: usize },
     /// A register above the largest possible rank.
     RegisterOutOfRange { index: usize, value: u8 },
@@ -103,7 +110,7 @@ impl fmt::Display for Error {
                 )
             }
             Error::DenseLength { payload } => {
-                write!(f, "dense hll payload of {payload} bytes, expected {REGISTERS}")
+                write!(f, "dense hll payload of {payload} bytes, expected {DENSE_BYTES}")
             }
             Error::RegisterOutOfRange { index, value } => {
                 write!(
@@ -270,7 +277,7 @@ impl Sketch {
         matches!(self.repr, Repr::Sparse(_))
     }
 
-    /// Serializes in format version 1: 2 + 8·n bytes sparse, 2 + 4096 dense.
+    /// Serializes in format version 1: 2 + 8·n bytes sparse, 2 + 3072 dense.
     pub fn to_bytes(&self) -> Vec<u8> {
         match &self.repr {
             Repr::Sparse(hashes) => {
@@ -282,9 +289,11 @@ impl Sketch {
                 out
             }
             Repr::Dense(registers) => {
-                let mut out = Vec::with_capacity(HEADER_BYTES + REGISTERS);
+                let mut out = Vec::with_capacity(HEADER_BYTES + DENSE_BYTES);
                 out.extend_from_slice(&[FORMAT_VERSION, KIND_DENSE]);
-                out.extend_from_slice(&registers[..]);
+                for r in registers.chunks_exact(4) {
+                    out.extend_from_slice(&[r[0] | r[1] << 6, r[1] >> 2 | r[2] << 4, r[2] >> 4 | r[3] << 2]);
+                }
                 out
             }
         }
@@ -326,9 +335,18 @@ impl Sketch {
                 })
             }
             KIND_DENSE => {
-                let registers: [u8; REGISTERS] = payload.try_into().map_err(|_| Error::DenseLength {
-                    payload: payload.len(),
-                })?;
+                if payload.len() != DENSE_BYTES {
+                    return Err(Error::DenseLength {
+                        payload: payload.len(),
+                    });
+                }
+                let mut registers = [0u8; REGISTERS];
+                for (r, b) in registers.chunks_exact_mut(4).zip(payload.chunks_exact(3)) {
+                    r[0] = b[0] & 63;
+                    r[1] = b[0] >> 6 | (b[1] & 15) << 2;
+                    r[2] = b[1] >> 4 | (b[2] & 3) << 4;
+                    r[3] = b[2] >> 2;
+                }
                 if let Some((index, &value)) = registers.iter().enumerate().find(|(_, &r)| r > MAX_RANK) {
                     return Err(Error::RegisterOutOfRange { index, value });
                 }
@@ -525,7 +543,7 @@ mod tests {
         assert_eq!(sketch.to_bytes(), vec![FORMAT_VERSION, KIND_SPARSE]);
         assert_eq!(Sketch::from_bytes(&[1, 0]), Ok(Sketch::new()));
         assert_eq!(Sketch::default(), Sketch::new());
-        let dense_zero: Vec<u8> = [1, 1].into_iter().chain([0; REGISTERS]).collect();
+        let dense_zero: Vec<u8> = [1, 1].into_iter().chain([0; DENSE_BYTES]).collect();
         let sketch = Sketch::from_bytes(&dense_zero).unwrap();
         assert!(sketch.is_empty());
         assert_eq!(sketch.estimate(), 0);
@@ -558,9 +576,12 @@ mod tests {
         assert!(sketch.is_sparse());
         assert!(sketch.insert(&users[SPARSE_LIMIT]));
         assert!(!sketch.is_sparse());
-        assert_eq!(sketch.to_bytes().len(), 2 + REGISTERS);
+        assert_eq!(sketch.to_bytes().len(), 2 + DENSE_BYTES);
         let estimate = sketch.estimate() as f64;
-        assert!((estimate / 513.0 - 1.0).abs() < 0.05, "{estimate}");
+        assert!(
+            (estimate / (SPARSE_LIMIT + 1) as f64 - 1.0).abs() < 0.05,
+            "{estimate}"
+        );
         assert_eq!(Sketch::from_bytes(&sketch.to_bytes()), Ok(sketch));
     }
 
@@ -611,13 +632,14 @@ mod tests {
             Sketch::from_bytes(&[1, 1, 0]),
             Err(Error::DenseLength { payload: 1 })
         );
-        let mut dense: Vec<u8> = [1, 1].into_iter().chain([3; REGISTERS]).collect();
-        dense[2 + 100] = MAX_RANK + 1;
+        // Register 100 (byte 75, the lowest 6 bits) at 63.
+        let mut dense: Vec<u8> = [1, 1].into_iter().chain([0; DENSE_BYTES]).collect();
+        dense[2 + 75] = 63;
         assert_eq!(
             Sketch::from_bytes(&dense),
             Err(Error::RegisterOutOfRange {
                 index: 100,
-                value: MAX_RANK + 1
+                value: 63
             })
         );
         assert!(Error::UnknownKind(7).to_string().contains("kind 7"));
@@ -719,7 +741,7 @@ mod tests {
         fn serialization_round_trips((a, b, _, all) in three_sketches()) {
             for sketch in [a, b, all] {
                 let bytes = sketch.to_bytes();
-                let expected = if sketch.is_sparse() { 2 + 8 * sketch.estimate() as usize } else { 2 + REGISTERS };
+                let expected = if sketch.is_sparse() { 2 + 8 * sketch.estimate() as usize } else { 2 + DENSE_BYTES };
                 prop_assert_eq!(bytes.len(), expected);
                 let decoded = Sketch::from_bytes(&bytes).unwrap();
                 prop_assert_eq!(decoded.estimate(), sketch.estimate());

@@ -14,11 +14,12 @@
 //! folds exited backends' shards into shard 0 and drops expired buckets.
 
 use pgrx::prelude::*;
-use pgrx::{register_xact_callback, PgXactCallbackEvent, Uuid};
+use pgrx::Uuid;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use usage_analytics_core::hll::Sketch;
 
+use crate::abort_guard;
 use crate::kept_plans::{self, KeptPlan};
 
 /// Bucket widths in seconds and how far back each is kept (and counted).
@@ -61,31 +62,19 @@ fn stored_shard(width: i64, bucket: i64) -> Sketch {
     .unwrap_or_default()
 }
 
-fn drop_cache_if_this_transaction_aborts() {
-    let xid = u32::from(unsafe { pg_sys::GetCurrentTransactionId() });
-    if GUARDED_XID.with(Cell::get) != xid {
-        GUARDED_XID.with(|g| g.set(xid));
-        register_xact_callback(PgXactCallbackEvent::Abort, || {
-            SHARDS.with(|s| s.borrow_mut().clear());
-            GUARDED_XID.with(|g| g.set(0));
-        });
-    }
+fn forget_shards() {
+    SHARDS.with(|s| s.borrow_mut().clear());
 }
 
-/// Adds the users of an insert statement to this backend's bucket shards
-/// (called by the counting trigger with the statement's rows).
-#[pg_extern(volatile, parallel_unsafe)]
-fn _note_active_users(users: Vec<Option<Uuid>>, at: Vec<Option<TimestampWithTimeZone>>) {
-    drop_cache_if_this_transaction_aborts();
+/// Adds the users of an insert statement, (user id, timestamp) each, to this
+/// backend's bucket shards (called by the counting trigger, src/counting.rs).
+pub fn note(seen: &[([u8; 16], i64)]) {
+    abort_guard::forget_on_abort(&GUARDED_XID, forget_shards);
     let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     let mut changed: Vec<(i64, i64)> = Vec::new();
     SHARDS.with(|shards| {
         let mut shards = shards.borrow_mut();
-        for (user, at) in users.iter().zip(at.iter()) {
-            let (Some(user), Some(at)) = (user, at) else {
-                continue;
-            };
-            let at = i64::from(*at);
+        for &(user, at) in seen {
             if at > now + 300 * MICROS {
                 continue; // dated in the future: in no window yet
             }
@@ -97,7 +86,7 @@ fn _note_active_users(users: Vec<Option<Uuid>>, at: Vec<Option<TimestampWithTime
                 let sketch = shards
                     .entry((width, bucket))
                     .or_insert_with(|| stored_shard(width, bucket));
-                if sketch.insert(user.as_bytes()) && !changed.contains(&(width, bucket)) {
+                if sketch.insert(&user) && !changed.contains(&(width, bucket)) {
                     changed.push((width, bucket));
                 }
             }
@@ -152,16 +141,16 @@ fn _hll_of(users: Vec<Option<Uuid>>) -> Vec<u8> {
     sketch.to_bytes()
 }
 
-/// Distinct users in a sketch: exact up to 512, then within about 1.6%.
+/// Distinct users in a sketch: exact up to 384, then within about 1.6%.
 #[pg_extern(immutable, parallel_safe)]
 fn _hll_estimate(sketch: &[u8]) -> i64 {
     parse(sketch).estimate() as i64
 }
 
-// Internal: called by the counting trigger and the exporter's functions.
+// Internal: called by the exporter's functions and the upgrade.
 extension_sql!(
-    "REVOKE ALL ON FUNCTION usage_analytics._note_active_users, usage_analytics._hll_union, \
-     usage_analytics._hll_of, usage_analytics._hll_estimate FROM PUBLIC;",
+    "REVOKE ALL ON FUNCTION usage_analytics._hll_union, usage_analytics._hll_of, \
+     usage_analytics._hll_estimate FROM PUBLIC;",
     name = "active_users_grants",
-    requires = ["roles", _note_active_users, _hll_union, _hll_of, _hll_estimate]
+    requires = ["roles", _hll_union, _hll_of, _hll_estimate]
 );

@@ -9,6 +9,7 @@
 //!  * `price_cache`: the per-backend price book, `resolve_model`, `calculate_cost`;
 //!  * `filters`: the SQL accessors of the filter parser;
 //!  * `csv_export`: `export_usage_csv`;
+//!  * `counting`: the counting trigger, the usage table's bookkeeping;
 //!  * `active_users`: active-user sketches for the exporter;
 //!  * `acting_role`: who is calling, seen from inside SECURITY DEFINER functions;
 //!  * `json_args`: depth-checked jsonb arguments; `errors`: SQLSTATE 22023.
@@ -16,8 +17,10 @@
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
+mod abort_guard;
 mod acting_role;
 mod active_users;
+mod counting;
 mod csv_export;
 mod errors;
 mod filters;
@@ -46,7 +49,7 @@ extension_sql_file!(
         "schema",
         price_usage_row,
         invalidate_price_cache,
-        _note_active_users,
+        _count_usage,
         _hll_union,
         _hll_estimate
     ]
@@ -180,7 +183,7 @@ extension_sql_file!("../../sql/pg_dump.sql", name = "pg_dump", finalize);
 /// `usage_analytics.exporter_max_series`: how many label tuples get their own
 /// exporter series (see usage_series in sql/counters.sql). Superuser-only,
 /// so no writer can lift the bound; counters.sql reads it by name.
-static EXPORTER_MAX_SERIES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub(crate) static EXPORTER_MAX_SERIES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 /// Runs once per backend when the library loads.
 #[pg_guard]

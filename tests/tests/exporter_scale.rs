@@ -49,7 +49,7 @@ fn many_users_and_names_keep_the_exporter_up_and_bounded() {
         Some(1.0),
         "the scrape must succeed"
     );
-    // Active users: a sketch, exact to 512 and within a few percent above.
+    // Active users: a sketch, exact to 384 and within a few percent above.
     let active = m.sum("ai_usage_active_users", &[("window", "30d")]);
     let error = (active - users as f64).abs() / users as f64;
     assert!(

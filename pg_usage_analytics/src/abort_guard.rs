@@ -1,0 +1,22 @@
+//! Per-backend caches of what the tables hold (a backend's own bookkeeping
+//! shards, the exporter series it has seen) take in what the current
+//! transaction writes; when it aborts, those writes are gone and so must be
+//! the cache.
+
+use pgrx::prelude::*;
+use pgrx::{register_xact_callback, PgXactCallbackEvent};
+use std::cell::Cell;
+use std::thread::LocalKey;
+
+/// Runs `forget` if the current transaction aborts. `guard` remembers the
+/// transaction already guarded, so a cache registers once per transaction.
+pub fn forget_on_abort(guard: &'static LocalKey<Cell<u32>>, forget: fn()) {
+    let xid = u32::from(unsafe { pg_sys::GetCurrentTransactionId() });
+    if guard.with(Cell::get) != xid {
+        guard.with(|g| g.set(xid));
+        register_xact_callback(PgXactCallbackEvent::Abort, move || {
+            forget();
+            guard.with(|g| g.set(0));
+        });
+    }
+}
