@@ -245,23 +245,43 @@ END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._budget_truncated_usage FROM PUBLIC;
 
+-- _budgets_exist() (src/budget_cache.rs): whether any budget exists, cached
+-- per backend and dropped when a statement changes budgets (the trigger
+-- below announces it to every backend at commit). The usage table's budget
+-- triggers fire only when one does: without budgets an insert pays nothing
+-- for them (no budget, no reservation: delete_budget releases its
+-- reservations). SECURITY DEFINER to read budgets under row-level security;
+-- callable by anyone who inserts usage, since a trigger's WHEN runs as the
+-- inserting role (it tells only whether some budget exists).
+ALTER FUNCTION usage_analytics._budgets_exist() SECURITY DEFINER;
+REVOKE ALL ON FUNCTION usage_analytics._budgets_exist FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._budgets_exist TO PUBLIC;
+REVOKE ALL ON FUNCTION usage_analytics._announce_budget_change FROM PUBLIC;
+CREATE TRIGGER announce_budget_change
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON usage_analytics.budgets
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._announce_budget_change();
+
 -- Named to fire after count_* (triggers fire in name order).
 CREATE TRIGGER track_budget_inserted_usage
     AFTER INSERT ON usage_analytics.agent_usage_detailed
     REFERENCING NEW TABLE AS usage_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('1');
+    FOR EACH STATEMENT WHEN (usage_analytics._budgets_exist())
+    EXECUTE FUNCTION usage_analytics._budget_book_usage('1');
 CREATE TRIGGER track_budget_deleted_usage
     AFTER DELETE ON usage_analytics.agent_usage_detailed
     REFERENCING OLD TABLE AS usage_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('-1');
+    FOR EACH STATEMENT WHEN (usage_analytics._budgets_exist())
+    EXECUTE FUNCTION usage_analytics._budget_book_usage('-1');
 CREATE TRIGGER track_budget_updated_usage_new
     AFTER UPDATE ON usage_analytics.agent_usage_detailed
     REFERENCING NEW TABLE AS usage_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('1');
+    FOR EACH STATEMENT WHEN (usage_analytics._budgets_exist())
+    EXECUTE FUNCTION usage_analytics._budget_book_usage('1');
 CREATE TRIGGER track_budget_updated_usage_old
     AFTER UPDATE ON usage_analytics.agent_usage_detailed
     REFERENCING OLD TABLE AS usage_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_book_usage('-1');
+    FOR EACH STATEMENT WHEN (usage_analytics._budgets_exist())
+    EXECUTE FUNCTION usage_analytics._budget_book_usage('-1');
 CREATE TRIGGER track_budget_truncated_usage
     AFTER TRUNCATE ON usage_analytics.agent_usage_detailed
     FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._budget_truncated_usage();

@@ -11,6 +11,7 @@
 //!  * `csv_export`: `export_usage_csv`;
 //!  * `counting`: the counting trigger, the usage table's bookkeeping;
 //!  * `active_users`: active-user sketches for the exporter;
+//!  * `budget_cache`: whether any budget exists, for the budget triggers;
 //!  * `acting_role`: who is calling, seen from inside SECURITY DEFINER functions;
 //!  * `json_args`: depth-checked jsonb arguments; `errors`: SQLSTATE 22023.
 
@@ -20,6 +21,7 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 mod abort_guard;
 mod acting_role;
 mod active_users;
+mod budget_cache;
 mod counting;
 mod csv_export;
 mod errors;
@@ -137,7 +139,9 @@ extension_sql_file!(
         "counters",
         calculate_cost,
         resolve_model,
-        check_filters
+        check_filters,
+        _budgets_exist,
+        _announce_budget_change
     ]
 );
 extension_sql_file!(
@@ -189,6 +193,7 @@ pub(crate) static EXPORTER_MAX_SERIES: GucSetting<i32> = GucSetting::<i32>::new(
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     price_cache::register_invalidation_callback();
+    budget_cache::register_invalidation_callback();
     GucRegistry::define_int_guc(
         c"usage_analytics.exporter_max_series",
         c"Label tuples that get their own exporter series.",

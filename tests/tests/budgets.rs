@@ -137,6 +137,11 @@ fn spent_is_exact_for_every_write_path() {
     let db = budget_db("budget_spent");
     let mut c = session(&db);
     let u = USERS[0];
+    // A second writer, connected before the budgets exist: whether any budget
+    // exists is cached per backend, and creating one must reach this
+    // backend's cache too (checked below: 'everything' counts its rows).
+    let mut w = session(&db);
+    track(&mut w, USERS[2], "{}").unwrap();
     // Before the budget exists.
     track(&mut c, u, "{}").unwrap();
     c.batch_execute(&format!(
@@ -146,6 +151,7 @@ fn spent_is_exact_for_every_write_path() {
     ))
     .unwrap();
     track(&mut c, u, "{}").unwrap();
+    track(&mut w, USERS[2], "{}").unwrap();
     c.batch_execute(&format!(
         "INSERT INTO usage_analytics.agent_usage_detailed (user_id, agent_id, provider, model, input_tokens, output_tokens)
          SELECT '{u}', 'budget-agent', 'anthropic', 'claude-3-haiku', g * 10, g FROM generate_series(1, 50) g;

@@ -1,0 +1,72 @@
+//! Whether any budget exists, cached per backend: the usage table's budget
+//! triggers run only when one does (their WHEN clause), so an installation
+//! without budgets pays nothing for them on each insert (a PL/pgSQL
+//! statement trigger finding no budget cost a tenth of a single-row INSERT).
+//!
+//! A statement trigger on `budgets` sends a relcache invalidation for it,
+//! broadcast at commit, and our callback drops the cached answer; every call
+//! first takes in the invalidations that arrived, so each statement sees the
+//! budgets committed before it started, as a query of the table would. As in
+//! `price_cache`, the answer is read under the latest snapshot and thrown
+//! away when an invalidation arrived meanwhile.
+
+use pgrx::prelude::*;
+use std::cell::Cell;
+
+thread_local! {
+    static EXIST: Cell<Option<bool>> = const { Cell::new(None) };
+    static BUDGETS_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    /// Invalidations of `budgets` processed by this backend.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Registers the invalidation callback; called once per backend from `_PG_init`.
+pub fn register_invalidation_callback() {
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+    }
+}
+
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    // relid is InvalidOid when the whole relcache is reset.
+    if relid == pg_sys::InvalidOid || relid == BUDGETS_OID.with(Cell::get) {
+        EXIST.with(|e| e.set(None));
+        GENERATION.with(|g| g.set(g.get() + 1));
+    }
+}
+
+/// Whether `usage_analytics.budgets` has a row (the budget triggers' WHEN).
+#[pg_extern(stable, parallel_safe)]
+fn _budgets_exist() -> bool {
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+    if let Some(exist) = EXIST.with(Cell::get) {
+        return exist;
+    }
+    let generation = GENERATION.with(Cell::get);
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+    let loaded = PgTryBuilder::new(|| {
+        Spi::get_two::<pg_sys::Oid, bool>(
+            "SELECT 'usage_analytics.budgets'::regclass::oid, EXISTS (SELECT 1 FROM usage_analytics.budgets)",
+        )
+    })
+    .finally(|| unsafe { pg_sys::PopActiveSnapshot() })
+    .execute()
+    .unwrap_or_else(|e| error!("pg_usage_analytics: cannot read budgets: {e}"));
+    let (oid, exist) = (loaded.0.unwrap_or(pg_sys::InvalidOid), loaded.1.unwrap_or(true));
+    BUDGETS_OID.with(|b| b.set(oid));
+    if GENERATION.with(Cell::get) == generation {
+        EXIST.with(|e| e.set(Some(exist)));
+    }
+    exist
+}
+
+/// Statement trigger on `budgets`: queue a relcache invalidation so every
+/// backend drops its cached answer once this transaction commits.
+#[pg_trigger]
+fn _announce_budget_change<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    let relid = trigger.relid()?;
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    Ok(None)
+}
