@@ -16,7 +16,7 @@ use crate::kept_plans::{self, KeptPlan};
 use crate::usage::restoring;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::AnyNumeric;
+use pgrx::{AnyNumeric, PgMemoryContexts};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
@@ -384,9 +384,14 @@ unsafe fn read_transition_table(
     pg_sys::tuplestore_select_read_pointer(table, reader);
     pg_sys::tuplestore_rescan(table);
     let row = SlotRow { slot, positions };
+    // Each row's work runs in a context reset after it: detoasted values and
+    // numeric results are copied into Rust as they are read, so what
+    // PostgreSQL allocates for one row would otherwise pile up over a COPY.
+    let mut per_row = PgMemoryContexts::new("usage bookkeeping row");
     while pg_sys::tuplestore_gettupleslot(table, true, false, slot) {
         pg_sys::slot_getsomeattrs_int(slot, natts);
-        each(&row);
+        per_row.switch_to(|_| each(&row));
+        per_row.reset();
     }
     pg_sys::ExecDropSingleTupleTableSlot(slot);
 }
