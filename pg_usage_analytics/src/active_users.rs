@@ -7,11 +7,10 @@
 //! counters do, so writers never wait for each other. A backend keeps its
 //! shards in memory and writes one back only when a user changed it (a
 //! returning user almost never does): the common insert does no extra SQL.
-//! The cache is dropped when a transaction aborts (its rows never counted),
-//! and reloaded from the table on the next miss. (Rows of a rolled-back
-//! savepoint inside a committed transaction may still count: an
-//! approximation within the sketch's error, documented in the README.) The scheduled maintenance
-//! folds exited backends' shards into shard 0 and drops expired buckets.
+//! The cache is dropped when a transaction aborts or rolls back a savepoint
+//! (their rows never count), and reloaded from the table on the next miss.
+//! The scheduled maintenance folds exited backends' shards into shard 0 and
+//! drops expired buckets.
 
 use pgrx::prelude::*;
 use pgrx::Uuid;

@@ -1295,3 +1295,43 @@ fn a_flood_of_distinct_labels_cannot_grow_the_exporter_series() {
         problems.join("\n")
     );
 }
+
+/// A label tuple admitted inside a savepoint that is rolled back is not
+/// admitted: the next insert of the tuple must admit it again, although this
+/// backend already saw it admitted (the counting trigger remembers admitted
+/// tuples per backend and must forget what a rolled-back savepoint wrote).
+/// The same for the active-user sketch: the rolled-back user does not count.
+#[test]
+fn a_rolled_back_savepoint_leaves_no_series_or_active_user_behind() {
+    let (_db, mut owner) = Db::new("savepoint_series");
+    let row = |agent: &str, user: &str| {
+        format!(
+            "INSERT INTO {USAGE} (user_id, agent_id, provider, model, input_tokens, output_tokens)
+             VALUES ('{user}', '{agent}', 'openai', 'gpt-4o', 10, 10);"
+        )
+    };
+    must(
+        &mut owner,
+        &format!(
+            "BEGIN; SAVEPOINT s; {} ROLLBACK TO SAVEPOINT s; {} COMMIT;",
+            row("savepoint-agent", USERS[0]),
+            row("savepoint-agent", USERS[1])
+        ),
+    );
+    assert_eq!(
+        count(
+            &mut owner,
+            "SELECT count(*) FROM usage_analytics.usage_series WHERE agent_id = 'savepoint-agent'"
+        ),
+        1,
+        "the tuple is admitted by the insert that committed"
+    );
+    // Exact below 384 users: only the committed row's user is active.
+    assert_eq!(
+        count(
+            &mut owner,
+            "SELECT users FROM usage_analytics.metrics_active_users() WHERE \"window\" = '1h'"
+        ),
+        1
+    );
+}
