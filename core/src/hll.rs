@@ -21,11 +21,11 @@
 //! registers' per-index maximum), so merge is commutative, associative and
 //! idempotent down to the bytes.
 //!
-//! Format, version 1 (all integers little-endian):
+//! Format, version 2 (all integers little-endian):
 //!
 //! | bytes | content                                                        |
 //! |-------|----------------------------------------------------------------|
-//! | 0     | version, `1`                                                   |
+//! | 0     | version, `2`                                                   |
 //! | 1     | kind: `0` sparse, `1` dense                                     |
 //! | 2..   | sparse: n ≤ 384 strictly increasing `u64` hashes, 8 bytes each |
 //! |       | dense: 4096 registers of 6 bits, each ≤ 53, in 3072 bytes:     |
@@ -35,7 +35,7 @@
 //! in one 8 kB page together, so rewriting it can be a HOT update (with one
 //! byte a register, 4,098 bytes, every rewrite moved to a new page).
 //!
-//! An empty sketch is the 2 bytes `[1, 0]`. [`Sketch::from_bytes`] is total:
+//! An empty sketch is the 2 bytes `[2, 0]`. [`Sketch::from_bytes`] is total:
 //! any input either decodes to a sketch whose `to_bytes` gives the input back
 //! or is refused with an [`Error`]; it never panics.
 
@@ -50,8 +50,9 @@ const DENSE_BYTES: usize = REGISTERS * 6 / 8;
 /// Most distinct hashes kept exactly (sparse); 384 × 8 bytes is the size of
 /// the dense registers.
 pub const SPARSE_LIMIT: usize = DENSE_BYTES / 8;
-/// Current serialization format version.
-pub const FORMAT_VERSION: u8 = 1;
+/// Current serialization format version (1, with one byte a register and up
+/// to 512 sparse hashes, was never released and is not read).
+pub const FORMAT_VERSION: u8 = 2;
 
 const KIND_SPARSE: u8 = 0;
 const KIND_DENSE: u8 = 1;
@@ -277,7 +278,7 @@ impl Sketch {
         matches!(self.repr, Repr::Sparse(_))
     }
 
-    /// Serializes in format version 1: 2 + 8·n bytes sparse, 2 + 3072 dense.
+    /// Serializes in format version 2: 2 + 8·n bytes sparse, 2 + 3072 dense.
     pub fn to_bytes(&self) -> Vec<u8> {
         match &self.repr {
             Repr::Sparse(hashes) => {
@@ -541,9 +542,9 @@ mod tests {
         assert!(sketch.is_sparse());
         assert_eq!(sketch.estimate(), 0);
         assert_eq!(sketch.to_bytes(), vec![FORMAT_VERSION, KIND_SPARSE]);
-        assert_eq!(Sketch::from_bytes(&[1, 0]), Ok(Sketch::new()));
+        assert_eq!(Sketch::from_bytes(&[FORMAT_VERSION, 0]), Ok(Sketch::new()));
         assert_eq!(Sketch::default(), Sketch::new());
-        let dense_zero: Vec<u8> = [1, 1].into_iter().chain([0; DENSE_BYTES]).collect();
+        let dense_zero: Vec<u8> = [FORMAT_VERSION, 1].into_iter().chain([0; DENSE_BYTES]).collect();
         let sketch = Sketch::from_bytes(&dense_zero).unwrap();
         assert!(sketch.is_empty());
         assert_eq!(sketch.estimate(), 0);
@@ -604,13 +605,16 @@ mod tests {
     fn decode_errors() {
         assert_eq!(Sketch::from_bytes(&[]), Err(Error::Truncated { len: 0 }));
         assert_eq!(Sketch::from_bytes(&[1]), Err(Error::Truncated { len: 1 }));
-        assert_eq!(Sketch::from_bytes(&[2, 0]), Err(Error::UnsupportedVersion(2)));
-        assert_eq!(Sketch::from_bytes(&[1, 7]), Err(Error::UnknownKind(7)));
+        assert_eq!(Sketch::from_bytes(&[1, 0]), Err(Error::UnsupportedVersion(1)));
         assert_eq!(
-            Sketch::from_bytes(&[1, 0, 1, 2, 3]),
+            Sketch::from_bytes(&[FORMAT_VERSION, 7]),
+            Err(Error::UnknownKind(7))
+        );
+        assert_eq!(
+            Sketch::from_bytes(&[FORMAT_VERSION, 0, 1, 2, 3]),
             Err(Error::SparseLength { payload: 3 })
         );
-        let too_many: Vec<u8> = [1, 0]
+        let too_many: Vec<u8> = [FORMAT_VERSION, 0]
             .into_iter()
             .chain((0..=SPARSE_LIMIT as u64).flat_map(u64::to_le_bytes))
             .collect();
@@ -620,7 +624,7 @@ mod tests {
                 count: SPARSE_LIMIT + 1
             })
         );
-        let unsorted: Vec<u8> = [1, 0]
+        let unsorted: Vec<u8> = [FORMAT_VERSION, 0]
             .into_iter()
             .chain([5u64, 9, 9].into_iter().flat_map(u64::to_le_bytes))
             .collect();
@@ -629,11 +633,11 @@ mod tests {
             Err(Error::UnsortedHashes { position: 2 })
         );
         assert_eq!(
-            Sketch::from_bytes(&[1, 1, 0]),
+            Sketch::from_bytes(&[FORMAT_VERSION, 1, 0]),
             Err(Error::DenseLength { payload: 1 })
         );
         // Register 100 (byte 75, the lowest 6 bits) at 63.
-        let mut dense: Vec<u8> = [1, 1].into_iter().chain([0; DENSE_BYTES]).collect();
+        let mut dense: Vec<u8> = [FORMAT_VERSION, 1].into_iter().chain([0; DENSE_BYTES]).collect();
         dense[2 + 75] = 63;
         assert_eq!(
             Sketch::from_bytes(&dense),
