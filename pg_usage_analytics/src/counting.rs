@@ -6,17 +6,19 @@
 //! there.
 //!
 //! It reads the statement's transition table directly, groups its rows here
-//! and writes one upsert per group through plans kept per backend. Written
-//! in SQL (one grouping statement per table), starting up those statements'
-//! aggregates cost most of a single-row INSERT; the groups are the same.
+//! and writes them through plans kept per backend: one statement for a
+//! statement whose rows make one group in each table (every one-row
+//! insert), else one upsert of all groups per table. Written in SQL (one
+//! grouping statement per table), starting up those statements' aggregates
+//! cost most of a single-row INSERT; the groups are the same.
 
 use crate::abort_guard;
 use crate::active_users;
 use crate::kept_plans::{self, KeptPlan};
-use crate::usage::restoring;
+use crate::usage::{restoring, UsageColumns};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::{AnyNumeric, PgMemoryContexts};
+use pgrx::{AnyNumeric, PgMemoryContexts, PgTupleDesc};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
@@ -25,59 +27,15 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// Rows older than this never reach an active-user window.
 const ACTIVE_USERS_HORIZON: i64 = 32 * MICROS_PER_DAY;
 
-/// The columns the bookkeeping reads, by name; `Col` indexes this list.
-const COLUMNS: [&str; 18] = [
-    "provider",
-    "framework",
-    "agent_id",
-    "model",
-    "requested_model",
-    "message_type",
-    "success",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "response_time_ms",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "reasoning_tokens",
-    "cache_savings_usd",
-    "timestamp",
-    "user_id",
-];
-
-#[derive(Clone, Copy)]
-enum Col {
-    Provider,
-    Framework,
-    AgentId,
-    Model,
-    RequestedModel,
-    MessageType,
-    Success,
-    InputTokens,
-    OutputTokens,
-    CostUsd,
-    ResponseTimeMs,
-    CacheReadTokens,
-    CacheWriteTokens,
-    CacheWrite1hTokens,
-    ReasoningTokens,
-    CacheSavingsUsd,
-    Timestamp,
-    UserId,
-}
-
 /// One transition-table row, deformed into its slot.
 struct SlotRow {
     slot: *mut pg_sys::TupleTableSlot,
-    positions: [usize; COLUMNS.len()],
+    columns: UsageColumns,
 }
 
 impl SlotRow {
-    fn datum(&self, col: Col) -> Option<pg_sys::Datum> {
-        let i = self.positions[col as usize];
+    fn datum(&self, column: Option<usize>) -> Option<pg_sys::Datum> {
+        let i = column?;
         unsafe {
             if *(*self.slot).tts_isnull.add(i) {
                 None
@@ -87,21 +45,22 @@ impl SlotRow {
         }
     }
 
-    fn get<T: FromDatum>(&self, col: Col) -> Option<T> {
-        self.datum(col).and_then(|d| unsafe { T::from_datum(d, false) })
+    fn get<T: FromDatum>(&self, column: Option<usize>) -> Option<T> {
+        self.datum(column)
+            .and_then(|d| unsafe { T::from_datum(d, false) })
     }
 
-    fn int(&self, col: Col) -> Option<i64> {
-        self.datum(col).map(|d| i64::from(d.value() as i32))
+    fn int(&self, column: Option<usize>) -> Option<i64> {
+        self.datum(column).map(|d| i64::from(d.value() as i32))
     }
 
-    fn text(&self, col: Col) -> Option<String> {
-        self.get(col)
+    fn text(&self, column: Option<usize>) -> Option<String> {
+        self.get(column)
     }
 
     /// `lower(requested_model)` as SQL computes it (the database's collation).
     fn lower_requested_model(&self) -> Option<String> {
-        self.datum(Col::RequestedModel).and_then(|d| unsafe {
+        self.datum(self.columns.requested_model).and_then(|d| unsafe {
             let lowered = pg_sys::OidFunctionCall1Coll(
                 pg_sys::Oid::from(pg_sys::F_LOWER_TEXT),
                 pg_sys::DEFAULT_COLLATION_OID,
@@ -240,27 +199,28 @@ struct Statement {
 
 impl Statement {
     fn add(&mut self, row: &SlotRow, inserted: bool, bounds: &[i64; 10], active_after: i64) {
-        let provider = row.text(Col::Provider);
-        let framework = row.text(Col::Framework);
-        let agent_id: String = row.text(Col::AgentId).unwrap_or_default();
-        let success = row.datum(Col::Success).is_some_and(|d| d.value() != 0);
-        let input_tokens = row.int(Col::InputTokens).unwrap_or(0);
-        let output_tokens = row.int(Col::OutputTokens).unwrap_or(0);
-        let cost: Option<AnyNumeric> = row.get(Col::CostUsd);
-        let response_time = row.int(Col::ResponseTimeMs);
-        let cache_read = row.int(Col::CacheReadTokens).unwrap_or(0);
+        let c = &row.columns;
+        let provider = row.text(c.provider);
+        let framework = row.text(c.framework);
+        let agent_id: String = row.text(c.agent_id).unwrap_or_default();
+        let success = row.datum(c.success).is_some_and(|d| d.value() != 0);
+        let input_tokens = row.int(c.input_tokens).unwrap_or(0);
+        let output_tokens = row.int(c.output_tokens).unwrap_or(0);
+        let cost: Option<AnyNumeric> = row.get(c.cost_usd);
+        let response_time = row.int(c.response_time_ms);
+        let cache_read = row.int(c.cache_read_tokens).unwrap_or(0);
         let cache_write =
-            row.int(Col::CacheWriteTokens).unwrap_or(0) + row.int(Col::CacheWrite1hTokens).unwrap_or(0);
-        let reasoning = row.int(Col::ReasoningTokens).unwrap_or(0);
-        let at = row.datum(Col::Timestamp).map_or(0, |d| d.value() as i64);
+            row.int(c.cache_write_tokens).unwrap_or(0) + row.int(c.cache_write_1h_tokens).unwrap_or(0);
+        let reasoning = row.int(c.reasoning_tokens).unwrap_or(0);
+        let at = row.datum(c.timestamp).map_or(0, |d| d.value() as i64);
         let user: [u8; 16] = row
-            .get::<pgrx::Uuid>(Col::UserId)
+            .get::<pgrx::Uuid>(c.user_id)
             .map_or([0; 16], |u| *u.as_bytes());
         let day = utc_day(at);
 
         if inserted {
             let model = row
-                .text(Col::Model)
+                .text(c.model)
                 .or_else(|| row.lower_requested_model())
                 .unwrap_or_default();
             let labels = [
@@ -268,29 +228,29 @@ impl Statement {
                 framework.clone().unwrap_or_default(),
                 agent_id.clone(),
                 model,
-                row.text(Col::MessageType).unwrap_or_default(),
+                row.text(c.message_type).unwrap_or_default(),
             ];
-            let c = self
+            let n = self
                 .counters
                 .entry((labels, success))
                 .or_insert_with(CounterSums::new);
-            c.requests += 1;
-            c.input_tokens += input_tokens;
-            c.output_tokens += output_tokens;
+            n.requests += 1;
+            n.input_tokens += input_tokens;
+            n.output_tokens += output_tokens;
             match &cost {
-                Some(cost) => c.cost_usd += cost.clone(),
-                None => c.unpriced += 1,
+                Some(cost) => n.cost_usd += cost.clone(),
+                None => n.unpriced += 1,
             }
             if let Some(ms) = response_time {
-                c.rt_count += 1;
-                c.rt_sum += ms;
-                for (bucket, bound) in c.rt_buckets.iter_mut().zip(bounds) {
+                n.rt_count += 1;
+                n.rt_sum += ms;
+                for (bucket, bound) in n.rt_buckets.iter_mut().zip(bounds) {
                     *bucket += i64::from(ms <= *bound);
                 }
             }
-            c.cache_read += cache_read;
-            c.cache_write += cache_write;
-            c.reasoning += reasoning;
+            n.cache_read += cache_read;
+            n.cache_write += cache_write;
+            n.reasoning += reasoning;
             if at > active_after {
                 self.active.push((user, at));
             }
@@ -332,7 +292,7 @@ impl Statement {
         t.cache_read += cache_read;
         t.cache_write += cache_write;
         t.reasoning += reasoning;
-        if let Some(savings) = row.get::<AnyNumeric>(Col::CacheSavingsUsd) {
+        if let Some(savings) = row.get::<AnyNumeric>(c.cache_savings_usd) {
             t.cache_savings_usd += savings;
         }
 
@@ -362,34 +322,44 @@ unsafe fn read_transition_table(
     mut each: impl FnMut(&SlotRow),
 ) {
     let tupdesc = (*relation).rd_att;
-    let mut positions = [usize::MAX; COLUMNS.len()];
-    for i in 0..(*tupdesc).natts as usize {
-        let att = (*tupdesc).attrs.as_ptr().add(i);
-        if (*att).attisdropped {
-            continue;
-        }
-        let name = std::ffi::CStr::from_ptr((*att).attname.data.as_ptr());
-        if let Some(k) = COLUMNS.iter().position(|c| c.as_bytes() == name.to_bytes()) {
-            positions[k] = i;
-        }
+    let columns = UsageColumns::of(&PgTupleDesc::from_pg_unchecked(tupdesc));
+    // Every column `Statement::add` reads.
+    let read = [
+        ("provider", columns.provider),
+        ("framework", columns.framework),
+        ("agent_id", columns.agent_id),
+        ("model", columns.model),
+        ("requested_model", columns.requested_model),
+        ("message_type", columns.message_type),
+        ("success", columns.success),
+        ("input_tokens", columns.input_tokens),
+        ("output_tokens", columns.output_tokens),
+        ("cost_usd", columns.cost_usd),
+        ("response_time_ms", columns.response_time_ms),
+        ("cache_read_tokens", columns.cache_read_tokens),
+        ("cache_write_tokens", columns.cache_write_tokens),
+        ("cache_write_1h_tokens", columns.cache_write_1h_tokens),
+        ("reasoning_tokens", columns.reasoning_tokens),
+        ("cache_savings_usd", columns.cache_savings_usd),
+        ("timestamp", columns.timestamp),
+        ("user_id", columns.user_id),
+    ];
+    if let Some((name, _)) = read.iter().find(|(_, position)| position.is_none()) {
+        error!("agent_usage_detailed has no column {name}");
     }
-    if let Some(k) = positions.iter().position(|p| *p == usize::MAX) {
-        error!("agent_usage_detailed has no column {}", COLUMNS[k]);
-    }
-    let natts = positions.iter().max().copied().unwrap_or(0) as i32 + 1;
     let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple);
     // A read pointer of our own, as a scan of the table by name takes one:
     // other triggers of the statement read the same store.
     let reader = pg_sys::tuplestore_alloc_read_pointer(table, pg_sys::EXEC_FLAG_REWIND as i32);
     pg_sys::tuplestore_select_read_pointer(table, reader);
     pg_sys::tuplestore_rescan(table);
-    let row = SlotRow { slot, positions };
+    let row = SlotRow { slot, columns };
     // Each row's work runs in a context reset after it: detoasted values and
     // numeric results are copied into Rust as they are read, so what
     // PostgreSQL allocates for one row would otherwise pile up over a COPY.
     let mut per_row = PgMemoryContexts::new("usage bookkeeping row");
     while pg_sys::tuplestore_gettupleslot(table, true, false, slot) {
-        pg_sys::slot_getsomeattrs_int(slot, natts);
+        pg_sys::slot_getallattrs(slot);
         per_row.switch_to(|_| each(&row));
         per_row.reset();
     }

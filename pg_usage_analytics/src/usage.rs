@@ -22,35 +22,40 @@ fn checked<T>(result: Result<T, InvalidArgument>) -> T {
 }
 
 /// Column positions of the usage table in one relation's tuple descriptor
-/// (each partition has its own descriptor).
+/// (each partition has its own descriptor); the pricing trigger and the
+/// counting trigger (src/counting.rs) read rows through it.
 #[derive(Default)]
-struct UsageColumns {
-    agent_id: Option<usize>,
-    agent_name: Option<usize>,
-    error_message: Option<usize>,
-    provider: Option<usize>,
-    framework: Option<usize>,
-    message_type: Option<usize>,
-    model: Option<usize>,
-    requested_model: Option<usize>,
-    cost_usd: Option<usize>,
-    input_tokens: Option<usize>,
-    output_tokens: Option<usize>,
-    cache_read_tokens: Option<usize>,
-    cache_write_tokens: Option<usize>,
-    cache_write_1h_tokens: Option<usize>,
-    reasoning_tokens: Option<usize>,
-    service_tier: Option<usize>,
-    cost_source: Option<usize>,
-    cache_savings_usd: Option<usize>,
-    timestamp: Option<usize>,
+pub(crate) struct UsageColumns {
+    pub user_id: Option<usize>,
+    pub agent_id: Option<usize>,
+    pub agent_name: Option<usize>,
+    pub error_message: Option<usize>,
+    pub provider: Option<usize>,
+    pub framework: Option<usize>,
+    pub message_type: Option<usize>,
+    pub model: Option<usize>,
+    pub requested_model: Option<usize>,
+    pub cost_usd: Option<usize>,
+    pub input_tokens: Option<usize>,
+    pub output_tokens: Option<usize>,
+    pub cache_read_tokens: Option<usize>,
+    pub cache_write_tokens: Option<usize>,
+    pub cache_write_1h_tokens: Option<usize>,
+    pub reasoning_tokens: Option<usize>,
+    pub service_tier: Option<usize>,
+    pub cost_source: Option<usize>,
+    pub cache_savings_usd: Option<usize>,
+    pub timestamp: Option<usize>,
+    pub success: Option<usize>,
+    pub response_time_ms: Option<usize>,
 }
 
 impl UsageColumns {
-    fn of(tupdesc: &PgTupleDesc) -> UsageColumns {
+    pub fn of(tupdesc: &PgTupleDesc) -> UsageColumns {
         let mut columns = UsageColumns::default();
         for (i, att) in tupdesc.iter().enumerate().filter(|(_, a)| !a.is_dropped()) {
             let slot = match att.name() {
+                "user_id" => &mut columns.user_id,
                 "agent_id" => &mut columns.agent_id,
                 "agent_name" => &mut columns.agent_name,
                 "error_message" => &mut columns.error_message,
@@ -70,6 +75,8 @@ impl UsageColumns {
                 "cost_source" => &mut columns.cost_source,
                 "cache_savings_usd" => &mut columns.cache_savings_usd,
                 "timestamp" => &mut columns.timestamp,
+                "success" => &mut columns.success,
+                "response_time_ms" => &mut columns.response_time_ms,
                 _ => continue,
             };
             *slot = Some(i);
