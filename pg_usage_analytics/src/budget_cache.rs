@@ -14,6 +14,7 @@
 //! already racy (a statement whose snapshot predates the commit books nothing
 //! against it either).
 
+use crate::price_cache::under_latest_snapshot;
 use pgrx::prelude::*;
 use std::cell::Cell;
 
@@ -48,14 +49,11 @@ fn _budgets_exist() -> bool {
         return exist;
     }
     let generation = GENERATION.with(Cell::get);
-    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
-    let loaded = PgTryBuilder::new(|| {
+    let loaded = under_latest_snapshot(|| {
         Spi::get_two::<pg_sys::Oid, bool>(
             "SELECT 'usage_analytics.budgets'::regclass::oid, EXISTS (SELECT 1 FROM usage_analytics.budgets)",
         )
     })
-    .finally(|| unsafe { pg_sys::PopActiveSnapshot() })
-    .execute()
     .unwrap_or_else(|e| error!("pg_usage_analytics: cannot read budgets: {e}"));
     let (oid, exist) = (loaded.0.unwrap_or(pg_sys::InvalidOid), loaded.1.unwrap_or(true));
     BUDGETS_OID.with(|b| b.set(oid));

@@ -70,8 +70,10 @@ pub fn price_book() -> Rc<PriceBook> {
     // Bounded: each retry means another price change arrived meanwhile.
     for _ in 0..16 {
         let generation = GENERATION.with(Cell::get);
-        let book =
-            Rc::new(load_latest().unwrap_or_else(|e| error!("pg_usage_analytics: cannot load prices: {e}")));
+        let book = Rc::new(
+            under_latest_snapshot(load)
+                .unwrap_or_else(|e| error!("pg_usage_analytics: cannot load prices: {e}")),
+        );
         if GENERATION.with(Cell::get) == generation {
             BOOK.with(|b| *b.borrow_mut() = Some(book.clone()));
             return book;
@@ -80,15 +82,16 @@ pub fn price_book() -> Rc<PriceBook> {
     error!("pg_usage_analytics: prices kept changing while they were loaded; try again")
 }
 
-/// Loads the price book under the latest snapshot (see the module comment).
-fn load_latest() -> Result<PriceBook, pgrx::spi::Error> {
+/// Runs `read` under the latest snapshot, not the transaction's: a cache
+/// loaded under an old snapshot would keep what its invalidation already
+/// announced as changed (see the module comment). Also `budget_cache`'s.
+pub(crate) fn under_latest_snapshot<R>(read: impl FnOnce() -> R + std::panic::UnwindSafe) -> R {
     unsafe {
         pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
     }
-    let loaded = PgTryBuilder::new(load)
+    PgTryBuilder::new(read)
         .finally(|| unsafe { pg_sys::PopActiveSnapshot() })
-        .execute();
-    loaded
+        .execute()
 }
 
 /// Records the pricing tables' OIDs, so invalidations of them are recognised.
