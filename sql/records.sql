@@ -7,25 +7,53 @@
 -- Fast `search` (case-insensitive substring of agent_id, agent_name, model
 -- or error_message) for rare terms as well as common ones.
 --
--- Every partition carries a trigram GIN index (pg_trgm, required by the
--- control file) over the four columns joined by spaces: _search_text(). The
--- planner uses it for `_search_text(u) ILIKE '%term%'`, which _usage_matches
--- adds to the four ILIKEs it always had. Whatever a column matches, the
--- joined text matches too (the pattern is always '%…%'), so the extra
--- condition removes no row; the four ILIKEs still decide, so a term that
--- would only match across the separator (say 'coder gpt') matches nothing,
--- exactly as before.
+-- The searched text is the four columns joined by spaces, _search_text()
+-- (see schema.sql): search_texts holds each distinct text under a trigram
+-- index, and every partition indexes its rows' text keys (_search_key).
+-- _usage_matches adds `_search_text(u) ILIKE '%term%'` to the four ILIKEs
+-- it always had. Whatever a column matches, the joined text matches too (the
+-- pattern is always '%…%'), so the extra condition removes no row; the four
+-- ILIKEs still decide, so a term that would only match across the separator
+-- (say 'coder gpt') matches nothing, exactly as before.
 --
 -- Pages (get_usage_records) need both access paths: a common term finds
 -- its newest matches at once by walking the ("timestamp", id) index
 -- backwards, while a rare one would walk the whole table that way and is
--- found through the trigram index instead. The planner cannot tell them
--- apart (no column of the usage table keeps statistics: see
--- _hide_statistics), so get_usage_records looks first at the newest rows
--- matching the other filters (a bounded probe, _search_probe_rows): when
--- they hold the page, it is read along the timestamp index; otherwise
--- through the trigram index.
+-- found through its keys instead. The planner cannot tell them apart (no
+-- column of the usage table keeps statistics: see _hide_statistics), so
+-- get_usage_records looks first at the newest rows matching the other
+-- filters (a bounded probe, _search_probe_rows): when they hold the page, it
+-- is read along the timestamp index; otherwise through the keys of the
+-- matching texts (_search_keys).
 
+-- The keys of the searched texts matching pattern, for a caller who reads
+-- every row (the table's owner, a superuser or BYPASSRLS role, an auditor,
+-- an admin); NULL for anyone else. search_texts holds every user's texts,
+-- so a caller limited to its own rows must not learn which exist; its own
+-- rows are found through the user_id index anyway, which row-level security
+-- makes it read.
+CREATE FUNCTION usage_analytics._search_keys(pattern text)
+RETURNS bigint[]
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    acting oid := (SELECT r.oid FROM pg_roles r WHERE r.rolname = usage_analytics.acting_role());
+BEGIN
+    IF (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.oid = acting)
+       OR pg_has_role(acting, (SELECT c.relowner FROM pg_class c
+                                WHERE c.oid = 'usage_analytics.agent_usage_detailed'::regclass), 'USAGE')
+       OR pg_has_role(acting, 'usage_analytics_auditor', 'MEMBER')
+       OR (pg_has_role(acting, 'usage_analytics_admin', 'MEMBER') AND usage_analytics.is_admin()) THEN
+        RETURN (SELECT coalesce(array_agg(DISTINCT s.key ORDER BY s.key), '{}')
+                  FROM usage_analytics.search_texts s
+                 WHERE s.search_text ILIKE pattern);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._search_keys FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_keys TO PUBLIC;
 
 -- The search condition itself, as the API always had it: the pattern
 -- ('%term%', from _filter_text(filters, 'search')) in any of the four columns.
@@ -140,8 +168,9 @@ GRANT EXECUTE ON FUNCTION usage_analytics._records_by_time TO PUBLIC;
 -- Pages of rows, newest first. A search takes the search route: when the
 -- newest _search_probe_rows rows matching the other filters hold the page
 -- (a common term), it is read from them along the ("timestamp", id) index;
--- otherwise (a rare term) the filters, search included, are planned as
--- before and the trigram index finds the few matches. Without a search,
+-- otherwise (a rare term) the rows are found by the keys of the matching
+-- texts (_search_keys), or, for a caller limited to its own rows, through
+-- the user_id index. Without a search,
 -- user or agent (whose indexes the planner uses), filters on the other
 -- columns take _records_by_time. Every route returns exactly the rows
 -- _usage_matches selects, in the same order.
@@ -153,6 +182,7 @@ AS $$
 DECLARE
     pattern text;
     hits    bigint;
+    keys    bigint[];
 BEGIN
     IF "limit" IS NULL OR "limit" < 0 THEN
         RAISE EXCEPTION 'get_usage_records: "limit" must be >= 0, got %', coalesce("limit"::text, 'NULL')
@@ -190,6 +220,18 @@ BEGIN
                   LIMIT $2 OFFSET $3'
                 USING filters - 'search', "limit", "offset", pattern,
                       usage_analytics._search_probe_rows("limit", "offset");
+            RETURN;
+        END IF;
+        keys := usage_analytics._search_keys(pattern);
+        IF keys IS NOT NULL THEN
+            RETURN QUERY EXECUTE
+                'SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                  WHERE usage_analytics._usage_matches(u, $1)
+                    AND usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
+                                                                                 u.error_message)) = ANY ($4)
+                  ORDER BY u."timestamp" DESC, u.id DESC
+                  LIMIT $2 OFFSET $3'
+                USING filters, "limit", "offset", keys;
             RETURN;
         END IF;
     END IF;

@@ -57,6 +57,7 @@ CREATE POLICY admin_read ON usage_analytics.admin_roles FOR SELECT TO usage_anal
 GRANT SELECT ON usage_analytics.admin_roles TO usage_analytics_admin;
 ALTER TABLE usage_analytics.usage_series ENABLE ROW LEVEL SECURITY;
 ALTER TABLE usage_analytics.active_user_sketches ENABLE ROW LEVEL SECURITY;
+ALTER TABLE usage_analytics.search_texts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY admin_read ON usage_analytics.rollup_state FOR SELECT TO usage_analytics_admin USING ((SELECT usage_analytics.is_admin()));
 
 REVOKE ALL ON ALL TABLES IN SCHEMA usage_analytics FROM PUBLIC;

@@ -77,10 +77,19 @@ CREATE INDEX agent_usage_detailed_default_user_id_timestamp_idx
 CREATE INDEX agent_usage_detailed_default_agent_id_timestamp_idx
     ON usage_analytics.agent_usage_detailed_default (agent_id, "timestamp");
 
--- A trigram index for `search` (see _usage_matches in records.sql): its
--- expression is _search_text(), defined here with the index.
--- The text the trigram index covers. IMMUTABLE and inlined: the index
--- expression and the query's expression are then the same expression.
+-- How `search` finds rows (see _usage_matches and get_usage_records in
+-- records.sql). The searched text of a row is _search_text(), its four
+-- columns joined by spaces. search_texts holds every distinct text once,
+-- under a trigram index; every partition indexes the 64-bit hash of its
+-- rows' texts (_search_key). A search looks up the matching texts in the
+-- small dictionary, then the rows by their keys; the text itself is still
+-- matched, so a hash collision only costs a row read.
+-- Why not a trigram index on the usage table itself: it was about half of a
+-- bulk load (each row adds some 40 trigram entries), for texts that repeat
+-- (a few agents, models and error messages). The counting trigger
+-- (_count_usage) adds each statement's new texts.
+-- IMMUTABLE and inlined: the index expression and the query's expression
+-- are then the same expression.
 CREATE FUNCTION usage_analytics._search_text(agent_id text, agent_name text, model text, error_message text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -90,6 +99,15 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._search_text FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._search_text TO PUBLIC;
+
+-- The hash under which a text is indexed, in the partitions and in
+-- search_texts alike.
+CREATE FUNCTION usage_analytics._search_key(search_text text)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.hashtextextended(search_text, 0) $$;
+REVOKE ALL ON FUNCTION usage_analytics._search_key FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_key TO PUBLIC;
 
 -- No planner statistics on the index's expression either: ANALYZE would
 -- otherwise sample the joined text of every user into the index's
@@ -114,10 +132,11 @@ END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._hide_index_statistics FROM PUBLIC;
 
--- The trigram index on one partition (the default partition gets it at
--- install; monthly partitions copy it from there with LIKE … INCLUDING
--- INDEXES). Unnamed, so it is named as those copies are:
--- <partition>__search_text_idx.
+-- The search index of one table: on a partition of the usage table, the
+-- key index (the default partition gets it at install; monthly partitions
+-- copy it from there with LIKE … INCLUDING INDEXES; unnamed, so it is named
+-- as those copies are: <partition>__search_key_idx); on search_texts, the
+-- trigram index (pg_trgm).
 CREATE FUNCTION usage_analytics._create_search_index(rel regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, usage_analytics, pg_temp
@@ -127,18 +146,16 @@ DECLARE
                        FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace
                       WHERE o.opcname = 'gin_trgm_ops');
 BEGIN
-    IF opclass IS NULL THEN
-        RAISE EXCEPTION 'the search index needs the pg_trgm extension'
-            USING ERRCODE = 'undefined_object', HINT = 'CREATE EXTENSION pg_trgm;';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_index i
-                    WHERE i.indrelid = rel AND pg_get_indexdef(i.indexrelid) LIKE '%gin_trgm_ops%') THEN
-        -- A small pending list: every search reads it whole until (auto)vacuum
-        -- merges it into the index (the default, 4 MB, is ~500 pages a query).
-        EXECUTE format('CREATE INDEX ON %s USING gin '
-                       '(usage_analytics._search_text(agent_id, agent_name, model, error_message) %s) '
-                       'WITH (gin_pending_list_limit = 256)',
-                       rel, opclass);
+    IF rel = to_regclass('usage_analytics.search_texts') THEN
+        IF opclass IS NULL THEN
+            RAISE EXCEPTION 'the search index needs the pg_trgm extension'
+                USING ERRCODE = 'undefined_object', HINT = 'CREATE EXTENSION pg_trgm;';
+        END IF;
+        EXECUTE format('CREATE INDEX search_texts_search_text_idx ON %s USING gin (search_text %s)', rel, opclass);
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_index i
+                       WHERE i.indrelid = rel AND pg_get_indexdef(i.indexrelid) LIKE '%_search_key(%') THEN
+        EXECUTE format('CREATE INDEX ON %s (usage_analytics._search_key('
+                       'usage_analytics._search_text(agent_id, agent_name, model, error_message)))', rel);
     END IF;
     PERFORM usage_analytics._hide_index_statistics(rel);
 END;
@@ -146,6 +163,18 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._create_search_index FROM PUBLIC;
 
 SELECT usage_analytics._create_search_index('usage_analytics.agent_usage_detailed_default');
+
+-- Every distinct searched text, once (or, after two sessions added the same
+-- new text at once, twice: no unique key, so no writer ever waits on
+-- another's; searches take DISTINCT keys). Only the SECURITY DEFINER
+-- _search_keys and _count_usage read and write it: its texts are every
+-- user's.
+CREATE TABLE usage_analytics.search_texts (
+    key         bigint NOT NULL GENERATED ALWAYS AS (usage_analytics._search_key(search_text)) STORED,
+    search_text text NOT NULL
+);
+CREATE INDEX search_texts_key_idx ON usage_analytics.search_texts (key);
+SELECT usage_analytics._create_search_index('usage_analytics.search_texts');
 
 -- No planner statistics on columns that carry users' values: row-level
 -- security does not stop EXPLAIN's estimates (built from histograms and

@@ -1,7 +1,8 @@
 //! The counting trigger: folds every statement's rows on the usage table into
 //! the bookkeeping tables of sql/counters.sql (the exporter's lifetime
 //! counters, the per-day totals, the per-day users and the active-user
-//! sketches) in the statement's own transaction. What each table holds, the
+//! sketches) in the statement's own transaction, and adds the statement's
+//! new searched texts to `search_texts` (see sql/schema.sql). What each table holds, the
 //! sharding by backend and why writers never wait for each other are told
 //! there.
 //!
@@ -20,7 +21,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, PgMemoryContexts, PgTupleDesc};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::OnceLock;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -195,10 +196,12 @@ struct Statement {
     totals: BTreeMap<(i32, String, Option<String>, Option<String>), DayTotals>,
     users: BTreeMap<(i32, [u8; 16]), DayUser>,
     active: Vec<([u8; 16], i64)>,
+    /// The searched texts (`_search_text()`) of the rows written, each once.
+    texts: BTreeSet<String>,
 }
 
 impl Statement {
-    fn add(&mut self, row: &SlotRow, inserted: bool, bounds: &[i64; 10], active_after: i64) {
+    fn add(&mut self, row: &SlotRow, sign: i64, inserted: bool, bounds: &[i64; 10], active_after: i64) {
         let c = &row.columns;
         let provider = row.text(c.provider);
         let framework = row.text(c.framework);
@@ -217,6 +220,19 @@ impl Statement {
             .get::<pgrx::Uuid>(c.user_id)
             .map_or([0; 16], |u| *u.as_bytes());
         let day = utc_day(at);
+
+        if sign > 0 {
+            // As _search_text() joins them.
+            let text = format!(
+                "{agent_id} {} {} {}",
+                row.text(c.agent_name).unwrap_or_default(),
+                row.text(c.model).unwrap_or_default(),
+                row.text(c.error_message).unwrap_or_default()
+            );
+            if !KNOWN_TEXTS.with(|k| k.borrow().contains(&text)) {
+                self.texts.insert(text);
+            }
+        }
 
         if inserted {
             let model = row
@@ -328,6 +344,8 @@ unsafe fn read_transition_table(
         ("provider", columns.provider),
         ("framework", columns.framework),
         ("agent_id", columns.agent_id),
+        ("agent_name", columns.agent_name),
+        ("error_message", columns.error_message),
         ("model", columns.model),
         ("requested_model", columns.requested_model),
         ("message_type", columns.message_type),
@@ -379,6 +397,42 @@ thread_local! {
     static ADD_USERS: KeptPlan = const { RefCell::new(None) };
     static ADD_ALL: KeptPlan = const { RefCell::new(None) };
     static ADD_DAY: KeptPlan = const { RefCell::new(None) };
+    /// Searched texts this backend has seen in `search_texts` or added
+    /// there (forgotten if that transaction aborts); at most
+    /// KNOWN_TEXTS_BYTES of them, then it starts over.
+    static KNOWN_TEXTS: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    static KNOWN_TEXTS_BYTES: Cell<usize> = const { Cell::new(0) };
+    static KNOWN_TEXTS_GUARD: Cell<u32> = const { Cell::new(0) };
+    static ADD_TEXTS: KeptPlan = const { RefCell::new(None) };
+}
+
+const KNOWN_TEXTS_LIMIT: usize = 4 << 20;
+/// The texts not there yet. No unique key: a writer never waits for another
+/// (two adding the same new text at once both add it; searches take
+/// DISTINCT keys).
+const ADD_TEXTS_SQL: &str = "INSERT INTO usage_analytics.search_texts (search_text) \
+     SELECT t FROM unnest($1::text[]) AS t \
+      WHERE NOT EXISTS (SELECT 1 FROM usage_analytics.search_texts s \
+                         WHERE s.key = usage_analytics._search_key(t) AND s.search_text = t)";
+
+/// Adds the texts `search_texts` may lack, and remembers them.
+fn note_texts(texts: BTreeSet<String>) {
+    abort_guard::forget_on_abort(&KNOWN_TEXTS_GUARD, || {
+        KNOWN_TEXTS.with(|k| k.borrow_mut().clear());
+        KNOWN_TEXTS_BYTES.with(|b| b.set(0));
+    });
+    let texts: Vec<String> = texts.into_iter().collect();
+    run(&ADD_TEXTS, ADD_TEXTS_SQL, &[texts.clone().into()]);
+    KNOWN_TEXTS.with(|k| {
+        let mut known = k.borrow_mut();
+        let added: usize = texts.iter().map(String::len).sum();
+        if KNOWN_TEXTS_BYTES.with(Cell::get) + added > KNOWN_TEXTS_LIMIT {
+            known.clear();
+            KNOWN_TEXTS_BYTES.with(|b| b.set(0));
+        }
+        KNOWN_TEXTS_BYTES.with(|b| b.set(b.get() + added));
+        known.extend(texts);
+    });
 }
 
 const SERIES_KNOWN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM usage_analytics.usage_series s \
@@ -642,7 +696,7 @@ fn _count_usage<'a>(
     let mut statement = Statement::default();
     unsafe {
         read_transition_table(table, data.tg_relation, |row| {
-            statement.add(row, inserted, &bounds, now - ACTIVE_USERS_HORIZON)
+            statement.add(row, sign, inserted, &bounds, now - ACTIVE_USERS_HORIZON)
         });
     }
 
@@ -660,6 +714,9 @@ fn _count_usage<'a>(
     }
     if !statement.active.is_empty() {
         active_users::note(&statement.active);
+    }
+    if !statement.texts.is_empty() {
+        note_texts(std::mem::take(&mut statement.texts));
     }
     let counters: Vec<Vec<DatumWithOid>> = counters
         .into_iter()

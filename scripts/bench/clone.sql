@@ -4,8 +4,9 @@
 -- each partition has the keys and b-tree indexes the extension's partition
 -- has (they live on the partitions, not on the parent, so each clone
 -- partition copies its own). What the clone lacks is everything 0.2 adds to
--- a write: the triggers (pricing, counters, budgets) and the trigram search
--- index, so the INSERT and COPY ratios include the search index's cost too.
+-- a write: the triggers (pricing, counters, budgets, the search texts) and
+-- the search key index, so the INSERT and COPY ratios include the search
+-- index's cost too.
 -- Run once after loading.
 CREATE SCHEMA IF NOT EXISTS bench;
 DROP TABLE IF EXISTS bench.usage_clone;
@@ -29,7 +30,7 @@ BEGIN
         EXECUTE format('CREATE TABLE bench.%I (LIKE usage_analytics.%I INCLUDING ALL)', clone, p.relname);
         FOR idx IN SELECT i.indexrelid::regclass FROM pg_index i
                     WHERE i.indrelid = format('bench.%I', clone)::regclass
-                      AND pg_get_indexdef(i.indexrelid) LIKE '%gin_trgm_ops%'
+                      AND pg_get_indexdef(i.indexrelid) LIKE '%_search_key(%'
         LOOP
             EXECUTE format('DROP INDEX %s', idx);
         END LOOP;

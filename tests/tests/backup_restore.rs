@@ -244,6 +244,7 @@ fn meaning(table: &str) -> &'static str {
         "rollup_state" => "rollup bookkeeping",
         "usage_counters" => "exporter counters",
         "usage_daily_user" => "per-day per-user counters",
+        "search_texts" => "searched texts (search)",
         _ => "extension table",
     }
 }

@@ -1302,7 +1302,7 @@ fn a_flood_of_distinct_labels_cannot_grow_the_exporter_series() {
 /// tuples per backend and must forget what a rolled-back savepoint wrote).
 /// The same for the active-user sketch: the rolled-back user does not count.
 #[test]
-fn a_rolled_back_savepoint_leaves_no_series_or_active_user_behind() {
+fn a_rolled_back_savepoint_leaves_no_series_active_user_or_search_text_behind() {
     let (_db, mut owner) = Db::new("savepoint_series");
     let row = |agent: &str, user: &str| {
         format!(
@@ -1334,4 +1334,66 @@ fn a_rolled_back_savepoint_leaves_no_series_or_active_user_behind() {
         ),
         1
     );
+    // Both rows have the same searched text; the backend that added it in
+    // the rolled-back savepoint must add it again (a rare term is found by
+    // its text's key).
+    assert_eq!(
+        count(
+            &mut owner,
+            "SELECT count(*) FROM usage_analytics.get_usage_records('{\"search\": \"savepoint-agent\"}')"
+        ),
+        1,
+        "the committed row is found by search"
+    );
+}
+
+#[test]
+fn search_texts_of_other_users_stay_hidden_from_readers() {
+    let (db, mut owner) = Db::new("hostile_search_texts");
+    let alice = db.login(&mut owner, "alice", "usage_analytics_reader", Some(USERS[0]));
+    let auditor = db.login(&mut owner, "auditor", "usage_analytics_auditor", None);
+    must(
+        &mut owner,
+        &format!(
+            "INSERT INTO {USAGE} (user_id, agent_id, provider, model, input_tokens, output_tokens, error_message)
+             VALUES ('{}', 'alice-agent', 'openai', 'gpt-4o', 10, 10, NULL),
+                    ('{}', 'bob-agent', 'openai', 'gpt-4o', 10, 10, 'secret project zq-7');",
+            USERS[0], USERS[1]
+        ),
+    );
+    let mut a = db.connect(&alice);
+    // The dictionary itself is unreadable, and its keys are not handed out.
+    let err = a
+        .batch_execute("SELECT * FROM usage_analytics.search_texts")
+        .unwrap_err();
+    assert_eq!(db_error(&err).0, "42501");
+    assert_eq!(
+        scalar(
+            &mut a,
+            "SELECT (usage_analytics._search_keys('%zq-7%') IS NULL)::text"
+        )
+        .as_deref(),
+        Some("true")
+    );
+    // Alice's searches still find her rows, and only hers.
+    let found = |c: &mut Client, term: &str| {
+        count(
+            c,
+            &format!("SELECT count(*) FROM usage_analytics.get_usage_records('{{\"search\": \"{term}\"}}')"),
+        )
+    };
+    assert_eq!(found(&mut a, "alice-agent"), 1);
+    assert_eq!(found(&mut a, "zq-7"), 0);
+    // An auditor reads every row, and finds them through the keys.
+    let mut au = db.connect(&auditor);
+    assert_eq!(
+        scalar(
+            &mut au,
+            "SELECT cardinality(usage_analytics._search_keys('%zq-7%'))"
+        )
+        .as_deref(),
+        Some("1")
+    );
+    assert_eq!(found(&mut au, "zq-7"), 1);
+    assert_eq!(found(&mut au, "alice-agent"), 1);
 }

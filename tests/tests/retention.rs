@@ -505,10 +505,18 @@ fn plan(client: &mut Client, sql: &str) -> String {
 }
 
 #[test]
-fn rare_terms_use_the_trigram_index_and_common_terms_the_timestamp_index() {
+fn rare_terms_use_the_search_key_index_and_common_terms_the_timestamp_index() {
     let (_db, mut client) = fresh("search_plans");
     load_sample(&mut client, 40000, 20);
-    // VACUUM merges the trigram index's pending list, as autovacuum does.
+    // A rare term: three rows of one agent.
+    client
+        .batch_execute(
+            "INSERT INTO usage_analytics.agent_usage_detailed
+                 (user_id, agent_id, agent_name, provider, input_tokens, output_tokens, success)
+             SELECT gen_random_uuid(), 'zzqx-rare', 'Rare Agent', 'openai', 1, 1, true
+               FROM generate_series(1, 3)",
+        )
+        .unwrap();
     client
         .batch_execute("VACUUM ANALYZE usage_analytics.agent_usage_detailed")
         .unwrap();
@@ -521,21 +529,27 @@ fn rare_terms_use_the_trigram_index_and_common_terms_the_timestamp_index() {
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
           WHERE i.inhparent = 'usage_analytics.agent_usage_detailed'::regclass
             AND NOT EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid
-                             AND pg_get_indexdef(x.indexrelid) LIKE '%gin_trgm_ops%')",
+                             AND pg_get_indexdef(x.indexrelid) LIKE '%_search_key(%')",
     );
     assert_eq!(missing, Vec::<Vec<_>>::new());
 
-    // The statement get_usage_records runs for a rare term.
-    let rare = plan(
+    // The statement get_usage_records runs for a rare term, with the keys
+    // of its texts.
+    let keys = scalar(
         &mut client,
+        "SELECT usage_analytics._search_keys('%zzqx-rare%')::text",
+    )
+    .unwrap();
+    assert_eq!(keys.matches(',').count(), 0, "one text: {keys}");
+    let rare_sql = format!(
         "SELECT u.* FROM usage_analytics.agent_usage_detailed u
-          WHERE usage_analytics._usage_matches(u, '{\"search\": \"zzqx-absent\"}')
-          ORDER BY u.\"timestamp\" DESC, u.id DESC LIMIT 100",
+          WHERE usage_analytics._usage_matches(u, '{{\"search\": \"zzqx-rare\"}}')
+            AND usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
+                                                                         u.error_message)) = ANY ('{keys}')
+          ORDER BY u.\"timestamp\" DESC, u.id DESC LIMIT 100"
     );
-    assert!(
-        rare.contains("Bitmap Index Scan") && rare.contains("_search_text_idx"),
-        "{rare}"
-    );
+    let rare = plan(&mut client, &rare_sql);
+    assert!(rare.contains("_search_key_idx"), "{rare}");
     // The statement it runs when the newest rows hold the page (a common term).
     let common = plan(
         &mut client,
@@ -547,16 +561,14 @@ fn rare_terms_use_the_trigram_index_and_common_terms_the_timestamp_index() {
     );
     assert!(
         common.contains("Index Scan Backward")
-            && !common.contains("_search_text_idx")
+            && !common.contains("_search_key_idx")
             && !common.contains("Sort  "),
         "{common}"
     );
     // Page 1 of a rare term reads a few pages, not the table.
     let buffers = text_rows(
         &mut client,
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM usage_analytics.agent_usage_detailed u
-          WHERE usage_analytics._usage_matches(u, '{\"search\": \"zzqx-absent\"}')
-          ORDER BY u.\"timestamp\" DESC, u.id DESC LIMIT 100",
+        &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {rare_sql}"),
     );
     let doc: serde_json::Value = serde_json::from_str(buffers[0][0].as_deref().unwrap()).unwrap();
     let hit = doc[0]["Plan"]["Shared Hit Blocks"].as_i64().unwrap()
@@ -573,7 +585,7 @@ fn rare_terms_use_the_trigram_index_and_common_terms_the_timestamp_index() {
     // No statistics on the indexed text: EXPLAIN must not reveal values.
     let with_stats = scalar(
         &mut client,
-        "SELECT count(*) FROM pg_stats WHERE schemaname = 'usage_analytics' AND tablename LIKE '%search_text%'",
+        "SELECT count(*) FROM pg_stats WHERE schemaname = 'usage_analytics' AND tablename LIKE '%search_key%'",
     );
     assert_eq!(with_stats.as_deref(), Some("0"));
 }

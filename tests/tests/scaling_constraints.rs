@@ -94,6 +94,7 @@ const TABLES: &[(&str, Class)] = &[
     ("usage_series", Class::NodeLocal),
     ("usage_daily_totals", Class::NodeLocal),
     ("active_user_sketches", Class::NodeLocal),
+    ("search_texts", Class::NodeLocal),
     ("budget_spend", Class::NodeLocal),
     ("system_analytics", Class::Coordinator),
     ("admin_audit_log", Class::Coordinator),
