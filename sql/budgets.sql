@@ -256,10 +256,9 @@ REVOKE ALL ON FUNCTION usage_analytics._budget_truncated_usage FROM PUBLIC;
 ALTER FUNCTION usage_analytics._budgets_exist() SECURITY DEFINER;
 REVOKE ALL ON FUNCTION usage_analytics._budgets_exist FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._budgets_exist TO PUBLIC;
-REVOKE ALL ON FUNCTION usage_analytics._announce_budget_change FROM PUBLIC;
 CREATE TRIGGER announce_budget_change
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON usage_analytics.budgets
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._announce_budget_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._announce_change();
 
 -- Named to fire after count_* (triggers fire in name order).
 CREATE TRIGGER track_budget_inserted_usage

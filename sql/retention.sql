@@ -299,6 +299,54 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._forget_removed_span_claims FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._forget_removed_span_claims TO usage_analytics_admin;
 
+-- Drops the searched texts (search_texts, see schema.sql) that no row has
+-- any more, so a deleted row's agent name or error message does not outlive
+-- it in the search dictionary. Writers are held off meanwhile (a SHARE lock
+-- on the usage table, given up after lock_timeout): a writer that still
+-- knows a text (_count_usage caches them) could otherwise record a row
+-- under a text just dropped. search_texts' trigger (schema.sql) then makes
+-- every backend forget the texts it knew. Returns how many it dropped (NULL when the lock
+-- was not granted: the next run retries), audited when any.
+-- run_maintenance calls it after retention removed months; call it after
+-- deleting rows by hand. Admin only.
+CREATE FUNCTION usage_analytics.forget_unused_search_texts()
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+SET lock_timeout = '1s'
+AS $$
+DECLARE
+    dropped bigint;
+BEGIN
+    PERFORM usage_analytics._require_admin('forget_unused_search_texts');
+    BEGIN
+        LOCK TABLE usage_analytics.agent_usage_detailed IN SHARE MODE;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE WARNING 'forget_unused_search_texts: the usage table''s lock was not granted within lock_timeout '
+                      '(a long transaction writes to it); the next run retries';
+        RETURN NULL;
+    END;
+    WITH gone AS (
+        DELETE FROM usage_analytics.search_texts s
+         WHERE NOT EXISTS (
+               SELECT 1 FROM usage_analytics.agent_usage_detailed u
+                WHERE usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
+                                                                             u.error_message)) = s.key
+                  AND usage_analytics._search_text(u.agent_id, u.agent_name, u.model, u.error_message)
+                      = s.search_text)
+        RETURNING 1)
+    SELECT count(*) INTO dropped FROM gone;
+    IF dropped > 0 THEN
+        INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
+        VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'forget_unused_search_texts',
+                'search_texts', jsonb_build_object('texts', dropped));
+    END IF;
+    RETURN dropped;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.forget_unused_search_texts FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.forget_unused_search_texts TO usage_analytics_admin;
+
 -- The policy, the oldest month the usage table still holds rows of, and
 -- the first UTC day apply_retention has a month to remove (today when one
 -- is already due; NULL without a policy or monthly partitions). Admin only.

@@ -237,7 +237,7 @@ GRANT EXECUTE ON FUNCTION usage_analytics.rollup_range TO usage_analytics_admin;
 -- partitions ahead, yesterday's and today's rollups, then folding the
 -- bookkeeping of exited backends and expired budget reservations, and
 -- the retention policy (whole months, after they are rolled up) with the
--- collector's span claims of removed months. Each step commits on its own, so the
+-- searched texts and the collector's span claims of removed months. Each step commits on its own, so the
 -- short locks of partition creation are never held through a rollup, and a
 -- failing step does not undo the others. A procedure (transaction control),
 -- so it runs as its caller; every step it calls checks its own rights.
@@ -255,7 +255,10 @@ BEGIN
     COMMIT;
     PERFORM usage_analytics.budget_maintenance();
     COMMIT;
-    PERFORM usage_analytics.apply_retention();
+    IF EXISTS (SELECT 1 FROM usage_analytics.apply_retention()) THEN
+        COMMIT;
+        PERFORM usage_analytics.forget_unused_search_texts();
+    END IF;
     COMMIT;
     PERFORM usage_analytics._forget_removed_span_claims();
     COMMIT;
@@ -279,7 +282,9 @@ BEGIN
     written := usage_analytics.rollup_range((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date);
     PERFORM usage_analytics._compact_bookkeeping();
     PERFORM usage_analytics.budget_maintenance();
-    PERFORM usage_analytics.apply_retention();
+    IF EXISTS (SELECT 1 FROM usage_analytics.apply_retention()) THEN
+        PERFORM usage_analytics.forget_unused_search_texts();
+    END IF;
     PERFORM usage_analytics._forget_removed_span_claims();
     RETURN written;
 END;

@@ -175,6 +175,11 @@ CREATE TABLE usage_analytics.search_texts (
 );
 CREATE INDEX search_texts_key_idx ON usage_analytics.search_texts (key);
 SELECT usage_analytics._create_search_index('usage_analytics.search_texts');
+-- Backends remember the texts they know are there (_count_usage); texts
+-- going away (forget_unused_search_texts) must reach them.
+CREATE TRIGGER announce_search_texts_change
+    AFTER UPDATE OR DELETE OR TRUNCATE ON usage_analytics.search_texts
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._announce_change();
 
 -- No planner statistics on columns that carry users' values: row-level
 -- security does not stop EXPLAIN's estimates (built from histograms and

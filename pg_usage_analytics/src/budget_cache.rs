@@ -3,7 +3,7 @@
 //! without budgets pays nothing for them on each insert (a PL/pgSQL
 //! statement trigger finding no budget cost a tenth of a single-row INSERT).
 //!
-//! A statement trigger on `budgets` sends a relcache invalidation for it,
+//! A statement trigger on `budgets` (`_announce_change`) sends a relcache invalidation for it,
 //! broadcast at commit, and our callback drops the cached answer; every call
 //! first takes in the invalidations that arrived, so each statement sees the
 //! budgets committed before it started, as a query of the table would. As in
@@ -61,15 +61,4 @@ fn _budgets_exist() -> bool {
         EXIST.with(|e| e.set(Some(exist)));
     }
     exist
-}
-
-/// Statement trigger on `budgets`: queue a relcache invalidation so every
-/// backend drops its cached answer once this transaction commits.
-#[pg_trigger]
-fn _announce_budget_change<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
-    let relid = trigger.relid()?;
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
-    Ok(None)
 }

@@ -398,9 +398,12 @@ thread_local! {
     static ADD_ALL: KeptPlan = const { RefCell::new(None) };
     static ADD_DAY: KeptPlan = const { RefCell::new(None) };
     /// Searched texts this backend has seen in `search_texts` or added
-    /// there (forgotten if that transaction aborts); at most
-    /// KNOWN_TEXTS_BYTES of them, then it starts over.
+    /// there (forgotten if that transaction aborts, or when
+    /// forget_unused_search_texts drops texts: see
+    /// `register_invalidation_callback`); at most KNOWN_TEXTS_LIMIT bytes of
+    /// them, then it starts over.
     static KNOWN_TEXTS: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    static SEARCH_TEXTS_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
     static KNOWN_TEXTS_BYTES: Cell<usize> = const { Cell::new(0) };
     static KNOWN_TEXTS_GUARD: Cell<u32> = const { Cell::new(0) };
     static ADD_TEXTS: KeptPlan = const { RefCell::new(None) };
@@ -415,12 +418,39 @@ const ADD_TEXTS_SQL: &str = "INSERT INTO usage_analytics.search_texts (search_te
       WHERE NOT EXISTS (SELECT 1 FROM usage_analytics.search_texts s \
                          WHERE s.key = usage_analytics._search_key(t) AND s.search_text = t)";
 
+fn forget_known_texts() {
+    // Never borrowed across a call into PostgreSQL, so free here.
+    KNOWN_TEXTS.with(|k| k.borrow_mut().clear());
+    KNOWN_TEXTS_BYTES.with(|b| b.set(0));
+}
+
+/// Registers the callback that forgets the known texts when
+/// `search_texts` loses rows (its `_announce_change` trigger); called once
+/// per backend from `_PG_init`. forget_unused_search_texts holds writers
+/// off while it deletes, and the invalidation reaches a writer when its
+/// next statement locks the usage table, before this trigger runs.
+pub fn register_invalidation_callback() {
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+    }
+}
+
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    // relid is InvalidOid when the whole relcache is reset.
+    if relid == pg_sys::InvalidOid || relid == SEARCH_TEXTS_OID.with(Cell::get) {
+        forget_known_texts();
+    }
+}
+
 /// Adds the texts `search_texts` may lack, and remembers them.
 fn note_texts(texts: BTreeSet<String>) {
-    abort_guard::forget_on_abort(&KNOWN_TEXTS_GUARD, || {
-        KNOWN_TEXTS.with(|k| k.borrow_mut().clear());
-        KNOWN_TEXTS_BYTES.with(|b| b.set(0));
-    });
+    abort_guard::forget_on_abort(&KNOWN_TEXTS_GUARD, forget_known_texts);
+    if SEARCH_TEXTS_OID.with(Cell::get) == pg_sys::InvalidOid {
+        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'usage_analytics.search_texts'::regclass::oid")
+            .unwrap_or_else(|e| error!("usage bookkeeping: {e}"))
+            .unwrap_or(pg_sys::InvalidOid);
+        SEARCH_TEXTS_OID.with(|o| o.set(oid));
+    }
     let texts: Vec<String> = texts.into_iter().collect();
     run(&ADD_TEXTS, ADD_TEXTS_SQL, &[texts.clone().into()]);
     KNOWN_TEXTS.with(|k| {

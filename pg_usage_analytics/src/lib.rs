@@ -38,7 +38,11 @@ mod usage;
 // The SQL files, one concern each, in dependency order (pgrx orders the
 // install script by these `requires`).
 extension_sql_file!("../../sql/roles.sql", name = "roles", bootstrap);
-extension_sql_file!("../../sql/schema.sql", name = "schema", requires = ["roles"]);
+extension_sql_file!(
+    "../../sql/schema.sql",
+    name = "schema",
+    requires = ["roles", _announce_change]
+);
 extension_sql_file!(
     "../../sql/identity.sql",
     name = "identity",
@@ -141,7 +145,7 @@ extension_sql_file!(
         resolve_model,
         check_filters,
         _budgets_exist,
-        _announce_budget_change
+        _announce_change
     ]
 );
 extension_sql_file!(
@@ -194,6 +198,7 @@ pub(crate) static EXPORTER_MAX_SERIES: GucSetting<i32> = GucSetting::<i32>::new(
 pub extern "C-unwind" fn _PG_init() {
     price_cache::register_invalidation_callback();
     budget_cache::register_invalidation_callback();
+    counting::register_invalidation_callback();
     GucRegistry::define_int_guc(
         c"usage_analytics.exporter_max_series",
         c"Label tuples that get their own exporter series.",

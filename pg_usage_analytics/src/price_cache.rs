@@ -269,6 +269,20 @@ fn invalidate_price_cache<'a>(
     Ok(None)
 }
 
+/// Statement trigger on a table that backends keep a cache of (budgets,
+/// search_texts): queue a relcache invalidation of it, sent when this
+/// transaction commits, so every backend's callback drops what it cached.
+/// `invalidate_price_cache` does the same for the pricing tables under its
+/// 0.1.0 name (kept: 0.1.0's install script declares its symbol).
+#[pg_trigger]
+fn _announce_change<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    let relid = trigger.relid()?;
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    Ok(None)
+}
+
 /// The canonical model id for what a provider or SDK sent; the provider's
 /// default model for NULL or empty; NULL when nothing known matches.
 #[pg_extern(stable, parallel_safe)]
@@ -337,7 +351,7 @@ extension_sql!(
     "GRANT EXECUTE ON FUNCTION usage_analytics.resolve_model, usage_analytics.normalize_usage, \
      usage_analytics.calculate_cost(text, text, bigint, bigint, timestamptz), \
      usage_analytics.calculate_cost(text, text, jsonb, timestamptz, text) TO PUBLIC;\n\
-     REVOKE ALL ON FUNCTION usage_analytics.invalidate_price_cache FROM PUBLIC;",
+     REVOKE ALL ON FUNCTION usage_analytics.invalidate_price_cache, usage_analytics._announce_change FROM PUBLIC;",
     name = "price_cache_grants",
     requires = [
         "roles",
@@ -345,6 +359,7 @@ extension_sql!(
         normalize_usage,
         calculate_cost,
         calculate_cost_of_usage,
-        invalidate_price_cache
+        invalidate_price_cache,
+        _announce_change
     ]
 );

@@ -589,3 +589,70 @@ fn rare_terms_use_the_search_key_index_and_common_terms_the_timestamp_index() {
     );
     assert_eq!(with_stats.as_deref(), Some("0"));
 }
+
+#[test]
+fn texts_of_deleted_rows_leave_the_search_dictionary_and_writers_notice() {
+    let (db, mut owner) = fresh("search_forget");
+    let texts = |c: &mut Client, agent: &str| {
+        scalar(
+            c,
+            &format!("SELECT count(*) FROM usage_analytics.search_texts WHERE search_text LIKE '{agent} %'"),
+        )
+        .unwrap()
+    };
+    let insert = |agent: &str| {
+        format!(
+            "INSERT INTO usage_analytics.agent_usage_detailed
+                 (user_id, agent_id, provider, input_tokens, output_tokens, success, error_message)
+             VALUES ('{}', '{agent}', 'openai', 1, 1, false, 'card 4111 declined')",
+            USERS[0]
+        )
+    };
+    // A second session records a row under the text first: it now knows it.
+    let mut writer = cluster().connect(&db);
+    writer.batch_execute(&insert("forget-agent")).unwrap();
+    owner.batch_execute(&insert("keep-agent")).unwrap();
+    assert_eq!(texts(&mut owner, "forget-agent"), "1");
+
+    owner
+        .batch_execute("DELETE FROM usage_analytics.agent_usage_detailed WHERE agent_id = 'forget-agent'")
+        .unwrap();
+    assert_eq!(
+        scalar(&mut owner, "SELECT usage_analytics.forget_unused_search_texts()").as_deref(),
+        Some("1")
+    );
+    assert_eq!(texts(&mut owner, "forget-agent"), "0");
+    assert_eq!(texts(&mut owner, "keep-agent"), "1", "texts still in use stay");
+    assert_eq!(
+        scalar(
+            &mut owner,
+            "SELECT details::text FROM usage_analytics.admin_audit_log WHERE action = 'forget_unused_search_texts'"
+        )
+        .as_deref(),
+        Some("{\"texts\": 1}")
+    );
+    // The writer's next row under that text puts it back, and search finds it.
+    writer.batch_execute(&insert("forget-agent")).unwrap();
+    assert_eq!(texts(&mut owner, "forget-agent"), "1");
+    let found = text_rows(
+        &mut owner,
+        "SELECT agent_id FROM usage_analytics.get_usage_records('{\"search\": \"forget-agent\"}')",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    // Nothing left to drop; only admins may call it.
+    assert_eq!(
+        scalar(&mut owner, "SELECT usage_analytics.forget_unused_search_texts()").as_deref(),
+        Some("0")
+    );
+    owner
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {db}_w LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+             GRANT usage_analytics_writer TO {db}_w"
+        ))
+        .unwrap();
+    let err = cluster()
+        .connect_as(&db, &format!("{db}_w"))
+        .batch_execute("SELECT usage_analytics.forget_unused_search_texts()")
+        .unwrap_err();
+    assert_eq!(db_error(&err).0, "42501", "{err:?}");
+}
