@@ -258,22 +258,10 @@ pub fn to_numeric(cost: Decimal) -> AnyNumeric {
         .unwrap_or_else(|e| error!("cannot convert cost {cost} to numeric: {e}"))
 }
 
-/// Statement trigger on the pricing tables: queue a relcache invalidation so
-/// every backend drops its cached prices once this transaction commits.
-#[pg_trigger]
-fn invalidate_price_cache<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
-    let relid = trigger.relid()?;
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
-    Ok(None)
-}
-
-/// Statement trigger on a table that backends keep a cache of (budgets,
-/// search_texts): queue a relcache invalidation of it, sent when this
-/// transaction commits, so every backend's callback drops what it cached.
-/// `invalidate_price_cache` does the same for the pricing tables under its
-/// 0.1.0 name (kept: 0.1.0's install script declares its symbol).
+/// Statement trigger on a table that backends keep a cache of (the pricing
+/// tables, budgets, search_texts): queue a relcache invalidation of it, sent
+/// when this transaction commits, so every backend's callback drops what it
+/// cached.
 #[pg_trigger]
 fn _announce_change<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -281,6 +269,15 @@ fn _announce_change<'a>(
     let relid = trigger.relid()?;
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
     Ok(None)
+}
+
+/// `_announce_change` under its 0.1.0 name, which the pricing tables'
+/// triggers call (0.1.0's install script declares this symbol).
+#[pg_trigger]
+fn invalidate_price_cache<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    _announce_change(trigger)
 }
 
 /// The canonical model id for what a provider or SDK sent; the provider's
