@@ -26,9 +26,9 @@
 -- is read along the timestamp index; otherwise through the keys of the
 -- matching texts (_search_keys).
 
--- The keys of the searched texts matching pattern, for a caller who reads
--- every row (the table's owner, a superuser or BYPASSRLS role, an auditor,
--- an admin); NULL for anyone else. search_texts holds every user's texts,
+-- The keys of the searched texts matching pattern, for a caller who may
+-- read the table and reads every row of it (the table's owner, a superuser
+-- or BYPASSRLS role, an auditor, an admin); NULL for anyone else. search_texts holds every user's texts,
 -- so a caller limited to its own rows must not learn which exist; its own
 -- rows are found through the user_id index anyway, which row-level security
 -- makes it read.
@@ -40,6 +40,9 @@ AS $$
 DECLARE
     acting oid := (SELECT r.oid FROM pg_roles r WHERE r.rolname = usage_analytics.acting_role());
 BEGIN
+    IF NOT has_table_privilege(acting, 'usage_analytics.agent_usage_detailed', 'SELECT') THEN
+        RETURN NULL;
+    END IF;
     IF (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.oid = acting)
        OR pg_has_role(acting, (SELECT c.relowner FROM pg_class c
                                 WHERE c.oid = 'usage_analytics.agent_usage_detailed'::regclass), 'USAGE')

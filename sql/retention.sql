@@ -305,8 +305,9 @@ GRANT EXECUTE ON FUNCTION usage_analytics._forget_removed_span_claims TO usage_a
 -- on the usage table, given up after lock_timeout): a writer that still
 -- knows a text (_count_usage caches them) could otherwise record a row
 -- under a text just dropped. search_texts' trigger (schema.sql) then makes
--- every backend forget the texts it knew. Returns how many it dropped (NULL when the lock
--- was not granted: the next run retries), audited when any.
+-- every backend forget the texts it knew. Returns how many it dropped
+-- (NULL when the lock was not granted: call it again), audited when any.
+-- READ COMMITTED only.
 -- run_maintenance calls it after retention removed months; call it after
 -- deleting rows by hand. Admin only.
 CREATE FUNCTION usage_analytics.forget_unused_search_texts()
@@ -319,11 +320,18 @@ DECLARE
     dropped bigint;
 BEGIN
     PERFORM usage_analytics._require_admin('forget_unused_search_texts');
+    -- Its DELETE must see every row committed before the lock was granted:
+    -- only READ COMMITTED gives a statement a snapshot taken after it.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'forget_unused_search_texts: runs only at READ COMMITTED, not %',
+            current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
     BEGIN
         LOCK TABLE usage_analytics.agent_usage_detailed IN SHARE MODE;
     EXCEPTION WHEN lock_not_available THEN
         RAISE WARNING 'forget_unused_search_texts: the usage table''s lock was not granted within lock_timeout '
-                      '(a long transaction writes to it); the next run retries';
+                      '(a long transaction writes to it); nothing dropped, call it again';
         RETURN NULL;
     END;
     WITH gone AS (

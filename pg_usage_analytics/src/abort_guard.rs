@@ -9,17 +9,20 @@ use std::cell::Cell;
 use std::thread::LocalKey;
 
 /// Runs `forget` if the current transaction aborts or rolls back a
-/// subtransaction (any: savepoints, PL/pgSQL exception blocks). `guard`
+/// subtransaction (any: savepoints, PL/pgSQL exception blocks), or is
+/// prepared for two-phase commit (ROLLBACK PREPARED may follow). `guard`
 /// remembers the transaction already guarded, so a cache registers once per
 /// transaction.
 pub fn forget_on_abort(guard: &'static LocalKey<Cell<u32>>, forget: fn()) {
     let xid = u32::from(unsafe { pg_sys::GetCurrentTransactionId() });
     if guard.with(Cell::get) != xid {
         guard.with(|g| g.set(xid));
-        register_xact_callback(PgXactCallbackEvent::Abort, move || {
-            forget();
-            guard.with(|g| g.set(0));
-        });
+        for event in [PgXactCallbackEvent::Abort, PgXactCallbackEvent::Prepare] {
+            register_xact_callback(event, move || {
+                forget();
+                guard.with(|g| g.set(0));
+            });
+        }
         register_subxact_callback(PgSubXactCallbackEvent::AbortSub, move |_, _| forget());
     }
 }

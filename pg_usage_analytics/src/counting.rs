@@ -410,13 +410,15 @@ thread_local! {
 }
 
 const KNOWN_TEXTS_LIMIT: usize = 4 << 20;
-/// The texts not there yet. No unique key: a writer never waits for another
-/// (two adding the same new text at once both add it; searches take
-/// DISTINCT keys).
+/// The texts not there yet; all of them when $2, in a REPEATABLE READ or
+/// SERIALIZABLE transaction, whose snapshot may still show a text
+/// forget_unused_search_texts has dropped since. No unique key: a writer
+/// never waits for another (two adding the same new text at once both add
+/// it; searches take DISTINCT keys).
 const ADD_TEXTS_SQL: &str = "INSERT INTO usage_analytics.search_texts (search_text) \
      SELECT t FROM unnest($1::text[]) AS t \
-      WHERE NOT EXISTS (SELECT 1 FROM usage_analytics.search_texts s \
-                         WHERE s.key = usage_analytics._search_key(t) AND s.search_text = t)";
+      WHERE $2 OR NOT EXISTS (SELECT 1 FROM usage_analytics.search_texts s \
+                               WHERE s.key = usage_analytics._search_key(t) AND s.search_text = t)";
 
 fn forget_known_texts() {
     // Never borrowed across a call into PostgreSQL, so free here.
@@ -439,6 +441,8 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
     // relid is InvalidOid when the whole relcache is reset.
     if relid == pg_sys::InvalidOid || relid == SEARCH_TEXTS_OID.with(Cell::get) {
         forget_known_texts();
+        // Looked up again on next use: the table may have been recreated.
+        SEARCH_TEXTS_OID.with(|o| o.set(pg_sys::InvalidOid));
     }
 }
 
@@ -452,7 +456,12 @@ fn note_texts(texts: BTreeSet<String>) {
         SEARCH_TEXTS_OID.with(|o| o.set(oid));
     }
     let texts: Vec<String> = texts.into_iter().collect();
-    run(&ADD_TEXTS, ADD_TEXTS_SQL, &[texts.clone().into()]);
+    let transaction_snapshot = unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32;
+    run(
+        &ADD_TEXTS,
+        ADD_TEXTS_SQL,
+        &[texts.clone().into(), transaction_snapshot.into()],
+    );
     KNOWN_TEXTS.with(|k| {
         let mut known = k.borrow_mut();
         let added: usize = texts.iter().map(String::len).sum();

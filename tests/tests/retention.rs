@@ -639,10 +639,37 @@ fn texts_of_deleted_rows_leave_the_search_dictionary_and_writers_notice() {
         "SELECT agent_id FROM usage_analytics.get_usage_records('{\"search\": \"forget-agent\"}')",
     );
     assert_eq!(found.len(), 1, "{found:?}");
-    // Nothing left to drop; only admins may call it.
+    // Nothing left to drop; only admins may call it, at READ COMMITTED.
     assert_eq!(
         scalar(&mut owner, "SELECT usage_analytics.forget_unused_search_texts()").as_deref(),
         Some("0")
+    );
+    let err = owner
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT usage_analytics.forget_unused_search_texts()",
+        )
+        .unwrap_err();
+    assert_eq!(db_error(&err).0, "25000", "{err:?}");
+    owner.batch_execute("ROLLBACK").unwrap();
+
+    // A REPEATABLE READ writer whose snapshot still shows a text dropped
+    // since adds it again with its row.
+    let mut rr = cluster().connect(&db);
+    rr.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+        .unwrap();
+    owner
+        .batch_execute("DELETE FROM usage_analytics.agent_usage_detailed WHERE agent_id = 'forget-agent'")
+        .unwrap();
+    assert_eq!(
+        scalar(&mut owner, "SELECT usage_analytics.forget_unused_search_texts()").as_deref(),
+        Some("1")
+    );
+    rr.batch_execute(&insert("forget-agent")).unwrap();
+    rr.batch_execute("COMMIT").unwrap();
+    assert_eq!(
+        texts(&mut owner, "forget-agent"),
+        "1",
+        "the snapshot's text came back"
     );
     owner
         .batch_execute(&format!(
