@@ -355,6 +355,42 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics.forget_unused_search_texts FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics.forget_unused_search_texts TO usage_analytics_admin;
 
+-- Adds the searched texts of rows that reached the usage table without
+-- passing its statement trigger (inserted straight into a partition, an
+-- archived partition attached again, a data-only restore, writes under
+-- session_replication_role = replica), so that search finds them. Reads the
+-- whole table once; writers go on meanwhile (it only adds texts). Returns
+-- how many it added, audited when any. Admin only.
+CREATE FUNCTION usage_analytics.add_missing_search_texts()
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    added bigint;
+BEGIN
+    PERFORM usage_analytics._require_admin('add_missing_search_texts');
+    WITH texts AS (
+        SELECT DISTINCT usage_analytics._search_text(u.agent_id, u.agent_name, u.model, u.error_message) AS t
+          FROM usage_analytics.agent_usage_detailed u
+    ), added_texts AS (
+        INSERT INTO usage_analytics.search_texts (search_text)
+        SELECT texts.t FROM texts
+         WHERE NOT EXISTS (SELECT 1 FROM usage_analytics.search_texts s
+                            WHERE s.key = usage_analytics._search_key(texts.t) AND s.search_text = texts.t)
+        RETURNING 1)
+    SELECT count(*) INTO added FROM added_texts;
+    IF added > 0 THEN
+        INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
+        VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'add_missing_search_texts',
+                'search_texts', jsonb_build_object('texts', added));
+    END IF;
+    RETURN added;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics.add_missing_search_texts FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics.add_missing_search_texts TO usage_analytics_admin;
+
 -- The policy, the oldest month the usage table still holds rows of, and
 -- the first UTC day apply_retention has a month to remove (today when one
 -- is already due; NULL without a policy or monthly partitions). Admin only.

@@ -683,3 +683,40 @@ fn texts_of_deleted_rows_leave_the_search_dictionary_and_writers_notice() {
         .unwrap_err();
     assert_eq!(db_error(&err).0, "42501", "{err:?}");
 }
+
+#[test]
+fn rows_that_bypassed_the_statement_trigger_get_their_texts_back() {
+    let (_db, mut owner) = fresh("search_missing");
+    // Straight into a partition: the parent's statement trigger does not run.
+    let partition = scalar(
+        &mut owner,
+        "WITH seed AS (INSERT INTO usage_analytics.agent_usage_detailed
+                           (user_id, agent_id, provider, input_tokens, output_tokens, success)
+                       VALUES (gen_random_uuid(), 'seed-agent', 'openai', 1, 1, true) RETURNING tableoid)
+         SELECT tableoid::regclass::text FROM seed",
+    )
+    .unwrap();
+    owner
+        .batch_execute(&format!(
+            "INSERT INTO {partition} (user_id, agent_id, provider, input_tokens, output_tokens, success)
+             VALUES (gen_random_uuid(), 'bypass-agent', 'openai', 1, 1, true)"
+        ))
+        .unwrap();
+    let found = |c: &mut Client| {
+        text_rows(
+            c,
+            "SELECT agent_id FROM usage_analytics.get_usage_records('{\"search\": \"bypass-agent\"}')",
+        )
+        .len()
+    };
+    assert_eq!(found(&mut owner), 0, "its text is not in the dictionary yet");
+    assert_eq!(
+        scalar(&mut owner, "SELECT usage_analytics.add_missing_search_texts()").as_deref(),
+        Some("1")
+    );
+    assert_eq!(found(&mut owner), 1);
+    assert_eq!(
+        scalar(&mut owner, "SELECT usage_analytics.add_missing_search_texts()").as_deref(),
+        Some("0")
+    );
+}
