@@ -370,16 +370,10 @@ DECLARE
     added bigint;
 BEGIN
     PERFORM usage_analytics._require_admin('add_missing_search_texts');
-    WITH texts AS (
-        SELECT DISTINCT usage_analytics._search_text(u.agent_id, u.agent_name, u.model, u.error_message) AS t
-          FROM usage_analytics.agent_usage_detailed u
-    ), added_texts AS (
-        INSERT INTO usage_analytics.search_texts (search_text)
-        SELECT texts.t FROM texts
-         WHERE NOT EXISTS (SELECT 1 FROM usage_analytics.search_texts s
-                            WHERE s.key = usage_analytics._search_key(texts.t) AND s.search_text = texts.t)
-        RETURNING 1)
-    SELECT count(*) INTO added FROM added_texts;
+    added := usage_analytics._add_search_texts(
+        ARRAY(SELECT DISTINCT usage_analytics._search_text(u.agent_id, u.agent_name, u.model, u.error_message)
+                FROM usage_analytics.agent_usage_detailed u),
+        false);
     IF added > 0 THEN
         INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
         VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'add_missing_search_texts',

@@ -181,6 +181,34 @@ CREATE TRIGGER announce_search_texts_change
     AFTER UPDATE OR DELETE OR TRUNCATE ON usage_analytics.search_texts
     FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._announce_change();
 
+-- Adds those of texts search_texts lacks, or all of them when unchecked (a
+-- REPEATABLE READ writer: its snapshot may still show a text
+-- forget_unused_search_texts has dropped since). No unique key, so a writer
+-- never waits for another: two adding the same new text at once both add
+-- it. Returns how many it added. The counting trigger, the upgrade and
+-- add_missing_search_texts add texts through it (PL/pgSQL: each backend
+-- plans the insert once).
+CREATE FUNCTION usage_analytics._add_search_texts(texts text[], unchecked boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+DECLARE
+    added bigint;
+BEGIN
+    WITH rows AS (
+        INSERT INTO usage_analytics.search_texts (search_text)
+        SELECT t FROM unnest(texts) AS t
+         WHERE unchecked
+            OR NOT EXISTS (SELECT 1 FROM usage_analytics.search_texts s
+                            WHERE s.key = usage_analytics._search_key(t) AND s.search_text = t)
+        RETURNING 1)
+    SELECT count(*) INTO added FROM rows;
+    RETURN added;
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._add_search_texts FROM PUBLIC;
+
 -- No planner statistics on columns that carry users' values: row-level
 -- security does not stop EXPLAIN's estimates (built from histograms and
 -- most-common values) from revealing other users' values. Every column but

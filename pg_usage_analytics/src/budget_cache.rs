@@ -3,10 +3,11 @@
 //! without budgets pays nothing for them on each insert (a PL/pgSQL
 //! statement trigger finding no budget cost a tenth of a single-row INSERT).
 //!
-//! A statement trigger on `budgets` (`_announce_change`) sends a relcache invalidation for it,
-//! broadcast at commit, and our callback drops the cached answer; every call
-//! first takes in the invalidations that arrived, so each statement sees the
-//! budgets committed before it started, as a query of the table would. As in
+//! A statement trigger on `budgets` (`_announce_change`) sends a relcache
+//! invalidation for it, broadcast at commit, and our callback drops the
+//! cached answer; every call first takes in the invalidations that arrived,
+//! so each statement sees the budgets committed before it started, as a
+//! query of the table would. As in
 //! `price_cache`, the answer is read under the latest snapshot and thrown
 //! away when an invalidation arrived meanwhile. One window remains: a commit
 //! is visible a moment before its invalidation is sent, and a statement

@@ -2,9 +2,9 @@
 //! the bookkeeping tables of sql/counters.sql (the exporter's lifetime
 //! counters, the per-day totals, the per-day users and the active-user
 //! sketches) in the statement's own transaction, and adds the statement's
-//! new searched texts to `search_texts` (see sql/schema.sql). What each table holds, the
-//! sharding by backend and why writers never wait for each other are told
-//! there.
+//! new searched texts to `search_texts` (see sql/schema.sql). What each
+//! table holds, the sharding by backend and why writers never wait for each
+//! other are told there.
 //!
 //! It reads the statement's transition table directly, groups its rows here
 //! and writes them through plans kept per backend: one statement for a
@@ -410,15 +410,8 @@ thread_local! {
 }
 
 const KNOWN_TEXTS_LIMIT: usize = 4 << 20;
-/// The texts not there yet; all of them when $2, in a REPEATABLE READ or
-/// SERIALIZABLE transaction, whose snapshot may still show a text
-/// forget_unused_search_texts has dropped since. No unique key: a writer
-/// never waits for another (two adding the same new text at once both add
-/// it; searches take DISTINCT keys).
-const ADD_TEXTS_SQL: &str = "INSERT INTO usage_analytics.search_texts (search_text) \
-     SELECT t FROM unnest($1::text[]) AS t \
-      WHERE $2 OR NOT EXISTS (SELECT 1 FROM usage_analytics.search_texts s \
-                               WHERE s.key = usage_analytics._search_key(t) AND s.search_text = t)";
+/// See _add_search_texts in sql/schema.sql.
+const ADD_TEXTS_SQL: &str = "SELECT usage_analytics._add_search_texts($1, $2)";
 
 fn forget_known_texts() {
     // Never borrowed across a call into PostgreSQL, so free here.

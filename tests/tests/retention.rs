@@ -608,19 +608,18 @@ fn texts_of_deleted_rows_leave_the_search_dictionary_and_writers_notice() {
             USERS[0]
         )
     };
+    let delete_and_forget = |c: &mut Client| {
+        c.batch_execute("DELETE FROM usage_analytics.agent_usage_detailed WHERE agent_id = 'forget-agent'")
+            .unwrap();
+        scalar(c, "SELECT usage_analytics.forget_unused_search_texts()")
+    };
     // A second session records a row under the text first: it now knows it.
     let mut writer = cluster().connect(&db);
     writer.batch_execute(&insert("forget-agent")).unwrap();
     owner.batch_execute(&insert("keep-agent")).unwrap();
     assert_eq!(texts(&mut owner, "forget-agent"), "1");
 
-    owner
-        .batch_execute("DELETE FROM usage_analytics.agent_usage_detailed WHERE agent_id = 'forget-agent'")
-        .unwrap();
-    assert_eq!(
-        scalar(&mut owner, "SELECT usage_analytics.forget_unused_search_texts()").as_deref(),
-        Some("1")
-    );
+    assert_eq!(delete_and_forget(&mut owner).as_deref(), Some("1"));
     assert_eq!(texts(&mut owner, "forget-agent"), "0");
     assert_eq!(texts(&mut owner, "keep-agent"), "1", "texts still in use stay");
     assert_eq!(
@@ -657,13 +656,7 @@ fn texts_of_deleted_rows_leave_the_search_dictionary_and_writers_notice() {
     let mut rr = cluster().connect(&db);
     rr.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
         .unwrap();
-    owner
-        .batch_execute("DELETE FROM usage_analytics.agent_usage_detailed WHERE agent_id = 'forget-agent'")
-        .unwrap();
-    assert_eq!(
-        scalar(&mut owner, "SELECT usage_analytics.forget_unused_search_texts()").as_deref(),
-        Some("1")
-    );
+    assert_eq!(delete_and_forget(&mut owner).as_deref(), Some("1"));
     rr.batch_execute(&insert("forget-agent")).unwrap();
     rr.batch_execute("COMMIT").unwrap();
     assert_eq!(
