@@ -420,7 +420,8 @@ fn forget_known_texts() {
 }
 
 /// Registers the callback that forgets the known texts when
-/// `search_texts` loses rows (its `_announce_change` trigger); called once
+/// `search_texts` loses rows (its `_announce_change` trigger), and the
+/// pricing trigger's column positions of a changed relation; called once
 /// per backend from `_PG_init`. forget_unused_search_texts holds writers
 /// off while it deletes, and the invalidation reaches a writer when its
 /// next statement locks the usage table, before this trigger runs.
@@ -431,6 +432,9 @@ pub fn register_invalidation_callback() {
 }
 
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    // The pricing trigger's column positions share this callback (each
+    // backend has only a few callback slots, shared with other extensions).
+    crate::usage::forget_columns(relid);
     // relid is InvalidOid when the whole relcache is reset.
     if relid == pg_sys::InvalidOid || relid == SEARCH_TEXTS_OID.with(Cell::get) {
         forget_known_texts();

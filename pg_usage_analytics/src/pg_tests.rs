@@ -33,6 +33,37 @@ mod tests {
     }
 
     #[pg_test]
+    fn costs_reach_postgres_as_numeric_in_reads_their_text() {
+        use std::str::FromStr;
+        for text in [
+            "0",
+            "0.00",
+            "1",
+            "-1.5",
+            "12.5",
+            "0.000045",
+            "0.008755",
+            "10000",
+            "9999.9999",
+            "100000000",
+            "12345678901234567890.123456789",
+            "0.0000000000000000000000000001",
+            "79228162514264337593543950335",
+            "-7.9228162514264337593543950335",
+            "1.2300",
+        ] {
+            let cost = rust_decimal::Decimal::from_str(text).unwrap();
+            let expected =
+                Spi::get_one_with_args::<String>("SELECT $1::numeric::text", &[text.into()]).unwrap();
+            assert_eq!(
+                Some(crate::price_cache::to_numeric(cost).to_string()),
+                expected,
+                "{text}"
+            );
+        }
+    }
+
+    #[pg_test]
     fn a_price_change_is_seen_by_the_next_statement_of_the_same_transaction() {
         assert_eq!(
             text("SELECT usage_analytics.calculate_cost('google', NULL, 1000, 1000)::text").as_deref(),

@@ -29,6 +29,7 @@ use rust_decimal::Decimal;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::str::FromStr;
+use usage_analytics_core::numeric::numeric_binary;
 use usage_analytics_core::pricing::{
     parse_price, ClassPriceOverrides, ClassPrices, ContextTier, ModelRates, PriceBook, ServiceTier,
     TieredPricePoint,
@@ -253,9 +254,29 @@ fn load() -> Result<PriceBook, pgrx::spi::Error> {
     })
 }
 
+/// `cost` as a numeric of the same value and display scale (what
+/// `numeric_in` of its text gives).
 pub fn to_numeric(cost: Decimal) -> AnyNumeric {
-    AnyNumeric::try_from(cost.to_string().as_str())
-        .unwrap_or_else(|e| error!("cannot convert cost {cost} to numeric: {e}"))
+    // Handed over in numeric's binary format: printing the decimal for
+    // numeric_in to parse again cost a tenth of the pricing trigger.
+    let mut binary = numeric_binary(cost);
+    let mut message = pg_sys::StringInfoData {
+        data: binary.as_mut_ptr().cast(),
+        len: binary.len() as i32,
+        maxlen: binary.len() as i32,
+        cursor: 0,
+    };
+    unsafe {
+        pgrx::fcinfo::direct_function_call::<AnyNumeric>(
+            pg_sys::numeric_recv,
+            &[
+                Some(pg_sys::Datum::from(&mut message as *mut pg_sys::StringInfoData)),
+                Some(pg_sys::Datum::from(pg_sys::NUMERICOID)),
+                Some(pg_sys::Datum::from(-1i32)),
+            ],
+        )
+    }
+    .unwrap_or_else(|| error!("cannot convert cost {cost} to numeric"))
 }
 
 /// Statement trigger on a table that backends keep a cache of (the pricing

@@ -9,6 +9,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgTupleDesc, Uuid};
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::str::FromStr;
 use usage_analytics_core::pricing::ServiceTier;
 use usage_analytics_core::usage::normalize_usage;
@@ -85,6 +86,42 @@ impl UsageColumns {
     }
 }
 
+thread_local! {
+    /// Each relation's column positions, looked up by name once per backend
+    /// (a bulk load would otherwise match every column name for every row);
+    /// dropped by the relcache callback (`forget_columns`) when the
+    /// relation's descriptor may have changed.
+    static COLUMNS: RefCell<Vec<(pg_sys::Oid, Rc<UsageColumns>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The column positions of `relation`'s descriptor.
+fn columns_of(relation: pg_sys::Relation) -> Rc<UsageColumns> {
+    let relid = unsafe { (*relation).rd_id };
+    if let Some(columns) = COLUMNS.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(r, _)| *r == relid)
+            .map(|(_, c)| c.clone())
+    }) {
+        return columns;
+    }
+    let columns = Rc::new(UsageColumns::of(&unsafe {
+        PgTupleDesc::from_pg_unchecked((*relation).rd_att)
+    }));
+    COLUMNS.with(|c| c.borrow_mut().push((relid, columns.clone())));
+    columns
+}
+
+/// Forgets the column positions of `relid` (of every relation for
+/// InvalidOid, a relcache reset); called by the relcache callback of
+/// src/counting.rs.
+pub(crate) fn forget_columns(relid: pg_sys::Oid) {
+    COLUMNS.with(|c| {
+        c.borrow_mut()
+            .retain(|(r, _)| relid != pg_sys::InvalidOid && *r != relid)
+    });
+}
+
 /// A deformed row: read values, replace some, form the row once.
 struct Row {
     values: Vec<pg_sys::Datum>,
@@ -98,6 +135,11 @@ impl Row {
         unsafe { T::from_datum(self.values[i], self.nulls[i]) }
     }
 
+    /// A text column, borrowed (no copy).
+    fn text(&self, column: Option<usize>) -> Option<&str> {
+        self.get::<&str>(column)
+    }
+
     fn set<T: IntoDatum>(&mut self, column: Option<usize>, value: Option<T>) {
         if let Some(i) = column {
             let datum = value.and_then(IntoDatum::into_datum);
@@ -108,13 +150,14 @@ impl Row {
     }
 
     /// Lower-cases and trims an enumeration column, if it needs it.
-    fn normalise(&mut self, column: Option<usize>) -> Option<String> {
-        let value: Option<String> = self.get(column);
-        let normalised = value.as_ref().map(|v| v.trim().to_lowercase());
-        if normalised != value {
-            self.set(column, normalised.clone());
+    fn normalise(&mut self, column: Option<usize>) {
+        let Some(value) = self.text(column) else {
+            return;
+        };
+        if value.trim().len() != value.len() || value.chars().any(char::is_uppercase) {
+            let normalised = value.trim().to_lowercase();
+            self.set(column, Some(normalised));
         }
-        normalised
     }
 }
 
@@ -157,11 +200,11 @@ impl UsageColumns {
 
 fn check_row(row: &Row, columns: &UsageColumns) {
     for &(name, max_chars, free_text) in TEXT_LIMITS {
-        let value: Option<String> = row.get(columns.text_column(name));
+        let value = row.text(columns.text_column(name));
         let checked = if free_text {
-            validate::usage_row_free_text(name, value.as_deref(), max_chars)
+            validate::usage_row_free_text(name, value, max_chars)
         } else {
-            validate::usage_row_text(name, value.as_deref(), max_chars)
+            validate::usage_row_text(name, value, max_chars)
         };
         if let Err(e) = checked {
             raise_invalid(format!("agent_usage_detailed: {e}"));
@@ -200,7 +243,7 @@ fn price_usage_row<'a>(
     }
     let raw_tupdesc = unsafe { (*data.tg_relation).rd_att };
     let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked(raw_tupdesc) };
-    let columns = UsageColumns::of(&tupdesc);
+    let columns = columns_of(data.tg_relation);
     let natts = tupdesc.len();
     let mut row = Row {
         values: vec![pg_sys::Datum::from(0); natts],
@@ -217,14 +260,18 @@ fn price_usage_row<'a>(
     }
 
     check_row(&row, &columns);
-    let provider = row.normalise(columns.provider);
+    row.normalise(columns.provider);
     row.normalise(columns.framework);
     row.normalise(columns.message_type);
+    let provider = row.text(columns.provider).map(str::to_owned);
     // What the caller sent decides: a re-inserted row (INSERT … SELECT, ETL)
     // whose model was unknown keeps model NULL in `model` but its name in
     // `requested_model`, and must not be priced as the provider default.
-    let sent: Option<String> = row.get(columns.requested_model);
-    let model: Option<String> = sent.or_else(|| row.get(columns.model));
+    let sent = row.text(columns.requested_model).is_some();
+    let model = row
+        .text(columns.requested_model)
+        .or_else(|| row.text(columns.model))
+        .map(str::to_owned);
     let book = price_book();
     let canonical = book.resolve(provider.as_deref(), model.as_deref());
     if row.get::<pg_sys::Datum>(columns.cost_usd).is_some() {
@@ -244,8 +291,7 @@ fn price_usage_row<'a>(
         if let Err(e) = usage.validate() {
             raise_invalid(format!("agent_usage_detailed: {e}"));
         }
-        let tier: Option<String> = row.get(columns.service_tier);
-        let tier = ServiceTier::from_str(tier.as_deref().unwrap_or("standard"))
+        let tier = ServiceTier::from_str(row.text(columns.service_tier).unwrap_or("standard"))
             .unwrap_or_else(|e| raise_invalid(format!("agent_usage_detailed: invalid service_tier: {e}")));
         let at = row
             .get::<TimestampWithTimeZone>(columns.timestamp)
@@ -271,12 +317,12 @@ fn price_usage_row<'a>(
             Err(e) => raise_invalid(format!("agent_usage_detailed: {e}")),
         }
     }
-    if row.get::<pg_sys::Datum>(columns.requested_model).is_none() {
-        if let Some(sent) = model.as_ref().filter(|m| !m.trim().is_empty()) {
-            row.set(columns.requested_model, Some(sent.clone()));
+    if !sent {
+        if let Some(sent) = model.filter(|m| !m.trim().is_empty()) {
+            row.set(columns.requested_model, Some(sent));
         }
     }
-    if canonical != row.get::<String>(columns.model) {
+    if canonical.as_deref() != row.text(columns.model) {
         row.set(columns.model, canonical);
     }
     let tuple = if row.changed {
