@@ -30,12 +30,13 @@ DECLARE
     last_seen timestamptz;
     groups  text;
     -- The rollup rows' ids are time-ordered, in the UUIDv7 layout (48 bits of
-    -- Unix milliseconds, then version 7, then random bits): a day's rows then
-    -- go to the right-hand end of the primary key's index (in random order
-    -- there) instead of each to a random page of it, a quarter of the insert
-    -- (PostgreSQL 15 has no uuidv7(); the bits after the prefix come from
-    -- gen_random_uuid()).
-    id_prefix bytea := substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3);
+    -- Unix milliseconds, version 7, 12 random bits, variant, 62 random
+    -- bits): a day's rows then go to the right-hand end of the primary key's
+    -- index (in random order there) instead of each to a random page of it,
+    -- a quarter of the insert. PostgreSQL 15 has no uuidv7(). The random
+    -- bits come from random(): ids need to be unique, not unpredictable, and
+    -- gen_random_uuid() (OpenSSL's generator) took twice as long per row.
+    id_high bigint := (floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint << 16) | x'7000'::integer;
 BEGIN
     PERFORM usage_analytics._require_admin('rollup_daily');
     IF target IS NULL THEN
@@ -100,8 +101,9 @@ BEGIN
          failed_requests, total_input_tokens, total_output_tokens, total_tokens, total_cost_usd,
          avg_response_time_ms, popular_actions, unpriced_requests, response_time_sum_ms, response_time_count,
          total_cache_read_tokens, total_cache_write_tokens, total_reasoning_tokens, cache_savings_usd, priced_tokens)
-    SELECT encode(set_byte(overlay(uuid_send(gen_random_uuid()) PLACING id_prefix FROM 1 FOR 6),
-                           6, 112 + floor(random() * 16)::integer), 'hex')::uuid,
+    SELECT encode(int8send(id_high | floor(random() * 4096)::bigint)
+                  || int8send((-9223372036854775808)::bigint | (floor(random() * 2147483648)::bigint << 31)
+                              | floor(random() * 2147483648)::bigint), 'hex')::uuid,
            f.user_id, f.agent_id, f.agent_name, f.framework, f.provider, target,
            f.requests, f.successful, f.requests - f.successful,
            f.input_tokens, f.output_tokens, f.input_tokens + f.output_tokens, f.cost,
@@ -117,7 +119,7 @@ BEGIN
     -- The system row is derived from the day's groups, the per-agent rows
     -- just written (read from the temporary table: no index scan of them).
     DELETE FROM usage_analytics.system_analytics WHERE date = target;
-    WITH m AS (
+    WITH RECURSIVE m AS (
         SELECT user_id, agent_id, agent_name, framework, provider, requests AS total_requests,
                successful AS successful_requests, input_tokens AS total_input_tokens,
                output_tokens AS total_output_tokens, input_tokens + output_tokens AS total_tokens,
@@ -132,37 +134,33 @@ BEGIN
                sum(response_time_sum_ms) AS rt_sum, coalesce(sum(response_time_count), 0) AS rt_count,
                count(DISTINCT user_id) AS active_users
           FROM m
+    ), first_days AS (
+        -- Each user's first day, by a loose index scan over (user_id, day):
+        -- one probe per user gives the next user and that user's first day,
+        -- instead of reading all history. Only that index gives user_id
+        -- order, so the plan does not hang on statistics: with a condition
+        -- on day in the probe, a day older than the last ANALYZE looked
+        -- empty and the planner walked the (day, …) key instead, reading
+        -- every earlier day per user (46 s at 5,000 users for a day loaded
+        -- after the ANALYZE).
+        (SELECT d.user_id, d.day FROM usage_analytics.usage_daily_user d ORDER BY d.user_id, d.day LIMIT 1)
+        UNION ALL
+        SELECT n.user_id, n.day
+          FROM first_days f
+         CROSS JOIN LATERAL (SELECT d.user_id, d.day FROM usage_analytics.usage_daily_user d
+                              WHERE d.user_id > f.user_id ORDER BY d.user_id, d.day LIMIT 1) n
+    ), users AS (
+        -- Users with usage up to that day, and those whose first day it is.
+        SELECT count(*) FILTER (WHERE f.day <= target) AS total_users,
+               count(*) FILTER (WHERE f.day = target) AS new_users
+          FROM first_days f
     )
     INSERT INTO usage_analytics.system_analytics
         (date, total_users, active_users, new_users, total_requests, successful_requests, failed_requests,
          total_input_tokens, total_output_tokens, total_tokens, total_cost_usd, cost_by_provider,
          avg_response_time_ms, success_rate, popular_agents, framework_usage, provider_usage,
          top_users_by_usage, unpriced_requests)
-    SELECT target,
-           -- Users with usage up to that day: a loose index scan over
-           -- (user_id, day), one probe per user instead of all history: the
-           -- next user, then that user's first day. Only that index gives
-           -- user_id order, or a user's days in order, so the plan does not
-           -- hang on statistics: with a condition on day in the probe, a day
-           -- older than the last ANALYZE looked empty and the planner walked
-           -- the (day, …) key instead, reading every earlier day per user
-           -- (46 s at 5,000 users for a day loaded after the ANALYZE).
-           (WITH RECURSIVE seen AS (
-                (SELECT d.user_id FROM usage_analytics.usage_daily_user d ORDER BY d.user_id LIMIT 1)
-                UNION ALL
-                SELECT (SELECT d.user_id FROM usage_analytics.usage_daily_user d
-                         WHERE d.user_id > seen.user_id ORDER BY d.user_id LIMIT 1)
-                  FROM seen WHERE seen.user_id IS NOT NULL)
-            SELECT count(*) FROM seen
-             WHERE (SELECT min(d.day) FROM usage_analytics.usage_daily_user d
-                     WHERE d.user_id = seen.user_id) <= target),
-           t.active_users,
-           -- Users whose first day is this one (once each, whatever the
-           -- number of shard rows the day has for them).
-           (SELECT count(DISTINCT d.user_id) FROM usage_analytics.usage_daily_user d
-             WHERE d.day = target
-               AND (SELECT min(p.day) FROM usage_analytics.usage_daily_user p
-                     WHERE p.user_id = d.user_id) = target),
+    SELECT target, users.total_users, t.active_users, users.new_users,
            t.requests, t.successful, t.requests - t.successful,
            t.input_tokens, t.output_tokens, t.input_tokens + t.output_tokens, t.cost,
            (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
@@ -192,7 +190,7 @@ BEGIN
                            sum(total_cost_usd) cost
                       FROM m GROUP BY 1 ORDER BY 4 DESC, 1 LIMIT 10) x),
            t.unpriced
-      FROM t;
+      FROM t, users;
 
     UPDATE usage_analytics.rollup_state s
        SET rolled_at = clock_timestamp(), source_requests = source, rows_written = written + 1,
