@@ -10,7 +10,7 @@ import time
 from decimal import Decimal
 
 from .harness import (
-    AGENTS, Broken, COPY_ROWS, DAYS, DAY_ROWS, ENV, OUT, PGBENCH_ROUNDS, PGBENCH_SECONDS, PGDIR, ROOT, SCRIPTS,
+    AGENTS, Broken, COPY_ROWS, DAYS, DAY_ROWS, ENV, NO_FLUSH_WAIT, OUT, PGBENCH_ROUNDS, PGBENCH_SECONDS, PGDIR, ROOT, SCRIPTS,
     SEARCH_TABLE_ROWS, TOKEN_CLASS_COLS, USERS, add_check, add_context, add_result, alternate, fmt_ms, lit,
     median, pgbench_rounds, psql, rows, scalar, section, settle_bookkeeping, ts
 )
@@ -111,6 +111,14 @@ def bench_pgbench(db: str) -> None:
                "measured tps / baseline tps")
     add_result("INSERT into the extension's table (pgbench -M prepared, 2 clients)", f"{i:,.0f} tps",
                f"INSERT into the trigger-free clone: {c:,.0f} tps", i / c, ">=", 0.75, "measured tps / baseline tps")
+    print("  the same without waiting for the WAL flush at commit (CPU only):", flush=True)
+    tps = pgbench_rounds(db, {"track": "track.sql", "insert": "insert.sql", "clone": "insert_clone.sql"},
+                         env=NO_FLUSH_WAIT)
+    t, i, c = tps["track"], tps["insert"], tps["clone"]
+    add_context("CPU only (synchronous_commit off, same rounds): `track_detailed_usage` vs INSERT",
+                f"{t / i:.2f} ({t:,.0f} vs {i:,.0f} tps)")
+    add_context("CPU only (synchronous_commit off, same rounds): INSERT vs the trigger-free clone",
+                f"{i / c:.2f} ({i:,.0f} vs {c:,.0f} tps)")
 
 
 BUDGET_USERS = [f"a0000000-0000-4000-8000-{n:012d}" for n in range(2)]  # pgbench's client_id 0 and 1
