@@ -26,15 +26,10 @@ thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Registers the invalidation callback; called once per backend from `_PG_init`.
-pub fn register_invalidation_callback() {
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
-    }
-}
-
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    // relid is InvalidOid when the whole relcache is reset.
+/// Drops the cached answer when `budgets` changed (InvalidOid: the whole
+/// relcache was reset); called by the backend's relcache callback
+/// (src/invalidation.rs).
+pub(crate) fn relation_changed(relid: pg_sys::Oid) {
     if relid == pg_sys::InvalidOid || relid == BUDGETS_OID.with(Cell::get) {
         EXIST.with(|e| e.set(None));
         GENERATION.with(|g| g.set(g.get() + 1));

@@ -2,7 +2,7 @@
 //! the bookkeeping tables of sql/counters.sql (the exporter's lifetime
 //! counters, the per-day totals, the per-day users and the active-user
 //! sketches) in the statement's own transaction, and adds the statement's
-//! new searched texts to `search_texts` (see sql/schema.sql). What each
+//! new searched texts to `search_texts` (src/search_texts.rs). What each
 //! table holds, the sharding by backend and why writers never wait for each
 //! other are told there.
 //!
@@ -16,6 +16,7 @@
 use crate::abort_guard;
 use crate::active_users;
 use crate::kept_plans::{self, KeptPlan};
+use crate::search_texts;
 use crate::usage::{restoring, UsageColumns};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -229,7 +230,7 @@ impl Statement {
                 row.text(c.model).unwrap_or_default(),
                 row.text(c.error_message).unwrap_or_default()
             );
-            if !KNOWN_TEXTS.with(|k| k.borrow().contains(&text)) {
+            if !search_texts::is_known(&text) {
                 self.texts.insert(text);
             }
         }
@@ -397,78 +398,6 @@ thread_local! {
     static ADD_USERS: KeptPlan = const { RefCell::new(None) };
     static ADD_ALL: KeptPlan = const { RefCell::new(None) };
     static ADD_DAY: KeptPlan = const { RefCell::new(None) };
-    /// Searched texts this backend has seen in `search_texts` or added
-    /// there (forgotten if that transaction aborts, or when
-    /// forget_unused_search_texts drops texts: see
-    /// `register_invalidation_callback`); at most KNOWN_TEXTS_LIMIT bytes of
-    /// them, then it starts over.
-    static KNOWN_TEXTS: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
-    static SEARCH_TEXTS_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
-    static KNOWN_TEXTS_BYTES: Cell<usize> = const { Cell::new(0) };
-    static KNOWN_TEXTS_GUARD: Cell<u32> = const { Cell::new(0) };
-    static ADD_TEXTS: KeptPlan = const { RefCell::new(None) };
-}
-
-const KNOWN_TEXTS_LIMIT: usize = 4 << 20;
-/// See _add_search_texts in sql/schema.sql.
-const ADD_TEXTS_SQL: &str = "SELECT usage_analytics._add_search_texts($1, $2)";
-
-fn forget_known_texts() {
-    // Never borrowed across a call into PostgreSQL, so free here.
-    KNOWN_TEXTS.with(|k| k.borrow_mut().clear());
-    KNOWN_TEXTS_BYTES.with(|b| b.set(0));
-}
-
-/// Registers the callback that forgets the known texts when
-/// `search_texts` loses rows (its `_announce_change` trigger), and the
-/// pricing trigger's column positions of a changed relation; called once
-/// per backend from `_PG_init`. forget_unused_search_texts holds writers
-/// off while it deletes, and the invalidation reaches a writer when its
-/// next statement locks the usage table, before this trigger runs.
-pub fn register_invalidation_callback() {
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
-    }
-}
-
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    // The pricing trigger's column positions share this callback (each
-    // backend has only a few callback slots, shared with other extensions).
-    crate::usage::forget_columns(relid);
-    // relid is InvalidOid when the whole relcache is reset.
-    if relid == pg_sys::InvalidOid || relid == SEARCH_TEXTS_OID.with(Cell::get) {
-        forget_known_texts();
-        // Looked up again on next use: the table may have been recreated.
-        SEARCH_TEXTS_OID.with(|o| o.set(pg_sys::InvalidOid));
-    }
-}
-
-/// Adds the texts `search_texts` may lack, and remembers them.
-fn note_texts(texts: BTreeSet<String>) {
-    abort_guard::forget_on_abort(&KNOWN_TEXTS_GUARD, forget_known_texts);
-    if SEARCH_TEXTS_OID.with(Cell::get) == pg_sys::InvalidOid {
-        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'usage_analytics.search_texts'::regclass::oid")
-            .unwrap_or_else(|e| error!("usage bookkeeping: {e}"))
-            .unwrap_or(pg_sys::InvalidOid);
-        SEARCH_TEXTS_OID.with(|o| o.set(oid));
-    }
-    let texts: Vec<String> = texts.into_iter().collect();
-    let transaction_snapshot = unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32;
-    run(
-        &ADD_TEXTS,
-        ADD_TEXTS_SQL,
-        &[texts.clone().into(), transaction_snapshot.into()],
-    );
-    KNOWN_TEXTS.with(|k| {
-        let mut known = k.borrow_mut();
-        let added: usize = texts.iter().map(String::len).sum();
-        if KNOWN_TEXTS_BYTES.with(Cell::get) + added > KNOWN_TEXTS_LIMIT {
-            known.clear();
-            KNOWN_TEXTS_BYTES.with(|b| b.set(0));
-        }
-        KNOWN_TEXTS_BYTES.with(|b| b.set(b.get() + added));
-        known.extend(texts);
-    });
 }
 
 const SERIES_KNOWN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM usage_analytics.usage_series s \
@@ -752,7 +681,7 @@ fn _count_usage<'a>(
         active_users::note(&statement.active);
     }
     if !statement.texts.is_empty() {
-        note_texts(std::mem::take(&mut statement.texts));
+        search_texts::note(std::mem::take(&mut statement.texts));
     }
     let counters: Vec<Vec<DatumWithOid>> = counters
         .into_iter()

@@ -10,6 +10,8 @@
 //!  * `filters`: the SQL accessors of the filter parser;
 //!  * `csv_export`: `export_usage_csv`;
 //!  * `counting`: the counting trigger, the usage table's bookkeeping;
+//!  * `search_texts`: which searched texts the dictionary holds, per backend;
+//!  * `invalidation`: the one relcache callback that keeps those caches true;
 //!  * `active_users`: active-user sketches for the exporter;
 //!  * `budget_cache`: whether any budget exists, for the budget triggers;
 //!  * `acting_role`: who is calling, seen from inside SECURITY DEFINER functions;
@@ -26,10 +28,12 @@ mod counting;
 mod csv_export;
 mod errors;
 mod filters;
+mod invalidation;
 mod json_args;
 mod kept_plans;
 mod price_cache;
 mod price_catalog;
+mod search_texts;
 mod top_actions;
 mod usage;
 
@@ -196,9 +200,7 @@ pub(crate) static EXPORTER_MAX_SERIES: GucSetting<i32> = GucSetting::<i32>::new(
 /// Runs once per backend when the library loads.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    price_cache::register_invalidation_callback();
-    budget_cache::register_invalidation_callback();
-    counting::register_invalidation_callback();
+    invalidation::register();
     GucRegistry::define_int_guc(
         c"usage_analytics.exporter_max_series",
         c"Label tuples that get their own exporter series.",

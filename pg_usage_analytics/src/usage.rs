@@ -89,7 +89,7 @@ impl UsageColumns {
 thread_local! {
     /// Each relation's column positions, looked up by name once per backend
     /// (a bulk load would otherwise match every column name for every row);
-    /// dropped by the relcache callback (`forget_columns`) when the
+    /// dropped by the relcache callback (`relation_changed`) when the
     /// relation's descriptor may have changed.
     static COLUMNS: RefCell<Vec<(pg_sys::Oid, Rc<UsageColumns>)>> = const { RefCell::new(Vec::new()) };
 }
@@ -113,9 +113,9 @@ fn columns_of(relation: pg_sys::Relation) -> Rc<UsageColumns> {
 }
 
 /// Forgets the column positions of `relid` (of every relation for
-/// InvalidOid, a relcache reset); called by the relcache callback of
-/// src/counting.rs.
-pub(crate) fn forget_columns(relid: pg_sys::Oid) {
+/// InvalidOid, a relcache reset); called by the backend's relcache callback
+/// (src/invalidation.rs).
+pub(crate) fn relation_changed(relid: pg_sys::Oid) {
     COLUMNS.with(|c| {
         c.borrow_mut()
             .retain(|(r, _)| relid != pg_sys::InvalidOid && *r != relid)
@@ -154,7 +154,13 @@ impl Row {
         let Some(value) = self.text(column) else {
             return;
         };
-        if value.trim().len() != value.len() || value.chars().any(char::is_uppercase) {
+        // Exactly when str::to_lowercase changes something: a character
+        // that does not lower-case to itself (titlecase letters included).
+        let changes_case = value.chars().any(|c| {
+            let mut lower = c.to_lowercase();
+            lower.next() != Some(c) || lower.next().is_some()
+        });
+        if value.trim().len() != value.len() || changes_case {
             let normalised = value.trim().to_lowercase();
             self.set(column, Some(normalised));
         }
