@@ -42,8 +42,7 @@ BEGIN
     ELSE
         DELETE FROM usage_analytics.admin_roles a WHERE a.role_name = _set_admin.role_name;
     END IF;
-    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), action, role_name,
+    PERFORM usage_analytics._audit(action, role_name,
             jsonb_build_object('session_user', session_user));
 END;
 $$;

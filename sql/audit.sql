@@ -19,6 +19,22 @@ CREATE TRIGGER refuse_update_delete BEFORE UPDATE OR DELETE ON usage_analytics.a
 CREATE TRIGGER refuse_truncate BEFORE TRUNCATE ON usage_analytics.admin_audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION usage_analytics._refuse_audit_change();
 
+-- Appends one entry, by the acting role (and its mapped user): every
+-- audited admin action and _audit_change below write through it. Its
+-- callers are SECURITY DEFINER, so it runs as the extension's owner.
+CREATE FUNCTION usage_analytics._audit(audited_action text, audited_target text, audited_details jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+BEGIN
+    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
+    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(),
+            audited_action, audited_target, audited_details);
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._audit FROM PUBLIC;
+
 -- Records every change to pricing and to the role map, by whoever made it.
 CREATE FUNCTION usage_analytics._audit_change()
 RETURNS trigger
@@ -31,9 +47,7 @@ BEGIN
     IF usage_analytics._restoring() THEN
         RETURN NULL;  -- a restore loads the dumped audit log as it was
     END IF;
-    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(),
-            lower(TG_OP) || ' ' || TG_TABLE_NAME,
+    PERFORM usage_analytics._audit(lower(TG_OP) || ' ' || TG_TABLE_NAME,
             coalesce(changed ->> 'role_name', (changed ->> 'provider') || '/' || coalesce(changed ->> 'model', '')),
             jsonb_strip_nulls(jsonb_build_object('old', to_jsonb(OLD), 'new', to_jsonb(NEW))));
     RETURN NULL;

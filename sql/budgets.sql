@@ -503,8 +503,7 @@ BEGIN
          GROUP BY 2;
     END IF;
     PERFORM usage_analytics._budget_record_crossings(ARRAY[bid || '@' || extract(epoch FROM ps)]);
-    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'set_budget', n,
+    PERFORM usage_analytics._audit('set_budget', n,
             jsonb_build_object('session_user', session_user, 'budget_id', bid, 'scope', norm, 'period', p,
                                'limit_usd', set_budget.limit_usd, 'enforcement', e, 'timezone', tz,
                                'alert_thresholds', to_jsonb(thresholds),
@@ -535,8 +534,7 @@ BEGIN
     END IF;
     DELETE FROM usage_analytics.budget_spend s WHERE s.budget_id = gone.id;
     DELETE FROM usage_analytics.budget_reservations r WHERE r.budget_id = gone.id;
-    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'delete_budget', gone.name,
+    PERFORM usage_analytics._audit('delete_budget', gone.name,
             jsonb_build_object('session_user', session_user, 'budget_id', gone.id, 'scope', gone.scope,
                                'period', gone.period, 'limit_usd', gone.limit_usd,
                                'enforcement', gone.enforcement));

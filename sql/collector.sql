@@ -67,8 +67,7 @@ BEGIN
     PERFORM usage_analytics._require_admin('collector_forget_spans');
     DELETE FROM usage_analytics.collector_spans WHERE "timestamp" < before;
     GET DIAGNOSTICS n = ROW_COUNT;
-    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'collector_forget_spans',
+    PERFORM usage_analytics._audit('collector_forget_spans',
             NULL, jsonb_build_object('before', before, 'forgotten', n));
     RETURN n;
 END;

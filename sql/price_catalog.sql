@@ -40,8 +40,7 @@ BEGIN
     END IF;
     result := usage_analytics._import_price_catalog(catalog::text, coalesce(format, 'litellm'),
                                                     import_price_catalog.effective_from, false);
-    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'import_price_catalog', format,
+    PERFORM usage_analytics._audit('import_price_catalog', format,
             result || jsonb_build_object('effective_from', import_price_catalog.effective_from));
     RETURN result;
 END;
@@ -109,8 +108,7 @@ BEGIN
                                              ((to_ts - interval '1 microsecond') AT TIME ZONE 'UTC')::date);
     END IF;
     result := jsonb_build_object('rows', n, 'cost_delta_usd', up - down);
-    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'reprice',
+    PERFORM usage_analytics._audit('reprice',
             from_ts || ' .. ' || to_ts, result || jsonb_build_object('filters', filters));
     RETURN result;
 END;

@@ -87,8 +87,7 @@ BEGIN
             SET keep_months = excluded.keep_months, action = excluded.action, set_at = now(),
                 set_by = excluded.set_by;
     END IF;
-    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'set_retention', 'retention_policy',
+    PERFORM usage_analytics._audit('set_retention', 'retention_policy',
             jsonb_build_object('keep_months', keep_months, 'action', CASE WHEN keep_months IS NOT NULL THEN how END,
                                'previous', previous));
 END;
@@ -243,8 +242,7 @@ BEGIN
                 action := 'drop';
             END IF;
             removed := removed || months[i];
-            INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-            VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'apply_retention', parts[i],
+            PERFORM usage_analytics._audit('apply_retention', parts[i],
                     jsonb_strip_nulls(jsonb_build_object(
                         'action', action, 'rows', rows, 'month', months[i], 'keep_months', policy.keep_months,
                         'archived_as', CASE WHEN target IS NOT NULL
@@ -345,8 +343,7 @@ BEGIN
         RETURNING 1)
     SELECT count(*) INTO dropped FROM gone;
     IF dropped > 0 THEN
-        INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-        VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'forget_unused_search_texts',
+        PERFORM usage_analytics._audit('forget_unused_search_texts',
                 'search_texts', jsonb_build_object('texts', dropped));
     END IF;
     RETURN dropped;
@@ -375,8 +372,7 @@ BEGIN
                 FROM usage_analytics.agent_usage_detailed u),
         false);
     IF added > 0 THEN
-        INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-        VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'add_missing_search_texts',
+        PERFORM usage_analytics._audit('add_missing_search_texts',
                 'search_texts', jsonb_build_object('texts', added));
     END IF;
     RETURN added;

@@ -315,8 +315,7 @@ BEGIN
     EXECUTE 'SELECT cron.schedule($1, $2, $3)'
         INTO job
         USING 'usage_analytics_rollups', schedule, 'CALL usage_analytics.run_maintenance()';
-    INSERT INTO usage_analytics.admin_audit_log (actor_role, actor_user_id, action, target, details)
-    VALUES (usage_analytics.acting_role(), usage_analytics.current_user_id(), 'schedule_rollups',
+    PERFORM usage_analytics._audit('schedule_rollups',
             'usage_analytics_rollups', jsonb_build_object('schedule', schedule, 'job_id', job));
     RETURN job;
 END;

@@ -273,11 +273,9 @@ fn price_usage_row<'a>(
     // What the caller sent decides: a re-inserted row (INSERT … SELECT, ETL)
     // whose model was unknown keeps model NULL in `model` but its name in
     // `requested_model`, and must not be priced as the provider default.
-    let sent = row.text(columns.requested_model).is_some();
-    let model = row
-        .text(columns.requested_model)
-        .or_else(|| row.text(columns.model))
-        .map(str::to_owned);
+    let requested = row.text(columns.requested_model);
+    let sent = requested.is_some();
+    let model = requested.or_else(|| row.text(columns.model)).map(str::to_owned);
     let book = price_book();
     let canonical = book.resolve(provider.as_deref(), model.as_deref());
     if row.get::<pg_sys::Datum>(columns.cost_usd).is_some() {

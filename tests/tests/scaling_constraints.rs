@@ -151,17 +151,17 @@ const TO_CHANGE: &[(&str, &str, &str)] = &[
     ),
     (
         "M2",
-        "_audit_change (trigger on model_pricing): writes admin_audit_log (coordinator-local)",
+        "_audit (trigger on model_pricing): writes admin_audit_log (coordinator-local)",
         "admin changes to reference tables are audited by the admin functions on the coordinator",
     ),
     (
         "M2",
-        "_audit_change (trigger on provider_default_model): writes admin_audit_log (coordinator-local)",
+        "_audit (trigger on provider_default_model): writes admin_audit_log (coordinator-local)",
         "as above",
     ),
     (
         "M2",
-        "_audit_change (trigger on user_role_map): writes admin_audit_log (coordinator-local)",
+        "_audit (trigger on user_role_map): writes admin_audit_log (coordinator-local)",
         "as above",
     ),
     (
