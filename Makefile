@@ -43,7 +43,7 @@ SQL_SOURCES := sql/roles.sql sql/schema.sql sql/identity.sql sql/counters.sql sq
                sql/partitions.sql sql/records.sql sql/summaries.sql sql/rollups.sql \
                sql/self_test.sql
 # Files new in this version: the upgrade script includes them whole.
-NEW_SQL_SOURCES := sql/price_catalog.sql sql/budgets.sql sql/forecasts.sql sql/recommendations.sql sql/retention.sql sql/collector.sql sql/explorer.sql
+NEW_SQL_SOURCES := sql/price_catalog.sql sql/budgets.sql sql/budget_spend.sql sql/budget_reservations.sql sql/forecasts.sql sql/recommendations.sql sql/retention.sql sql/collector.sql sql/explorer.sql
 UPGRADE_BUILD_DIR := $(CURDIR)/target/sql-upgrades
 CURRENT_UPGRADE := pg_usage_analytics--0.1.0--$(VERSION).sql
 upgrade-script:

@@ -153,6 +153,16 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!(
+    "../../sql/budget_spend.sql",
+    name = "budget_spend",
+    requires = ["budgets", _budgets_exist, _announce_change]
+);
+extension_sql_file!(
+    "../../sql/budget_reservations.sql",
+    name = "budget_reservations",
+    requires = ["budgets", "budget_spend", calculate_cost, resolve_model]
+);
+extension_sql_file!(
     "../../sql/forecasts.sql",
     name = "forecasts",
     requires = ["summaries", check_filters]
@@ -183,6 +193,8 @@ extension_sql_file!(
         "self_test",
         "price_catalog",
         "budgets",
+        "budget_spend",
+        "budget_reservations",
         "forecasts",
         "recommendations",
         "retention",
