@@ -1,25 +1,20 @@
-//! From OTLP spans to usage rows: which attribute feeds which column, the token
-//! classes, the row id (the dedupe key), the user id, and the bounded metadata.
-//!
-//! Pure: no I/O. Each span becomes a row, is ignored (no `gen_ai.usage.*`
-//! attribute), or is rejected with a reason (reported in `partial_success`).
+//! One span to one row: which attribute (the span's, else the resource's) feeds which
+//! column, the token classes, and what makes a span ignored or rejected.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::{status, Span};
 use serde_json::{Map, Value};
 use usage_analytics_core::usage::{self, TokenUsage};
-use usage_analytics_core::validate::{self, MAX_IDENTIFIER_CHARS, MAX_METADATA_BYTES, MAX_METADATA_DEPTH};
+use usage_analytics_core::validate::{self, MAX_IDENTIFIER_CHARS};
 use uuid::Uuid;
 
-/// Namespace of the row ids: id = UUIDv5(SPAN_NAMESPACE, trace_id (16 bytes) || span_id (8 bytes)).
-pub const SPAN_NAMESPACE: Uuid = Uuid::from_u128(0x1b671a64_40d5_491e_99b0_da01ff1f3341);
-/// Namespace of user ids made from a `user.id` / `enduser.id` that is not a UUID:
-/// user_id = UUIDv5(USER_NAMESPACE, the attribute's UTF-8 text, trimmed).
-pub const USER_NAMESPACE: Uuid = Uuid::from_u128(0x7c0f4b7e_5a3c_5b8e_9d1a_6f2e8c4b1d30);
+use super::ids::{row_id, user_id};
+use super::metadata::{metadata, to_json};
+use super::text::{free_text, meta_text};
+
 /// agent_id when a span has neither gen_ai.agent.id, gen_ai.agent.name nor service.name
 /// (the OpenTelemetry SDKs' own default service name).
 pub const UNKNOWN_AGENT: &str = "unknown_service";
@@ -47,83 +42,6 @@ pub struct UsageRow {
     pub metadata: Value,
 }
 
-/// What became of the spans of one export request.
-#[derive(Debug, Default)]
-pub struct Mapped {
-    pub rows: Vec<UsageRow>,
-    /// Every span of the request.
-    pub spans: u64,
-    /// Spans without a gen_ai.usage.* attribute.
-    pub ignored: u64,
-    /// GenAI spans refused, and the first few reasons.
-    pub rejected: u64,
-    pub reasons: Vec<String>,
-}
-
-/// How many rejection reasons are kept per request (the count is exact).
-const MAX_REASONS: usize = 5;
-
-impl Mapped {
-    pub fn reject(&mut self, reason: String) {
-        self.rejected += 1;
-        if self.reasons.len() < MAX_REASONS {
-            self.reasons.push(reason);
-        }
-    }
-
-    /// The partial_success error message: the reasons, "; "-separated.
-    pub fn error_message(&self) -> String {
-        let mut msg = self.reasons.join("; ");
-        if self.rejected as usize > self.reasons.len() {
-            msg.push_str(&format!(
-                " (and {} more)",
-                self.rejected as usize - self.reasons.len()
-            ));
-        }
-        msg
-    }
-}
-
-/// Number of spans in a request (before any mapping).
-pub fn count_spans(req: &ExportTraceServiceRequest) -> u64 {
-    req.resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len() as u64)
-        .sum()
-}
-
-/// Maps every span of the request.
-pub fn map_request(req: &ExportTraceServiceRequest) -> Mapped {
-    let mut out = Mapped::default();
-    for rs in &req.resource_spans {
-        let resource: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
-        for ss in &rs.scope_spans {
-            let scope = ss.scope.as_ref();
-            let scope_name = scope.map_or("", |s| s.name.as_str());
-            let scope_version = scope.map_or("", |s| s.version.as_str());
-            for span in &ss.spans {
-                out.spans += 1;
-                let ctx = Context {
-                    span,
-                    resource,
-                    scope_name,
-                    scope_version,
-                };
-                match map_span(&ctx) {
-                    Outcome::Row(row) => out.rows.push(*row),
-                    Outcome::Ignored => out.ignored += 1,
-                    Outcome::Rejected(why) => {
-                        let id = hex(&span.span_id);
-                        out.reject(format!("span {id}: {why}"));
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 /// A span and what surrounds it.
 pub struct Context<'a> {
     pub span: &'a Span,
@@ -138,12 +56,12 @@ impl Context<'_> {
         find(&self.span.attributes, key).or_else(|| find(self.resource, key))
     }
 
-    fn text(&self, key: &str) -> Option<String> {
+    pub(super) fn text(&self, key: &str) -> Option<String> {
         self.attr(key).and_then(as_text).filter(|s| !s.trim().is_empty())
     }
 }
 
-fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValueKind> {
+pub(super) fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValueKind> {
     attrs
         .iter()
         .rev() // the last of duplicate keys wins, as in the SDKs' attribute maps
@@ -153,7 +71,7 @@ fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValueKind> {
 }
 
 /// A scalar attribute as text (strings as they are, numbers and booleans printed).
-fn as_text(v: &AnyValueKind) -> Option<String> {
+pub(super) fn as_text(v: &AnyValueKind) -> Option<String> {
     match v {
         AnyValueKind::StringValue(s) => Some(s.clone()),
         AnyValueKind::IntValue(i) => Some(i.to_string()),
@@ -172,7 +90,7 @@ pub enum Outcome {
 }
 
 /// Span attributes stored in columns and so left out of request_metadata.attributes.
-const IN_COLUMNS: &[&str] = &[
+pub(super) const IN_COLUMNS: &[&str] = &[
     "gen_ai.provider.name",
     "gen_ai.system",
     "gen_ai.response.model",
@@ -299,39 +217,6 @@ fn build_row(ctx: &Context<'_>) -> Result<UsageRow, String> {
     })
 }
 
-/// The row id and dedupe key: UUIDv5(SPAN_NAMESPACE, trace_id || span_id).
-pub fn row_id(trace_id: &[u8], span_id: &[u8]) -> Result<Uuid, String> {
-    if trace_id.len() != 16 || trace_id.iter().all(|&b| b == 0) {
-        return Err(format!(
-            "invalid trace_id {:?} (16 bytes, not all zero)",
-            hex(trace_id)
-        ));
-    }
-    if span_id.len() != 8 || span_id.iter().all(|&b| b == 0) {
-        return Err(format!(
-            "invalid span_id {:?} (8 bytes, not all zero)",
-            hex(span_id)
-        ));
-    }
-    let mut key = [0u8; 24];
-    key[..16].copy_from_slice(trace_id);
-    key[16..].copy_from_slice(span_id);
-    Ok(Uuid::new_v5(&SPAN_NAMESPACE, &key))
-}
-
-/// user.id, else enduser.id (span, then resource): a UUID as is, another value → UUIDv5 in
-/// USER_NAMESPACE of its trimmed text; none → the nil UUID.
-pub fn user_id(ctx: &Context<'_>) -> Uuid {
-    let raw = ctx.text("user.id").or_else(|| ctx.text("enduser.id"));
-    match raw {
-        None => Uuid::nil(),
-        Some(s) => {
-            let s = s.trim();
-            Uuid::parse_str(s).unwrap_or_else(|_| Uuid::new_v5(&USER_NAMESPACE, s.as_bytes()))
-        }
-    }
-}
-
 /// The extension's provider name for an OTel `gen_ai.provider.name` / `gen_ai.system` value:
 /// trimmed, lower-cased, Google's names (gcp.gemini, gcp.vertex_ai, gcp.gen_ai, and the older
 /// vertex_ai and gemini) → google.
@@ -386,266 +271,13 @@ fn tokens(ctx: &Context<'_>) -> Result<TokenUsage, String> {
     Ok(t)
 }
 
-/// Free text for a column: at most `max_chars` characters, control characters other than
-/// tab, CR and LF replaced by a space (they would be refused), never NUL.
-pub fn free_text(s: &str, max_chars: usize) -> String {
-    s.chars()
-        .take(max_chars)
-        .map(|c| {
-            if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-/// Text for request_metadata: bounded, and without NUL (jsonb refuses \u0000).
-fn meta_text(s: &str, max_chars: usize) -> String {
-    s.chars()
-        .take(max_chars)
-        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
-        .collect()
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
-fn span_kind(kind: i32) -> &'static str {
-    match span::SpanKind::try_from(kind) {
-        Ok(span::SpanKind::Internal) => "internal",
-        Ok(span::SpanKind::Server) => "server",
-        Ok(span::SpanKind::Client) => "client",
-        Ok(span::SpanKind::Producer) => "producer",
-        Ok(span::SpanKind::Consumer) => "consumer",
-        _ => "unspecified",
-    }
-}
-
-/// Most keys listed in attributes_dropped (the count is exact).
-const MAX_DROPPED_LISTED: usize = 50;
-/// Room kept for attributes_dropped and its count.
-const DROPPED_RESERVE: usize = MAX_DROPPED_LISTED * 110 + 100;
-/// Longest span name, scope name, version and service name kept.
-const MAX_NAME_CHARS: usize = 1000;
-/// Depth left for an attribute's value: the metadata object is level 1, `attributes` level 2.
-const MAX_VALUE_DEPTH: usize = MAX_METADATA_DEPTH - 2;
-
-/// request_metadata: trace_id, span_id, parent_span_id, span_name, span_kind, scope_name,
-/// scope_version, service_name, service_tier (when the span says), and the span's other
-/// attributes under "attributes". At most MAX_METADATA_BYTES as JSON and MAX_METADATA_DEPTH
-/// deep: attributes nested deeper are dropped, then the largest ones until it fits; their
-/// keys are listed in "attributes_dropped" (at most 50) and counted in
-/// "attributes_dropped_count".
-pub fn metadata(ctx: &Context<'_>, service_tier: Option<&str>) -> Value {
-    let span = ctx.span;
-    let mut m = Map::new();
-    m.insert("trace_id".into(), Value::String(hex(&span.trace_id)));
-    m.insert("span_id".into(), Value::String(hex(&span.span_id)));
-    if !span.parent_span_id.is_empty() {
-        m.insert("parent_span_id".into(), Value::String(hex(&span.parent_span_id)));
-    }
-    m.insert(
-        "span_name".into(),
-        Value::String(meta_text(&span.name, MAX_NAME_CHARS)),
-    );
-    m.insert("span_kind".into(), Value::String(span_kind(span.kind).into()));
-    if !ctx.scope_name.is_empty() {
-        m.insert(
-            "scope_name".into(),
-            Value::String(meta_text(ctx.scope_name, MAX_NAME_CHARS)),
-        );
-    }
-    if !ctx.scope_version.is_empty() {
-        m.insert(
-            "scope_version".into(),
-            Value::String(meta_text(ctx.scope_version, MAX_NAME_CHARS)),
-        );
-    }
-    if let Some(service) = find(ctx.resource, "service.name").and_then(as_text) {
-        m.insert(
-            "service_name".into(),
-            Value::String(meta_text(&service, MAX_NAME_CHARS)),
-        );
-    }
-    if let Some(tier) = service_tier {
-        m.insert("service_tier".into(), Value::String(tier.into()));
-    }
-
-    let base = serde_json::to_string(&m).map_or(usize::MAX, |s| s.len());
-    let mut kept: Vec<(String, Value, usize)> = Vec::new();
-    let mut dropped: Vec<String> = Vec::new();
-    for kv in &span.attributes {
-        if IN_COLUMNS.contains(&kv.key.as_str()) {
-            continue;
-        }
-        let key = meta_text(&kv.key, usize::MAX);
-        let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            None => Some(Value::Null),
-            Some(v) => to_json(v, MAX_VALUE_DEPTH),
-        };
-        match value {
-            Some(value) => {
-                // "key":value, — an upper bound of what the entry adds.
-                let size = serde_json::to_string(&key).map_or(usize::MAX, |s| s.len())
-                    + serde_json::to_string(&value).map_or(usize::MAX, |s| s.len())
-                    + 2;
-                kept.retain(|(k, _, _)| *k != key);
-                kept.push((key, value, size));
-            }
-            None => dropped.push(key),
-        }
-    }
-    let budget = MAX_METADATA_BYTES
-        .saturating_sub(base)
-        .saturating_sub(DROPPED_RESERVE + 20);
-    let mut total: usize = kept.iter().map(|(_, _, s)| *s).fold(0, usize::saturating_add);
-    if total > budget {
-        // Drop the largest first: big prompt/completion texts go, small facts stay.
-        let mut order: Vec<usize> = (0..kept.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(kept[i].2));
-        let mut drop = vec![false; kept.len()];
-        for i in order {
-            if total <= budget {
-                break;
-            }
-            drop[i] = true;
-            total -= kept[i].2;
-        }
-        let mut i = 0;
-        kept.retain(|(k, _, _)| {
-            let d = drop[i];
-            i += 1;
-            if d {
-                dropped.push(k.clone());
-            }
-            !d
-        });
-    }
-    if !kept.is_empty() {
-        let attrs: Map<String, Value> = kept.into_iter().map(|(k, v, _)| (k, v)).collect();
-        m.insert("attributes".into(), Value::Object(attrs));
-    }
-    if !dropped.is_empty() {
-        m.insert("attributes_dropped_count".into(), Value::from(dropped.len()));
-        let listed: Vec<Value> = dropped
-            .iter()
-            .take(MAX_DROPPED_LISTED)
-            .map(|k| Value::String(k.chars().take(100).collect()))
-            .collect();
-        m.insert("attributes_dropped".into(), Value::Array(listed));
-    }
-    let value = Value::Object(m);
-    debug_assert!(validate::metadata(&value).is_ok());
-    value
-}
-
-/// An attribute value as JSON; None when it nests deeper than `depth_left` levels of
-/// arrays and key-value lists. Bytes become hex text; NaN and infinities text.
-fn to_json(v: &AnyValueKind, depth_left: usize) -> Option<Value> {
-    Some(match v {
-        AnyValueKind::StringValue(s) => Value::String(meta_text(s, usize::MAX)),
-        AnyValueKind::BoolValue(b) => Value::Bool(*b),
-        AnyValueKind::IntValue(i) => Value::from(*i),
-        AnyValueKind::DoubleValue(d) => {
-            serde_json::Number::from_f64(*d).map_or_else(|| Value::String(d.to_string()), Value::Number)
-        }
-        AnyValueKind::BytesValue(b) => Value::String(hex(b)),
-        // A reference into a profiles string table, which traces do not have.
-        AnyValueKind::StringValueStrindex(_) => Value::Null,
-        AnyValueKind::ArrayValue(a) => {
-            if depth_left == 0 {
-                return None;
-            }
-            Value::Array(
-                a.values
-                    .iter()
-                    .map(|v| any_to_json(v, depth_left - 1))
-                    .collect::<Option<_>>()?,
-            )
-        }
-        AnyValueKind::KvlistValue(kvs) => {
-            if depth_left == 0 {
-                return None;
-            }
-            let mut m = Map::new();
-            for kv in &kvs.values {
-                let v = match &kv.value {
-                    Some(v) => any_to_json(v, depth_left - 1)?,
-                    None => Value::Null,
-                };
-                m.insert(meta_text(&kv.key, usize::MAX), v);
-            }
-            Value::Object(m)
-        }
-    })
-}
-
-fn any_to_json(v: &AnyValue, depth_left: usize) -> Option<Value> {
-    match &v.value {
-        None => Some(Value::Null),
-        Some(v) => to_json(v, depth_left),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use opentelemetry_proto::tonic::common::v1::{ArrayValue, InstrumentationScope, KeyValueList};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status};
+    use opentelemetry_proto::tonic::trace::v1::Status;
 
     use super::*;
-
-    pub fn kv(key: &str, v: AnyValueKind) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
-        }
-    }
-    fn s(v: &str) -> AnyValueKind {
-        AnyValueKind::StringValue(v.into())
-    }
-    fn i(v: i64) -> AnyValueKind {
-        AnyValueKind::IntValue(v)
-    }
-
-    fn span(attrs: Vec<KeyValue>) -> Span {
-        Span {
-            trace_id: (1..=16).collect(),
-            span_id: (1..=8).collect(),
-            name: "chat gpt-4o".into(),
-            kind: span::SpanKind::Client as i32,
-            start_time_unix_nano: 1_700_000_000_123_456_789,
-            end_time_unix_nano: 1_700_000_001_373_456_789,
-            attributes: attrs,
-            ..Default::default()
-        }
-    }
-
-    fn ctx<'a>(span: &'a Span, resource: &'a [KeyValue]) -> Context<'a> {
-        Context {
-            span,
-            resource,
-            scope_name: "opentelemetry.instrumentation.openai_v2",
-            scope_version: "2.0b0",
-        }
-    }
-
-    fn row(span: &Span, resource: &[KeyValue]) -> UsageRow {
-        match map_span(&ctx(span, resource)) {
-            Outcome::Row(r) => *r,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::mapping::fixtures::{ctx, i, kv, row, s, span};
+    use crate::mapping::ids::{SPAN_NAMESPACE, USER_NAMESPACE};
 
     fn rejected(span: &Span) -> String {
         match map_span(&ctx(span, &[])) {
@@ -757,17 +389,6 @@ mod tests {
         assert_eq!(r.user_id, Uuid::nil());
         let r = row(&span(vec![kv("gen_ai.usage.output_tokens", i(1))]), &[]);
         assert_eq!(r.agent_id, UNKNOWN_AGENT);
-    }
-
-    #[test]
-    fn uuid_users_are_kept_as_they_are() {
-        let u = "6f1c1d9e-8c1b-4c43-9d0e-6b7a3e2f1a00";
-        let sp = span(vec![
-            kv("user.id", s(&format!(" {u} "))),
-            kv("enduser.id", s("ignored")),
-            kv("gen_ai.usage.input_tokens", i(1)),
-        ]);
-        assert_eq!(row(&sp, &[]).user_id, Uuid::parse_str(u).unwrap());
     }
 
     #[test]
@@ -887,57 +508,6 @@ mod tests {
     }
 
     #[test]
-    fn metadata_is_bounded_in_size_and_depth() {
-        let big = "p".repeat(40_000);
-        let mut nested = AnyValueKind::StringValue("leaf".into());
-        for _ in 0..40 {
-            nested = AnyValueKind::ArrayValue(ArrayValue {
-                values: vec![AnyValue { value: Some(nested) }],
-            });
-        }
-        let sp = span(vec![
-            kv("gen_ai.usage.input_tokens", i(1)),
-            kv("gen_ai.input.messages", s(&big)),
-            kv("gen_ai.output.messages", s(&big)),
-            kv("small", s("kept")),
-            kv("deep", nested),
-            kv(
-                "map",
-                AnyValueKind::KvlistValue(KeyValueList {
-                    values: vec![kv("a", i(1)), kv("b\0", AnyValueKind::BytesValue(vec![0xab]))],
-                }),
-            ),
-            kv("nan", AnyValueKind::DoubleValue(f64::NAN)),
-        ]);
-        let r = row(&sp, &[]);
-        let m = &r.metadata;
-        validate::metadata(m).unwrap();
-        assert_eq!(m["attributes"]["small"], "kept");
-        assert_eq!(m["attributes"]["map"]["a"], 1);
-        assert_eq!(m["attributes"]["map"]["b\u{FFFD}"], "ab");
-        assert_eq!(m["attributes"]["nan"], "NaN");
-        // One of the two big texts fits, the other is dropped; the too-deep value too.
-        let kept_big = ["gen_ai.input.messages", "gen_ai.output.messages"]
-            .iter()
-            .filter(|k| m["attributes"].get(**k).is_some())
-            .count();
-        assert_eq!(kept_big, 1);
-        assert_eq!(m["attributes_dropped_count"], 2);
-        let dropped = m["attributes_dropped"].as_array().unwrap();
-        assert!(dropped.contains(&Value::from("deep")), "{dropped:?}");
-
-        // Thousands of attributes: still within the limit.
-        let mut attrs = vec![kv("gen_ai.usage.input_tokens", i(1))];
-        for n in 0..5000 {
-            attrs.push(kv(&format!("attribute.number.{n}"), s(&"v".repeat(50))));
-        }
-        let r = row(&span(attrs), &[]);
-        validate::metadata(&r.metadata).unwrap();
-        assert!(r.metadata["attributes_dropped_count"].as_u64().unwrap() > 3000);
-        assert_eq!(r.metadata["attributes_dropped"].as_array().unwrap().len(), 50);
-    }
-
-    #[test]
     fn provider_and_tier_names() {
         assert_eq!(provider_name(" Anthropic "), "anthropic");
         assert_eq!(provider_name("gcp.vertex_ai"), "google");
@@ -946,48 +516,5 @@ mod tests {
         assert_eq!(service_tier("scale"), Some("priority"));
         assert_eq!(service_tier("flex"), Some("flex"));
         assert_eq!(service_tier("weird"), None);
-    }
-
-    #[test]
-    fn a_request_counts_rows_ignored_and_rejected() {
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![kv("service.name", s("svc"))],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope {
-                        name: "scope".into(),
-                        ..Default::default()
-                    }),
-                    spans: vec![
-                        span(vec![kv("gen_ai.usage.input_tokens", i(3))]),
-                        span(vec![kv("http.route", s("/"))]),
-                        span(vec![kv("gen_ai.usage.input_tokens", i(-1))]),
-                        span(vec![kv("gen_ai.usage.output_tokens", i(-2))]),
-                    ],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        assert_eq!(count_spans(&req), 4);
-        let m = map_request(&req);
-        assert_eq!((m.spans, m.rows.len(), m.ignored, m.rejected), (4, 1, 1, 2));
-        assert_eq!(m.rows[0].agent_id, "svc");
-        assert_eq!(m.rows[0].metadata["scope_name"], "scope");
-        let msg = m.error_message();
-        assert!(
-            msg.contains("span 0102030405060708: usage key \"gen_ai.usage.input_tokens\": must be >= 0"),
-            "{msg}"
-        );
-        assert!(msg.contains("; "), "{msg}");
-    }
-
-    #[test]
-    fn namespaces_are_the_documented_ones() {
-        assert_eq!(SPAN_NAMESPACE.to_string(), "1b671a64-40d5-491e-99b0-da01ff1f3341");
-        assert_eq!(USER_NAMESPACE.to_string(), "7c0f4b7e-5a3c-5b8e-9d1a-6f2e8c4b1d30");
     }
 }
