@@ -3,15 +3,17 @@
 //!
 //! Modules: `config` (flags), `otlp` (content types, gzip, decoding, answers),
 //! `mapping` (span → row: columns, token classes, ids, bounded metadata), `writer`
-//! (bounded queue, batched deduplicated writes acknowledged after commit), `metrics`
-//! (self-metrics), `http` (endpoints), `db` (the pool). What it shares with the
-//! exporter, the connection string, TLS, the HTTP server (header timeout, connection
-//! cap, graceful shutdown) and the common flags, is in the `usage_analytics_service`
-//! crate.
+//! (bounded queue, batched deduplicated writes acknowledged after commit),
+//! `insert_statement` (the batch's INSERT, shaped to the usage table's columns, and its
+//! parameters), `metrics` (self-metrics), `http` (endpoints), `db` (the pool). What it
+//! shares with the exporter, the connection string, TLS, the HTTP server (header
+//! timeout, connection cap, graceful shutdown) and the common flags, is in the
+//! `usage_analytics_service` crate.
 
 mod config;
 mod db;
 mod http;
+mod insert_statement;
 mod mapping;
 mod metrics;
 mod otlp;
