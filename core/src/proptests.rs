@@ -3,7 +3,7 @@
 
 use crate::csv::{push_record, Cell};
 use crate::filters::{Filters, KNOWN_KEYS, ROLLUP_KEYS};
-use crate::pricing::tests::{seed_book, SEED_PRICES};
+use crate::pricing::test_fixtures::{seed_book, SEED_PRICES};
 use crate::pricing::{cost_of, validate_price, PricePoint};
 use proptest::prelude::*;
 use rust_decimal::Decimal;

@@ -119,7 +119,7 @@ impl Billed {
 }
 
 /// The oracle: the contract's formula in i128 pico-USD × tokens, i.e. in
-/// units of 1e-15 USD, written from the interface text, not from pricing.rs.
+/// units of 1e-15 USD, written from the interface text, not from the pricing module.
 fn oracle(rates: &PicoRates, billed: &Billed) -> i128 {
     let input_tokens = billed.input();
     let above = rates.context.filter(|(t, _)| input_tokens > *t).map(|(_, a)| a);
