@@ -22,8 +22,13 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, PgMemoryContexts, PgTupleDesc};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::OnceLock;
+
+/// The grouping maps' hasher: fast on short keys, and seeded per process,
+/// since the texts hashed come from writers.
+type Hasher = foldhash::fast::RandomState;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// Rows older than this never reach an active-user window.
@@ -56,8 +61,11 @@ impl SlotRow {
         self.datum(column).map(|d| i64::from(d.value() as i32))
     }
 
-    fn text(&self, column: Option<usize>) -> Option<String> {
-        self.get(column)
+    /// A text column, borrowed from the row (or from its detoasted copy in
+    /// the row's memory context).
+    fn text(&self, column: Option<usize>) -> Option<&str> {
+        self.datum(column)
+            .and_then(|d| unsafe { <&str>::from_datum(d, false) })
     }
 
     /// `lower(requested_model)` as SQL computes it (the database's collation).
@@ -189,16 +197,47 @@ struct DayUser {
     last_seen: i64,
 }
 
+/// Each distinct label text of a statement, once: the groups are keyed by
+/// these ids, so a row allocates only for a text the statement has not seen.
+#[derive(Default)]
+struct Interned {
+    ids: HashMap<Box<str>, u32, Hasher>,
+    texts: Vec<Box<str>>,
+}
+
+impl Interned {
+    fn id(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.ids.get(text) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.texts.push(text.into());
+        self.ids.insert(text.into(), id);
+        id
+    }
+
+    fn text(&self, id: u32) -> String {
+        self.texts[id as usize].to_string()
+    }
+}
+
+/// (day, agent_id, framework, provider), texts interned.
+type TotalsKey = (i32, u32, Option<u32>, Option<u32>);
+
 /// Everything one statement adds to (or, for deleted rows, takes from) the
 /// bookkeeping.
 #[derive(Default)]
 struct Statement {
-    counters: BTreeMap<(Labels, bool), CounterSums>,
-    totals: BTreeMap<(i32, String, Option<String>, Option<String>), DayTotals>,
-    users: BTreeMap<(i32, [u8; 16]), DayUser>,
+    interned: Interned,
+    /// Exporter labels interned, and success.
+    counters: HashMap<([u32; 5], bool), CounterSums, Hasher>,
+    totals: HashMap<TotalsKey, DayTotals, Hasher>,
+    users: HashMap<(i32, [u8; 16]), DayUser, Hasher>,
     active: Vec<([u8; 16], i64)>,
     /// The searched texts (`_search_text()`) of the rows written, each once.
     texts: BTreeSet<String>,
+    /// The row's searched text is built here (one buffer per statement).
+    text: String,
 }
 
 impl Statement {
@@ -206,7 +245,7 @@ impl Statement {
         let c = &row.columns;
         let provider = row.text(c.provider);
         let framework = row.text(c.framework);
-        let agent_id: String = row.text(c.agent_id).unwrap_or_default();
+        let agent_id = row.text(c.agent_id).unwrap_or_default();
         let success = row.datum(c.success).is_some_and(|d| d.value() != 0);
         let input_tokens = row.int(c.input_tokens).unwrap_or(0);
         let output_tokens = row.int(c.output_tokens).unwrap_or(0);
@@ -224,28 +263,37 @@ impl Statement {
 
         if sign > 0 {
             // As _search_text() joins them.
-            let text = format!(
+            self.text.clear();
+            let _ = write!(
+                self.text,
                 "{agent_id} {} {} {}",
                 row.text(c.agent_name).unwrap_or_default(),
                 row.text(c.model).unwrap_or_default(),
                 row.text(c.error_message).unwrap_or_default()
             );
-            if !search_texts::is_known(&text) {
-                self.texts.insert(text);
+            if !self.texts.contains(self.text.as_str()) && !search_texts::is_known(&self.text) {
+                self.texts.insert(self.text.clone());
             }
         }
 
+        let agent_id = self.interned.id(agent_id);
+        let provider = provider.map(|p| self.interned.id(p));
+        let framework = framework.map(|f| self.interned.id(f));
         if inserted {
-            let model = row
-                .text(c.model)
-                .or_else(|| row.lower_requested_model())
-                .unwrap_or_default();
+            let model = match row.text(c.model) {
+                Some(model) => self.interned.id(model),
+                None => {
+                    let lowered = row.lower_requested_model();
+                    self.interned.id(lowered.as_deref().unwrap_or_default())
+                }
+            };
+            let none = self.interned.id("");
             let labels = [
-                provider.clone().unwrap_or_default(),
-                framework.clone().unwrap_or_default(),
-                agent_id.clone(),
+                provider.unwrap_or(none),
+                framework.unwrap_or(none),
+                agent_id,
                 model,
-                row.text(c.message_type).unwrap_or_default(),
+                self.interned.id(row.text(c.message_type).unwrap_or_default()),
             ];
             let n = self
                 .counters
@@ -668,12 +716,14 @@ fn _count_usage<'a>(
     if statement.totals.is_empty() {
         return Ok(None); // a statement that wrote no rows
     }
+    let interned = std::mem::take(&mut statement.interned);
+    let text = |id: u32| interned.text(id);
 
     // Exporter counters, per admitted label tuple.
     let mut counters: BTreeMap<(Labels, bool), CounterSums> = BTreeMap::new();
     for ((labels, success), sums) in std::mem::take(&mut statement.counters) {
         counters
-            .entry((admitted(labels), success))
+            .entry((admitted(labels.map(text)), success))
             .or_insert_with(CounterSums::new)
             .merge(sums);
     }
@@ -687,13 +737,20 @@ fn _count_usage<'a>(
         .into_iter()
         .map(|(key, c)| counter_args(key, c))
         .collect();
-    let totals: Vec<Vec<DatumWithOid>> = statement
+    // Rows in key order, as every writer writes them.
+    let totals: BTreeMap<_, _> = statement
         .totals
+        .into_iter()
+        .map(|((day, agent_id, framework, provider), t)| {
+            ((day, text(agent_id), framework.map(text), provider.map(text)), t)
+        })
+        .collect();
+    let totals: Vec<Vec<DatumWithOid>> = totals
         .into_iter()
         .map(|(key, t)| totals_args(key, t, sign))
         .collect();
-    let users: Vec<Vec<DatumWithOid>> = statement
-        .users
+    let users: BTreeMap<_, _> = statement.users.into_iter().collect();
+    let users: Vec<Vec<DatumWithOid>> = users
         .into_iter()
         .map(|(key, u)| user_args(key, u, sign, changed))
         .collect();
