@@ -169,9 +169,10 @@ impl Row {
 
 /// Whether this session is loading a dump (pg_dump output and pg_restore
 /// both run with `row_security = off`); see `_restoring()` in counters.sql.
+/// Read from the setting's variable: looking it up by name cost a search of
+/// every setting, per row.
 pub fn restoring() -> bool {
-    let value = unsafe { pg_sys::GetConfigOption(c"row_security".as_ptr(), true, false) };
-    !value.is_null() && unsafe { std::ffi::CStr::from_ptr(value) }.to_bytes() == b"off"
+    !unsafe { pg_sys::row_security }
 }
 
 /// The documented limits of the text columns, checked on every insert path
