@@ -126,13 +126,22 @@ BEGIN
                cost AS total_cost_usd, unpriced AS unpriced_requests, rt_sum AS response_time_sum_ms,
                rt_count AS response_time_count
           FROM pg_temp.rollup_groups
+    ), per_user AS (
+        -- Each grouping read once: active users and the top users come from
+        -- one, the provider's cost and usage from the other.
+        SELECT user_id, sum(total_requests) AS requests, sum(total_tokens) AS tokens, sum(total_cost_usd) AS cost
+          FROM m GROUP BY 1
+    ), per_provider AS (
+        SELECT coalesce(provider, 'unknown') AS k, sum(total_requests) AS r, sum(total_cost_usd) AS c,
+               sum(total_tokens) AS tk
+          FROM m GROUP BY 1
     ), t AS (
         SELECT coalesce(sum(total_requests), 0) AS requests, coalesce(sum(successful_requests), 0) AS successful,
                coalesce(sum(total_input_tokens), 0) AS input_tokens,
                coalesce(sum(total_output_tokens), 0) AS output_tokens,
                coalesce(sum(total_cost_usd), 0) AS cost, coalesce(sum(unpriced_requests), 0) AS unpriced,
                sum(response_time_sum_ms) AS rt_sum, coalesce(sum(response_time_count), 0) AS rt_count,
-               count(DISTINCT user_id) AS active_users
+               (SELECT count(user_id) FROM per_user) AS active_users
           FROM m
     ), first_days AS (
         -- Each user's first day, by a loose index scan over (user_id, day):
@@ -163,8 +172,7 @@ BEGIN
     SELECT target, users.total_users, t.active_users, users.new_users,
            t.requests, t.successful, t.requests - t.successful,
            t.input_tokens, t.output_tokens, t.input_tokens + t.output_tokens, t.cost,
-           (SELECT coalesce(jsonb_object_agg(k, v ORDER BY k), '{}')
-              FROM (SELECT coalesce(provider, 'unknown') k, sum(total_cost_usd) v FROM m GROUP BY 1) x),
+           (SELECT coalesce(jsonb_object_agg(k, c ORDER BY k), '{}') FROM per_provider),
            CASE WHEN t.rt_count > 0 THEN round(t.rt_sum::numeric / t.rt_count) END,
            CASE WHEN t.requests > 0 THEN round(100.0 * t.successful / t.requests, 2) END,
            (SELECT coalesce(jsonb_agg(jsonb_build_object('agent_id', agent_id, 'agent_name', agent_name,
@@ -180,15 +188,11 @@ BEGIN
                       FROM m GROUP BY 1) x),
            (SELECT coalesce(jsonb_object_agg(k, jsonb_build_object('requests', r, 'cost_usd', c, 'tokens', tk)
                                              ORDER BY k), '{}')
-              FROM (SELECT coalesce(provider, 'unknown') k, sum(total_requests) r, sum(total_cost_usd) c,
-                           sum(total_tokens) tk
-                      FROM m GROUP BY 1) x),
+              FROM per_provider),
            (SELECT coalesce(jsonb_agg(jsonb_build_object('user_id', user_id, 'requests', requests,
                                                          'total_tokens', tokens, 'cost_usd', cost)
                                       ORDER BY cost DESC, user_id), '[]')
-              FROM (SELECT user_id, sum(total_requests) requests, sum(total_tokens) tokens,
-                           sum(total_cost_usd) cost
-                      FROM m GROUP BY 1 ORDER BY 4 DESC, 1 LIMIT 10) x),
+              FROM (SELECT * FROM per_user ORDER BY cost DESC, user_id LIMIT 10) x),
            t.unpriced
       FROM t, users;
 
