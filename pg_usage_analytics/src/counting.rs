@@ -6,25 +6,25 @@
 //! table holds, the sharding by backend and why writers never wait for each
 //! other are told there.
 //!
-//! It reads the statement's transition table directly, groups its rows here
-//! and writes them through plans kept per backend: one statement for a
-//! statement whose rows make one group in each table (every one-row
-//! insert), else one upsert of all groups per table. Written in SQL (one
+//! It reads the statement's transition table directly
+//! (src/transition_table.rs), groups its rows here, admits their exporter
+//! label tuples (src/exporter_series.rs) and writes the groups through plans
+//! kept per backend (src/bookkeeping_upserts.rs). Written in SQL (one
 //! grouping statement per table), starting up those statements' aggregates
 //! cost most of a single-row INSERT; the groups are the same.
 
-use crate::abort_guard;
 use crate::active_users;
-use crate::kept_plans::{self, KeptPlan};
+use crate::bookkeeping_upserts;
+use crate::exporter_series::{admitted, label_args, Labels};
 use crate::search_texts;
-use crate::usage::{restoring, UsageColumns};
+use crate::transition_table::{read_transition_table, SlotRow};
+use crate::usage::restoring;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::{AnyNumeric, PgMemoryContexts, PgTupleDesc};
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use pgrx::AnyNumeric;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::sync::OnceLock;
 
 /// The grouping maps' hasher: fast on short keys, and seeded per process,
 /// since the texts hashed come from writers.
@@ -33,53 +33,6 @@ type Hasher = foldhash::fast::RandomState;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// Rows older than this never reach an active-user window.
 const ACTIVE_USERS_HORIZON: i64 = 32 * MICROS_PER_DAY;
-
-/// One transition-table row, deformed into its slot.
-struct SlotRow {
-    slot: *mut pg_sys::TupleTableSlot,
-    columns: UsageColumns,
-}
-
-impl SlotRow {
-    fn datum(&self, column: Option<usize>) -> Option<pg_sys::Datum> {
-        let i = column?;
-        unsafe {
-            if *(*self.slot).tts_isnull.add(i) {
-                None
-            } else {
-                Some(*(*self.slot).tts_values.add(i))
-            }
-        }
-    }
-
-    fn get<T: FromDatum>(&self, column: Option<usize>) -> Option<T> {
-        self.datum(column)
-            .and_then(|d| unsafe { T::from_datum(d, false) })
-    }
-
-    fn int(&self, column: Option<usize>) -> Option<i64> {
-        self.datum(column).map(|d| i64::from(d.value() as i32))
-    }
-
-    /// A text column, borrowed from the row (or from its detoasted copy in
-    /// the row's memory context).
-    fn text(&self, column: Option<usize>) -> Option<&str> {
-        self.datum(column)
-            .and_then(|d| unsafe { <&str>::from_datum(d, false) })
-    }
-
-    /// `lower(requested_model)` as SQL computes it (the database's collation).
-    fn lower_requested_model(&self) -> Option<String> {
-        self.datum(self.columns.requested_model).and_then(|d| unsafe {
-            let lowered = pg_sys::OidFunctionCall1Coll(
-                pg_sys::Oid::from(pg_sys::F_LOWER_TEXT),
-                pg_sys::DEFAULT_COLLATION_OID,
-                d,
-            );
-            String::from_datum(lowered, false)
-        })
-    }
-}
 
 /// The UTC day of a timestamp (days since 2000-01-01, infinities kept), as
 /// `("timestamp" AT TIME ZONE 'UTC')::date`.
@@ -120,9 +73,6 @@ fn bucket_bounds_ms() -> [i64; 10] {
         })
     })
 }
-
-/// Exporter labels: (provider, framework, agent_id, model, message_type).
-type Labels = [String; 5];
 
 struct CounterSums {
     requests: i64,
@@ -380,297 +330,6 @@ impl Statement {
     }
 }
 
-/// Hands every row of a transition table to `each`.
-unsafe fn read_transition_table(
-    table: *mut pg_sys::Tuplestorestate,
-    relation: pg_sys::Relation,
-    mut each: impl FnMut(&SlotRow),
-) {
-    let tupdesc = (*relation).rd_att;
-    let columns = UsageColumns::of(&PgTupleDesc::from_pg_unchecked(tupdesc));
-    // Every column `Statement::add` reads.
-    let read = [
-        ("provider", columns.provider),
-        ("framework", columns.framework),
-        ("agent_id", columns.agent_id),
-        ("agent_name", columns.agent_name),
-        ("error_message", columns.error_message),
-        ("model", columns.model),
-        ("requested_model", columns.requested_model),
-        ("message_type", columns.message_type),
-        ("success", columns.success),
-        ("input_tokens", columns.input_tokens),
-        ("output_tokens", columns.output_tokens),
-        ("cost_usd", columns.cost_usd),
-        ("response_time_ms", columns.response_time_ms),
-        ("cache_read_tokens", columns.cache_read_tokens),
-        ("cache_write_tokens", columns.cache_write_tokens),
-        ("cache_write_1h_tokens", columns.cache_write_1h_tokens),
-        ("reasoning_tokens", columns.reasoning_tokens),
-        ("cache_savings_usd", columns.cache_savings_usd),
-        ("timestamp", columns.timestamp),
-        ("user_id", columns.user_id),
-    ];
-    if let Some((name, _)) = read.iter().find(|(_, position)| position.is_none()) {
-        error!("agent_usage_detailed has no column {name}");
-    }
-    let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple);
-    // A read pointer of our own, as a scan of the table by name takes one:
-    // other triggers of the statement read the same store.
-    let reader = pg_sys::tuplestore_alloc_read_pointer(table, pg_sys::EXEC_FLAG_REWIND as i32);
-    pg_sys::tuplestore_select_read_pointer(table, reader);
-    pg_sys::tuplestore_rescan(table);
-    let row = SlotRow { slot, columns };
-    // Each row's work runs in a context reset after it: detoasted values and
-    // numeric results are copied into Rust as they are read, so what
-    // PostgreSQL allocates for one row would otherwise pile up over a COPY.
-    let mut per_row = PgMemoryContexts::new("usage bookkeeping row");
-    while pg_sys::tuplestore_gettupleslot(table, true, false, slot) {
-        pg_sys::slot_getallattrs(slot);
-        per_row.switch_to(|_| each(&row));
-        per_row.reset();
-    }
-    pg_sys::ExecDropSingleTupleTableSlot(slot);
-}
-
-thread_local! {
-    /// Label tuples this backend has seen admitted: admission is permanent,
-    /// so each is looked up once per backend (forgotten if the transaction
-    /// that saw it aborts, since it may have admitted it).
-    static KNOWN_SERIES: RefCell<HashSet<Labels>> = RefCell::new(HashSet::new());
-    static KNOWN_SERIES_GUARD: Cell<u32> = const { Cell::new(0) };
-    static SERIES_KNOWN: KeptPlan = const { RefCell::new(None) };
-    static SERIES_ADMIT: KeptPlan = const { RefCell::new(None) };
-    static ADD_COUNTERS: KeptPlan = const { RefCell::new(None) };
-    static ADD_TOTALS: KeptPlan = const { RefCell::new(None) };
-    static ADD_USERS: KeptPlan = const { RefCell::new(None) };
-    static ADD_ALL: KeptPlan = const { RefCell::new(None) };
-    static ADD_DAY: KeptPlan = const { RefCell::new(None) };
-}
-
-const SERIES_KNOWN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM usage_analytics.usage_series s \
-     WHERE (s.provider, s.framework, s.agent_id, s.model, s.message_type) = ($1, $2, $3, $4, $5))";
-/// Admitted while the cap leaves room. Writers admitting at the same moment
-/// each see the same room: the overshoot is bounded by that room times their
-/// number.
-const SERIES_ADMIT_SQL: &str = "INSERT INTO usage_analytics.usage_series \
-         (provider, framework, agent_id, model, message_type, shard) \
-     SELECT $1, $2, $3, $4, $5, pg_backend_pid() \
-      WHERE (SELECT count(*) FROM usage_analytics.usage_series) < $6 \
-     ON CONFLICT DO NOTHING RETURNING true";
-/// One bookkeeping table's upsert: a row is (shard = this backend, then one
-/// parameter per column); a row whose key exists adds its columns to the
-/// stored ones (or combines them as `combine` says). One row from scalar
-/// parameters, or one row per element of array parameters (unnest).
-struct Upsert {
-    table: &'static str,
-    /// The conflict key, shard included.
-    key: &'static str,
-    /// (column, type), in parameter order.
-    columns: &'static [(&'static str, &'static str)],
-    /// Columns not added up: (column, expression of `d` and `excluded`).
-    combine: &'static [(&'static str, &'static str)],
-}
-
-impl Upsert {
-    fn statement(&self, rows: &str) -> String {
-        let names: Vec<&str> = self.columns.iter().map(|(name, _)| *name).collect();
-        let sets: Vec<String> = names
-            .iter()
-            .filter(|name| !self.key.split(", ").any(|k| k == **name))
-            .map(|name| match self.combine.iter().find(|(c, _)| c == name) {
-                Some((_, expression)) => format!("{name} = {expression}"),
-                None => format!("{name} = d.{name} + excluded.{name}"),
-            })
-            .collect();
-        format!(
-            "INSERT INTO usage_analytics.{} AS d (shard, {}) {rows} ON CONFLICT ({}) DO UPDATE SET {}",
-            self.table,
-            names.join(", "),
-            self.key,
-            sets.join(", ")
-        )
-    }
-
-    /// One row from parameters $first, $first + 1, ...
-    fn one_row(&self, first: usize) -> String {
-        let params: Vec<String> = (first..first + self.columns.len())
-            .map(|i| format!("${i}"))
-            .collect();
-        self.statement(&format!("VALUES (pg_backend_pid(), {})", params.join(", ")))
-    }
-
-    /// One row per element of the parameter arrays $1, $2, ...
-    fn many_rows(&self) -> String {
-        let arrays: Vec<String> = self
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, (_, t))| format!("${}::{t}[]", i + 1))
-            .collect();
-        self.statement(&format!(
-            "SELECT pg_backend_pid(), * FROM unnest({})",
-            arrays.join(", ")
-        ))
-    }
-}
-
-const COUNTERS: Upsert = Upsert {
-    table: "usage_counters",
-    key: "provider, framework, agent_id, model, message_type, success, shard",
-    columns: &[
-        ("provider", "text"),
-        ("framework", "text"),
-        ("agent_id", "text"),
-        ("model", "text"),
-        ("message_type", "text"),
-        ("success", "boolean"),
-        ("requests", "bigint"),
-        ("input_tokens", "bigint"),
-        ("output_tokens", "bigint"),
-        ("cost_usd", "numeric"),
-        ("unpriced_requests", "bigint"),
-        ("response_time_count", "bigint"),
-        ("response_time_sum_ms", "bigint"),
-        ("rt_bucket_1", "bigint"),
-        ("rt_bucket_2", "bigint"),
-        ("rt_bucket_3", "bigint"),
-        ("rt_bucket_4", "bigint"),
-        ("rt_bucket_5", "bigint"),
-        ("rt_bucket_6", "bigint"),
-        ("rt_bucket_7", "bigint"),
-        ("rt_bucket_8", "bigint"),
-        ("rt_bucket_9", "bigint"),
-        ("rt_bucket_10", "bigint"),
-        ("cache_read_tokens", "bigint"),
-        ("cache_write_tokens", "bigint"),
-        ("reasoning_tokens", "bigint"),
-    ],
-    combine: &[],
-};
-
-const TOTALS: Upsert = Upsert {
-    table: "usage_daily_totals",
-    key: "date, agent_id, framework, provider, shard",
-    columns: &[
-        ("date", "date"),
-        ("agent_id", "text"),
-        ("framework", "text"),
-        ("provider", "text"),
-        ("total_requests", "bigint"),
-        ("successful_requests", "bigint"),
-        ("total_input_tokens", "bigint"),
-        ("total_output_tokens", "bigint"),
-        ("total_cost_usd", "numeric"),
-        ("unpriced_requests", "bigint"),
-        ("response_time_sum_ms", "bigint"),
-        ("response_time_count", "bigint"),
-        ("total_cache_read_tokens", "bigint"),
-        ("total_cache_write_tokens", "bigint"),
-        ("total_reasoning_tokens", "bigint"),
-        ("cache_savings_usd", "numeric"),
-        ("priced_tokens", "bigint"),
-    ],
-    combine: &[],
-};
-
-const USERS: Upsert = Upsert {
-    table: "usage_daily_user",
-    key: "day, user_id, shard",
-    columns: &[
-        ("day", "date"),
-        ("user_id", "uuid"),
-        ("requests", "bigint"),
-        ("input_tokens", "bigint"),
-        ("output_tokens", "bigint"),
-        ("cost_usd", "numeric"),
-        ("first_seen", "timestamptz"),
-        ("last_seen", "timestamptz"),
-        ("changes", "bigint"),
-    ],
-    combine: &[
-        ("first_seen", "least(d.first_seen, excluded.first_seen)"),
-        ("last_seen", "greatest(d.last_seen, excluded.last_seen)"),
-    ],
-};
-
-/// A statement's text, built once per backend (only a plan's first use needs it).
-fn sql(cell: &'static OnceLock<String>, build: impl FnOnce() -> String) -> &'static str {
-    cell.get_or_init(build)
-}
-
-/// Rows of parameters as one array parameter per column, for `many_rows`.
-fn as_arrays(rows: &[Vec<DatumWithOid>]) -> Vec<DatumWithOid<'static>> {
-    (0..rows[0].len())
-        .map(|column| unsafe {
-            let element = rows[0][column].oid();
-            let (mut len, mut by_value, mut align) = (0i16, false, 0 as std::ffi::c_char);
-            pg_sys::get_typlenbyvalalign(element, &mut len, &mut by_value, &mut align);
-            let cells = rows.iter().map(|row| row[column].datum());
-            let mut nulls: Vec<bool> = cells.clone().map(|d| d.is_none()).collect();
-            let mut values: Vec<pg_sys::Datum> = cells
-                .map(|d| d.map_or(pg_sys::Datum::from(0), |d| d.sans_lifetime()))
-                .collect();
-            let (mut dims, mut lower_bounds) = ([rows.len() as i32], [1]);
-            let array = pg_sys::construct_md_array(
-                values.as_mut_ptr(),
-                nulls.as_mut_ptr(),
-                1,
-                dims.as_mut_ptr(),
-                lower_bounds.as_mut_ptr(),
-                element,
-                len.into(),
-                by_value,
-                align,
-            );
-            DatumWithOid::new(pg_sys::Datum::from(array), pg_sys::get_array_type(element))
-        })
-        .collect()
-}
-
-fn run(plan: &'static std::thread::LocalKey<KeptPlan>, sql: &str, args: &[DatumWithOid]) {
-    kept_plans::run(plan, sql, args, |_| Ok(())).unwrap_or_else(|e| error!("usage bookkeeping: {e}"));
-}
-
-fn label_args(labels: &Labels) -> Vec<DatumWithOid<'static>> {
-    labels.iter().map(|l| l.clone().into()).collect()
-}
-
-/// The label tuple each group is counted under: its own once admitted as an
-/// exporter series, else 'other' (see usage_series in counters.sql).
-fn admitted(labels: Labels) -> Labels {
-    if KNOWN_SERIES.with(|k| k.borrow().contains(&labels)) {
-        return labels;
-    }
-    abort_guard::forget_on_abort(&KNOWN_SERIES_GUARD, || {
-        KNOWN_SERIES.with(|k| k.borrow_mut().clear())
-    });
-    let known = kept_plans::run(&SERIES_KNOWN, SERIES_KNOWN_SQL, &label_args(&labels), |rows| {
-        rows.first().get_one::<bool>()
-    })
-    .unwrap_or_else(|e| error!("usage bookkeeping: {e}"))
-    .unwrap_or(false);
-    if known {
-        KNOWN_SERIES.with(|k| k.borrow_mut().insert(labels.clone()));
-        return labels;
-    }
-    let mut args = label_args(&labels);
-    args.push(i64::from(crate::EXPORTER_MAX_SERIES.get()).into());
-    let admitted = kept_plans::run(
-        &SERIES_ADMIT,
-        SERIES_ADMIT_SQL,
-        &args,
-        |rows| Ok(!rows.is_empty()),
-    )
-    .unwrap_or_else(|e| error!("usage bookkeeping: {e}"));
-    if admitted {
-        KNOWN_SERIES.with(|k| k.borrow_mut().insert(labels.clone()));
-        labels
-    } else {
-        ["other", "other", "other", "other", "other"].map(String::from)
-    }
-}
-
 fn signed(n: AnyNumeric, sign: i64) -> AnyNumeric {
     if sign < 0 {
         -n
@@ -754,57 +413,7 @@ fn _count_usage<'a>(
         .into_iter()
         .map(|(key, u)| user_args(key, u, sign, changed))
         .collect();
-    static ALL_SQL: OnceLock<String> = OnceLock::new();
-    static DAY_SQL: OnceLock<String> = OnceLock::new();
-    static COUNTERS_SQL: OnceLock<String> = OnceLock::new();
-    static TOTALS_SQL: OnceLock<String> = OnceLock::new();
-    static USERS_SQL: OnceLock<String> = OnceLock::new();
-    if counters.len() <= 1 && totals.len() == 1 && users.len() == 1 {
-        // One group in each table (every single-row statement): one statement.
-        let (plan, sql) = if counters.is_empty() {
-            let build = || {
-                let totals = TOTALS.one_row(1);
-                format!(
-                    "WITH totals AS ({totals}) {}",
-                    USERS.one_row(1 + TOTALS.columns.len())
-                )
-            };
-            (&ADD_DAY, sql(&DAY_SQL, build))
-        } else {
-            let build = || {
-                let (counters, totals) = (COUNTERS.one_row(1), TOTALS.one_row(1 + COUNTERS.columns.len()));
-                let users = USERS.one_row(1 + COUNTERS.columns.len() + TOTALS.columns.len());
-                format!("WITH counters AS ({counters}), totals AS ({totals}) {users}")
-            };
-            (&ADD_ALL, sql(&ALL_SQL, build))
-        };
-        let args: Vec<DatumWithOid> = counters
-            .into_iter()
-            .chain(totals)
-            .chain(users)
-            .flatten()
-            .collect();
-        run(plan, sql, &args);
-    } else {
-        // One statement per table, a row per group (a COPY, a batch).
-        if !counters.is_empty() {
-            run(
-                &ADD_COUNTERS,
-                sql(&COUNTERS_SQL, || COUNTERS.many_rows()),
-                &as_arrays(&counters),
-            );
-        }
-        run(
-            &ADD_TOTALS,
-            sql(&TOTALS_SQL, || TOTALS.many_rows()),
-            &as_arrays(&totals),
-        );
-        run(
-            &ADD_USERS,
-            sql(&USERS_SQL, || USERS.many_rows()),
-            &as_arrays(&users),
-        );
-    }
+    bookkeeping_upserts::write(counters, totals, users);
     Ok(None)
 }
 
