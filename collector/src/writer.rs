@@ -34,7 +34,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::db::{self, DbError};
 use crate::insert_statement::{Params, SchemaCache};
-use crate::mapping::UsageRow;
+use crate::mapping::{UsageRow, MAX_REASONS};
 use crate::metrics::Metrics;
 
 /// Writer settings (from the flags).
@@ -271,7 +271,7 @@ async fn write_batch(
             for (i, reason) in outcome.rejected {
                 let w = &mut per_job[rows[i].0];
                 w.rejected += 1;
-                if w.reasons.len() < 5 {
+                if w.reasons.len() < MAX_REASONS {
                     w.reasons.push(format!("span row {}: {reason}", rows[i].1.id));
                 }
             }

@@ -18,4 +18,4 @@ mod request;
 mod text;
 
 pub use columns::UsageRow;
-pub use request::{count_spans, map_request, Mapped};
+pub use request::{count_spans, map_request, Mapped, MAX_REASONS};

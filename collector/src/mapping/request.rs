@@ -20,8 +20,9 @@ pub struct Mapped {
     pub reasons: Vec<String>,
 }
 
-/// How many rejection reasons are kept per request (the count is exact).
-const MAX_REASONS: usize = 5;
+/// How many rejection reasons are kept per request (the count is exact), by
+/// the mapping and by the writer alike.
+pub const MAX_REASONS: usize = 5;
 
 impl Mapped {
     pub fn reject(&mut self, reason: String) {
