@@ -94,7 +94,7 @@ def bench_rollup_day(db: str, today: dt.date) -> None:
                       sum(response_time_ms), count(response_time_ms),
                       sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens)
                  FROM usage_analytics.agent_usage_detailed WHERE {where} GROUP BY 1, 2, 3, 4"""
-    t = alternate(db, {"rollup": rollup, "scan": scan}, reps=3, warmup=1)
+    t = alternate(db, {"rollup": rollup, "scan": scan}, reps=5, warmup=1)
     groups = int(scalar(db, f"SELECT count(*) FROM usage_analytics.agent_performance_metrics WHERE date = '{day}'"))
     r, s = median(t["rollup"]), median(t["scan"])
     add_result(f"`rollup_daily` of a {have:,}-row day", fmt_ms(r), f"one aggregate scan of the day: {fmt_ms(s)}",
