@@ -378,11 +378,17 @@ fn _count_usage<'a>(
     let interned = std::mem::take(&mut statement.interned);
     let text = |id: u32| interned.text(id);
 
-    // Exporter counters, per admitted label tuple.
+    // Exporter counters, per admitted label tuple; admitted in key order, so
+    // which tuples fit under the series cap does not depend on hashing.
+    let mut grouped: Vec<((Labels, bool), CounterSums)> = std::mem::take(&mut statement.counters)
+        .into_iter()
+        .map(|((labels, success), sums)| ((labels.map(text), success), sums))
+        .collect();
+    grouped.sort_by(|a, b| a.0.cmp(&b.0));
     let mut counters: BTreeMap<(Labels, bool), CounterSums> = BTreeMap::new();
-    for ((labels, success), sums) in std::mem::take(&mut statement.counters) {
+    for ((labels, success), sums) in grouped {
         counters
-            .entry((admitted(labels.map(text)), success))
+            .entry((admitted(labels), success))
             .or_insert_with(CounterSums::new)
             .merge(sums);
     }
