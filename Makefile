@@ -126,7 +126,7 @@ fuzz:
 ## bench-smoke: the benchmark harness at a tiny scale, to keep it working (numbers not judged).
 bench-smoke: install
 	cargo build -p usage-analytics-exporter
-	BENCH_ROWS=20000 BENCH_PGBENCH_SECONDS=1 BENCH_OUT=$(CURDIR)/target/bench-smoke BENCH_PORT=28817 \
+	BENCH_ROWS=20000 BENCH_PGBENCH_SECONDS=1 BENCH_SYNTHETIC_MODELS=500 BENCH_OUT=$(CURDIR)/target/bench-smoke BENCH_PORT=28817 \
 	    BENCH_EXPORTER=target/debug/usage-analytics-exporter bash scripts/bench.sh
 
 ## bench: benchmarks with ratios against baselines measured in the same run.

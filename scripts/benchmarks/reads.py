@@ -380,13 +380,15 @@ def bench_price_cache(db: str) -> None:
         for first, last in [(1, SYNTHETIC_MODELS), (SYNTHETIC_MODELS + 1, 10 * SYNTHETIC_MODELS)]:
             add_synthetic(first, last)
             after = rows(db, f"SELECT n, usage_analytics.resolve_model('openai', n) FROM unnest({names}) n")
-            add_check("resolution is unchanged by the synthetic models", after == before,
+            size = int(scalar(db, "SELECT count(*) FROM usage_analytics.model_pricing"))
+            add_check(f"resolution is unchanged by the synthetic models ({size:,} price rows)", after == before,
                       "; ".join(f"{n} → {m or 'NULL'}" for n, m in after))
-            sizes.append((int(scalar(db, "SELECT count(*) FROM usage_analytics.model_pricing")), per_call_us()))
+            sizes.append((size, per_call_us()))
         times = timed(db, statements)[1:]
         big_load = median([times[i] for i in range(2, len(times), 3)]) - median([times[i] for i in range(0, len(times), 3)])
     finally:
-        psql(db, "DELETE FROM usage_analytics.model_pricing WHERE model LIKE 'bench-synthetic-%'")
+        psql(db, """DELETE FROM usage_analytics.model_pricing WHERE model LIKE 'bench-synthetic-%';
+                    VACUUM ANALYZE usage_analytics.model_pricing""")
     shipped.append(per_call_us())
     base = sum(shipped) / 2
     (mid_n, mid_us), (big_n, big_us) = sizes
