@@ -9,6 +9,8 @@
 //! returning user almost never does): the common insert does no extra SQL.
 //! The cache is dropped when a transaction aborts or rolls back a savepoint
 //! (their rows never count), and reloaded from the table on the next miss.
+//! Late in a long transaction a shard is rewritten at the position where the
+//! transaction last wrote it (src/row_positions.rs).
 //! The scheduled maintenance folds exited backends' shards into shard 0 and
 //! drops expired buckets.
 
@@ -20,6 +22,7 @@ use usage_analytics_core::hll::Sketch;
 
 use crate::abort_guard;
 use crate::kept_plans::{self, KeptPlan};
+use crate::row_positions::{self, PositionedStatement};
 
 /// Bucket widths in seconds and how far back each is kept (and counted).
 const WIDTHS: [(i64, i64); 3] = [(300, 2 * 3600), (3600, 26 * 3600), (86_400, 32 * 86_400)];
@@ -35,6 +38,8 @@ thread_local! {
     /// time cost as much as running it.
     static LOAD_PLAN: KeptPlan = const { RefCell::new(None) };
     static STORE_PLAN: KeptPlan = const { RefCell::new(None) };
+    static STORE_ONE_PLAN: KeptPlan = const { RefCell::new(None) };
+    static UPDATE_AT_PLAN: KeptPlan = const { RefCell::new(None) };
 }
 
 const LOAD_SQL: &str = "SELECT sketch FROM usage_analytics.active_user_sketches \
@@ -43,6 +48,15 @@ const LOAD_SQL: &str = "SELECT sketch FROM usage_analytics.active_user_sketches 
 const STORE_SQL: &str = "INSERT INTO usage_analytics.active_user_sketches (width_seconds, bucket_start, shard, sketch) \
                           SELECT w, b, pg_backend_pid(), s FROM unnest($1::integer[], $2::timestamptz[], $3::bytea[]) AS u(w, b, s) \
                           ON CONFLICT (width_seconds, bucket_start, shard) DO UPDATE SET sketch = excluded.sketch";
+
+/// One shard, late in a long transaction (src/row_positions.rs).
+const STORE_ONE_SQL: &str = "INSERT INTO usage_analytics.active_user_sketches AS d \
+                              (width_seconds, bucket_start, shard, sketch) VALUES ($1, $2, pg_backend_pid(), $3) \
+                              ON CONFLICT (width_seconds, bucket_start, shard) DO UPDATE SET sketch = excluded.sketch \
+                              RETURNING d.ctid";
+const UPDATE_AT_SQL: &str = "UPDATE usage_analytics.active_user_sketches AS d SET sketch = $3 \
+                              WHERE d.ctid = $4 AND d.shard = pg_backend_pid() \
+                                AND d.width_seconds = $1 AND d.bucket_start = $2 RETURNING d.ctid";
 
 fn parse(bytes: &[u8]) -> Sketch {
     Sketch::from_bytes(bytes).unwrap_or_else(|e| error!("active_user_sketches: damaged sketch: {e}"))
@@ -67,7 +81,8 @@ fn forget_shards() {
 
 /// Adds the users of an insert statement, (user id, timestamp) each, to this
 /// backend's bucket shards (called by the counting trigger, src/counting.rs).
-pub fn note(seen: &[([u8; 16], i64)]) {
+/// `late`: the statement writes by position (src/row_positions.rs).
+pub fn note(seen: &[([u8; 16], i64)], late: bool) {
     abort_guard::forget_on_abort(&GUARDED_XID, forget_shards);
     let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     let mut changed: Vec<(i64, i64)> = Vec::new();
@@ -100,6 +115,29 @@ pub fn note(seen: &[([u8; 16], i64)]) {
         }
     });
     if changed.is_empty() {
+        return;
+    }
+    if late {
+        let update = PositionedStatement {
+            plan: &UPDATE_AT_PLAN,
+            sql: UPDATE_AT_SQL,
+        };
+        let store = PositionedStatement {
+            plan: &STORE_ONE_PLAN,
+            sql: STORE_ONE_SQL,
+        };
+        for (width, bucket) in changed {
+            let sketch = SHARDS.with(|s| s.borrow()[&(width, bucket)].to_bytes());
+            let at = TimestampWithTimeZone::try_from(bucket).ok();
+            let args = vec![(width as i32).into(), at.into(), sketch.into()];
+            row_positions::write(
+                "active_user_sketches",
+                format!("{width}/{bucket}"),
+                &update,
+                &store,
+                args,
+            );
+        }
         return;
     }
     let widths: Vec<i32> = changed.iter().map(|(width, _)| *width as i32).collect();

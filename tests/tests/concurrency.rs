@@ -1142,3 +1142,131 @@ fn system_wide_summaries_are_exact_while_writers_record() {
         scalar(&mut reader, RAW_SUMMARY).map(|s| serde_json::from_str::<serde_json::Value>(&s).unwrap())
     );
 }
+
+// ---------------------------------------------------------------------------
+// 7. A long transaction of single-row writes keeps the bookkeeping exact
+
+/// The per-day totals and per-day users agree with the rows, group by group.
+fn assert_day_tables_match_rows(client: &mut Client, context: &str) {
+    for (what, bookkeeping, raw) in [
+        (
+            "usage_daily_totals",
+            "SELECT date::text, agent_id, sum(total_requests)::text, sum(total_input_tokens)::text,
+                    trim_scale(sum(total_cost_usd))::text
+               FROM usage_analytics.usage_daily_totals GROUP BY 1, 2 HAVING sum(total_requests) <> 0 ORDER BY 1, 2",
+            "SELECT (\"timestamp\" AT TIME ZONE 'UTC')::date::text, agent_id, count(*)::text, sum(input_tokens)::text,
+                    trim_scale(sum(cost_usd))::text
+               FROM usage_analytics.agent_usage_detailed GROUP BY 1, 2 ORDER BY 1, 2",
+        ),
+        (
+            "usage_daily_user",
+            "SELECT day::text, user_id::text, sum(requests)::text, sum(output_tokens)::text
+               FROM usage_analytics.usage_daily_user GROUP BY 1, 2 HAVING sum(requests) <> 0 ORDER BY 1, 2",
+            "SELECT (\"timestamp\" AT TIME ZONE 'UTC')::date::text, user_id::text, count(*)::text,
+                    sum(output_tokens)::text
+               FROM usage_analytics.agent_usage_detailed GROUP BY 1, 2 ORDER BY 1, 2",
+        ),
+    ] {
+        assert_eq!(
+            text_rows(client, bookkeeping),
+            text_rows(client, raw),
+            "{context}: {what} differs from the rows"
+        );
+    }
+}
+
+#[test]
+fn a_long_transaction_of_single_row_writes_keeps_the_bookkeeping_exact() {
+    // Past its first statements, a transaction rewrites an active-user
+    // sketch at the position it last wrote it (src/row_positions.rs); a
+    // savepoint rolled back and a delete in between must not throw the
+    // positions off. Every row brings a new user, so every statement
+    // changes the sketches; up to 384 users their estimate is exact.
+    let c = cluster();
+    let db = c.fresh_db("longtxn");
+    let mut s = c.connect(&db);
+    must(&mut s, "BEGIN", "long transaction");
+    let record_many = |s: &mut Client, n: usize| {
+        for i in 0..n {
+            let path = if i % 3 == 0 { Path::Track } else { Path::Insert };
+            record(s, path, &Uuid::new_v4().to_string()).unwrap_or_else(|e| panic!("row {i}: {e}"));
+        }
+    };
+    let active_last_hour = |client: &mut Client| {
+        count(
+            client,
+            "SELECT users FROM usage_analytics.metrics_active_users() WHERE \"window\" = '1h'",
+        )
+    };
+    record_many(&mut s, 40);
+    assert_totals_match_rows(&mut s, "40 rows into an open transaction");
+    assert_day_tables_match_rows(&mut s, "40 rows into an open transaction");
+    assert_eq!(
+        active_last_hour(&mut s),
+        40,
+        "active users after 40 rows, before COMMIT"
+    );
+    must(&mut s, "SAVEPOINT half", "long transaction");
+    record_many(&mut s, 12);
+    must(&mut s, "ROLLBACK TO SAVEPOINT half", "long transaction");
+    record_many(&mut s, 20);
+    must(
+        &mut s,
+        "DELETE FROM usage_analytics.agent_usage_detailed
+          WHERE id = (SELECT id FROM usage_analytics.agent_usage_detailed ORDER BY id LIMIT 1)",
+        "one row deleted",
+    );
+    record_many(&mut s, 20);
+    // The exporter's counters and sketches never go down: they keep the
+    // deleted row and its user.
+    let after_delete = |client: &mut Client, context: &str, users: i64| {
+        let rows = count(
+            client,
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed",
+        );
+        let counted = count(
+            client,
+            "SELECT sum(requests) FROM usage_analytics.metrics_usage_counters()",
+        );
+        assert_eq!(
+            counted,
+            rows + 1,
+            "{context}: counters are the rows plus the deleted one"
+        );
+        let summary = count(
+            client,
+            "SELECT (usage_analytics.get_usage_summary() ->> 'total_requests')::bigint",
+        );
+        assert_eq!(
+            summary, rows,
+            "{context}: get_usage_summary() total_requests differs from count(*)"
+        );
+        assert_day_tables_match_rows(client, context);
+        assert_eq!(
+            active_last_hour(client),
+            users,
+            "{context}: active users in the last hour"
+        );
+    };
+    after_delete(
+        &mut s,
+        "after a rolled-back savepoint and a delete, before COMMIT",
+        80,
+    );
+    must(&mut s, "COMMIT", "long transaction");
+    assert_eq!(
+        count(
+            &mut s,
+            "SELECT count(*) FROM usage_analytics.agent_usage_detailed"
+        ),
+        79
+    );
+    let mut other = c.connect(&db);
+    after_delete(&mut other, "another session, after COMMIT", 80);
+    // The next transaction of the same session starts over, and its rows
+    // reach the same rows.
+    must(&mut s, "BEGIN", "second transaction");
+    record_many(&mut s, 15);
+    must(&mut s, "COMMIT", "second transaction");
+    after_delete(&mut other, "after a second transaction", 95);
+}
