@@ -16,7 +16,6 @@
 use crate::active_users;
 use crate::bookkeeping_upserts;
 use crate::exporter_series::{admitted, label_args, Labels};
-use crate::row_positions;
 use crate::search_texts;
 use crate::transition_table::{read_transition_table, SlotRow};
 use crate::usage::restoring;
@@ -376,7 +375,6 @@ fn _count_usage<'a>(
     if statement.totals.is_empty() {
         return Ok(None); // a statement that wrote no rows
     }
-    let late = row_positions::next_statement();
     let interned = std::mem::take(&mut statement.interned);
     let text = |id: u32| interned.text(id);
 
@@ -395,7 +393,7 @@ fn _count_usage<'a>(
             .merge(sums);
     }
     if !statement.active.is_empty() {
-        active_users::note(&statement.active, late);
+        active_users::note(&statement.active);
     }
     if !statement.texts.is_empty() {
         search_texts::note(std::mem::take(&mut statement.texts));

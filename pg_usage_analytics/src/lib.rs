@@ -35,7 +35,6 @@ mod json_args;
 mod kept_plans;
 mod price_cache;
 mod price_catalog;
-mod row_positions;
 mod search_texts;
 mod top_actions;
 mod transition_table;

@@ -1178,7 +1178,7 @@ fn assert_day_tables_match_rows(client: &mut Client, context: &str) {
 #[test]
 fn a_long_transaction_of_single_row_writes_keeps_the_bookkeeping_exact() {
     // Past its first statements, a transaction rewrites an active-user
-    // sketch at the position it last wrote it (src/row_positions.rs); a
+    // sketch at the position it last wrote it (src/active_users.rs); a
     // savepoint rolled back and a delete in between must not throw the
     // positions off. Every row brings a new user, so every statement
     // changes the sketches; up to 384 users their estimate is exact.
