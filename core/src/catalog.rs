@@ -1022,11 +1022,7 @@ mod fixture_tests {
             ("text-embedding-3-small", None),
         ];
         for (model, expected) in cases {
-            assert_eq!(
-                book.resolve(Some("openai"), Some(model)).as_deref(),
-                *expected,
-                "{model}"
-            );
+            assert_eq!(book.resolve(Some("openai"), Some(model)), *expected, "{model}");
         }
     }
 

@@ -132,6 +132,11 @@ fn check_text(
             ));
         }
     }
+    // Printable ASCII, the usual case, holds no control character: told
+    // without decoding characters.
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
     let permitted = |c: char| allowed == Controls::Layout && matches!(c, '\t' | '\n' | '\r');
     if let Some(bad) = value.chars().find(|&c| c.is_control() && !permitted(c)) {
         return Err(invalid(

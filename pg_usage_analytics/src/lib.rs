@@ -33,6 +33,7 @@ mod filters;
 mod invalidation;
 mod json_args;
 mod kept_plans;
+mod numerics;
 mod price_cache;
 mod price_catalog;
 mod search_texts;

@@ -34,6 +34,7 @@ mod tests {
 
     #[pg_test]
     fn costs_reach_postgres_as_numeric_in_reads_their_text() {
+        use crate::numerics::{decimal_of, to_numeric};
         use std::str::FromStr;
         for text in [
             "0",
@@ -51,13 +52,45 @@ mod tests {
             "79228162514264337593543950335",
             "-7.9228162514264337593543950335",
             "1.2300",
+            "-0.000000000000000001",
         ] {
             let cost = rust_decimal::Decimal::from_str(text).unwrap();
-            let expected =
-                Spi::get_one_with_args::<String>("SELECT $1::numeric::text", &[text.into()]).unwrap();
+            let numeric = to_numeric(cost);
+            // The same text and the same stored bytes as numeric_in's.
+            let same = Spi::get_one_with_args::<bool>(
+                "SELECT $1::text = $2::numeric::text AND $1::text = $3 \
+                    AND textsend($1::text) = textsend($2::numeric::text) \
+                    AND pg_column_size($1) = pg_column_size($2::numeric) \
+                    AND numeric_send($1) = numeric_send($2::numeric)",
+                &[numeric.clone().into(), text.into(), cost.to_string().into()],
+            )
+            .unwrap();
+            assert_eq!(same, Some(true), "{text}");
+            // And read back, from numeric_in's datum too.
+            let theirs = Spi::get_one_with_args::<pgrx::AnyNumeric>("SELECT $1::numeric", &[text.into()])
+                .unwrap()
+                .unwrap();
+            for datum in [numeric, theirs] {
+                let read = unsafe { decimal_of(datum.into_datum().unwrap()) };
+                assert_eq!(read.map(|d| d.to_string()), Some(cost.to_string()), "{text}");
+            }
+        }
+        // What no decimal holds exactly is left to numeric arithmetic.
+        for text in [
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1e-29",
+            "1e-70",
+            "79228162514264337593543950336",
+            "1e40",
+        ] {
+            let theirs = Spi::get_one_with_args::<pgrx::AnyNumeric>("SELECT $1::numeric", &[text.into()])
+                .unwrap()
+                .unwrap();
             assert_eq!(
-                Some(crate::price_cache::to_numeric(cost).to_string()),
-                expected,
+                unsafe { decimal_of(theirs.into_datum().unwrap()) },
+                None,
                 "{text}"
             );
         }

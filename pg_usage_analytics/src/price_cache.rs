@@ -23,13 +23,13 @@
 
 use crate::errors::raise_invalid;
 use crate::json_args::UsageArg;
+use crate::numerics::to_numeric;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use rust_decimal::Decimal;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::str::FromStr;
-use usage_analytics_core::numeric::numeric_binary;
 use usage_analytics_core::pricing::{
     parse_price, ClassPriceOverrides, ClassPrices, ContextTier, ModelRates, PriceBook, ServiceTier,
     TieredPricePoint,
@@ -249,31 +249,6 @@ fn load() -> Result<PriceBook, pgrx::spi::Error> {
     })
 }
 
-/// `cost` as a numeric of the same value and display scale (what
-/// `numeric_in` of its text gives).
-pub fn to_numeric(cost: Decimal) -> AnyNumeric {
-    // Handed over in numeric's binary format: printing the decimal for
-    // numeric_in to parse again cost a tenth of the pricing trigger.
-    let mut binary = numeric_binary(cost);
-    let mut message = pg_sys::StringInfoData {
-        data: binary.as_mut_ptr().cast(),
-        len: binary.len() as i32,
-        maxlen: binary.len() as i32,
-        cursor: 0,
-    };
-    unsafe {
-        pgrx::fcinfo::direct_function_call::<AnyNumeric>(
-            pg_sys::numeric_recv,
-            &[
-                Some(pg_sys::Datum::from(&mut message as *mut pg_sys::StringInfoData)),
-                Some(pg_sys::Datum::from(pg_sys::NUMERICOID)),
-                Some(pg_sys::Datum::from(-1i32)),
-            ],
-        )
-    }
-    .unwrap_or_else(|| error!("cannot convert cost {cost} to numeric"))
-}
-
 /// Statement trigger on a table that backends keep a cache of (the pricing
 /// tables, budgets, search_texts): queue a relcache invalidation of it, sent
 /// when this transaction commits, so every backend's callback drops what it
@@ -300,7 +275,7 @@ fn invalidate_price_cache<'a>(
 /// default model for NULL or empty; NULL when nothing known matches.
 #[pg_extern(stable, parallel_safe)]
 fn resolve_model(provider: Option<&str>, model: Option<&str>) -> Option<String> {
-    price_book().resolve(provider, model)
+    price_book().resolve(provider, model).map(str::to_owned)
 }
 
 /// Exact USD cost at the price in force at `at`; NULL when no price is known.

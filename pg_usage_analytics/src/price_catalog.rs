@@ -5,7 +5,8 @@
 //! and installs it (sql/price_catalog.sql).
 
 use crate::errors::raise_invalid;
-use crate::price_cache::{price_book, to_numeric};
+use crate::numerics::to_numeric;
+use crate::price_cache::price_book;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::JsonB;

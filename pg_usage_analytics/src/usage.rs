@@ -4,11 +4,13 @@
 use crate::errors::raise_invalid;
 use crate::json_args::{MetadataArg, UsageArg};
 use crate::kept_plans::{self, KeptPlan};
-use crate::price_cache::{price_book, to_numeric};
+use crate::numerics::numeric_datum;
+use crate::price_cache::price_book;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgTupleDesc, Uuid};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 use std::rc::Rc;
 use std::str::FromStr;
 use usage_analytics_core::pricing::ServiceTier;
@@ -122,22 +124,61 @@ pub(crate) fn relation_changed(relid: pg_sys::Oid) {
     });
 }
 
-/// A deformed row: read values, replace some, form the row once.
-struct Row {
+/// A deformed row: read values, replace some, form the row once. Texts
+/// read from it live as long as the trigger's tuple (`'a`), so they stay
+/// valid when their column is replaced.
+struct Row<'a> {
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
     changed: bool,
+    tuple: PhantomData<&'a ()>,
 }
 
-impl Row {
+thread_local! {
+    /// The pricing trigger's values and nulls, reused from row to row (a
+    /// bulk load would otherwise allocate both for every row).
+    static ROW_BUFFERS: Cell<(Vec<pg_sys::Datum>, Vec<bool>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+impl<'a> Row<'a> {
+    /// Deforms `tuple`, into the buffers of the previous row.
+    unsafe fn deform(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, natts: usize) -> Row<'a> {
+        let (mut values, mut nulls) = ROW_BUFFERS.take();
+        values.clear();
+        values.resize(natts, pg_sys::Datum::from(0));
+        nulls.clear();
+        nulls.resize(natts, true);
+        pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        Row {
+            values,
+            nulls,
+            changed: false,
+            tuple: PhantomData,
+        }
+    }
+
+    /// The row formed anew if it changed, else `original`; its buffers go
+    /// back for the next row.
+    unsafe fn form(mut self, original: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> pg_sys::HeapTuple {
+        let tuple = if self.changed {
+            pg_sys::heap_form_tuple(tupdesc, self.values.as_mut_ptr(), self.nulls.as_mut_ptr())
+        } else {
+            original
+        };
+        ROW_BUFFERS.set((std::mem::take(&mut self.values), std::mem::take(&mut self.nulls)));
+        tuple
+    }
+
     fn get<T: FromDatum>(&self, column: Option<usize>) -> Option<T> {
         let i = column?;
         unsafe { T::from_datum(self.values[i], self.nulls[i]) }
     }
 
-    /// A text column, borrowed (no copy).
-    fn text(&self, column: Option<usize>) -> Option<&str> {
-        self.get::<&str>(column)
+    /// A text column, borrowed (no copy): from the trigger's tuple, or from
+    /// a replacement allocated in the trigger's memory context.
+    fn text(&self, column: Option<usize>) -> Option<&'a str> {
+        let i = column?;
+        unsafe { <&'a str>::from_datum(self.values[i], self.nulls[i]) }
     }
 
     fn set<T: IntoDatum>(&mut self, column: Option<usize>, value: Option<T>) {
@@ -149,22 +190,43 @@ impl Row {
         }
     }
 
+    /// Sets column `to` to the value column `from` has now (no copy: the
+    /// row is formed before anything it points to is freed).
+    fn copy(&mut self, from: Option<usize>, to: Option<usize>) {
+        if let (Some(from), Some(to)) = (from, to) {
+            self.values[to] = self.values[from];
+            self.nulls[to] = self.nulls[from];
+            self.changed = true;
+        }
+    }
+
     /// Lower-cases and trims an enumeration column, if it needs it.
     fn normalise(&mut self, column: Option<usize>) {
         let Some(value) = self.text(column) else {
             return;
         };
-        // Exactly when str::to_lowercase changes something: a character
-        // that does not lower-case to itself (titlecase letters included).
-        let changes_case = value.chars().any(|c| {
-            let mut lower = c.to_lowercase();
-            lower.next() != Some(c) || lower.next().is_some()
-        });
-        if value.trim().len() != value.len() || changes_case {
+        if needs_normalising(value) {
             let normalised = value.trim().to_lowercase();
             self.set(column, Some(normalised));
         }
     }
+}
+
+/// Whether trimming or lower-casing changes `value`: exactly when
+/// str::trim or str::to_lowercase would change something (a character that
+/// does not lower-case to itself, titlecase letters included). Plain ASCII,
+/// the usual case, is told apart without decoding characters.
+fn needs_normalising(value: &str) -> bool {
+    if value.trim().len() != value.len() {
+        return true;
+    }
+    if value.is_ascii() {
+        return value.bytes().any(|b| b.is_ascii_uppercase());
+    }
+    value.chars().any(|c| {
+        let mut lower = c.to_lowercase();
+        lower.next() != Some(c) || lower.next().is_some()
+    })
 }
 
 /// Whether this session is loading a dump (pg_dump output and pg_restore
@@ -251,34 +313,25 @@ fn price_usage_row<'a>(
     let raw_tupdesc = unsafe { (*data.tg_relation).rd_att };
     let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked(raw_tupdesc) };
     let columns = columns_of(data.tg_relation);
-    let natts = tupdesc.len();
-    let mut row = Row {
-        values: vec![pg_sys::Datum::from(0); natts],
-        nulls: vec![true; natts],
-        changed: false,
-    };
-    unsafe {
-        pg_sys::heap_deform_tuple(
-            data.tg_trigtuple,
-            raw_tupdesc,
-            row.values.as_mut_ptr(),
-            row.nulls.as_mut_ptr(),
-        );
-    }
+    let mut row: Row<'a> = unsafe { Row::deform(data.tg_trigtuple, raw_tupdesc, tupdesc.len()) };
 
     check_row(&row, &columns);
     row.normalise(columns.provider);
     row.normalise(columns.framework);
     row.normalise(columns.message_type);
-    let provider = row.text(columns.provider).map(str::to_owned);
+    let provider = row.text(columns.provider);
     // What the caller sent decides: a re-inserted row (INSERT … SELECT, ETL)
     // whose model was unknown keeps model NULL in `model` but its name in
     // `requested_model`, and must not be priced as the provider default.
-    let requested = row.text(columns.requested_model);
-    let sent = requested.is_some();
-    let model = requested.or_else(|| row.text(columns.model)).map(str::to_owned);
+    let sent = row.text(columns.requested_model).is_some();
+    let model_column = if sent {
+        columns.requested_model
+    } else {
+        columns.model
+    };
+    let model = row.text(model_column);
     let book = price_book();
-    let canonical = book.resolve(provider.as_deref(), model.as_deref());
+    let canonical = book.resolve(provider, model);
     if row.get::<pg_sys::Datum>(columns.cost_usd).is_some() {
         // A cost supplied with the row (a provider's own figure) is kept.
         row.set(columns.cost_source, Some("caller"));
@@ -302,18 +355,18 @@ fn price_usage_row<'a>(
             .get::<TimestampWithTimeZone>(columns.timestamp)
             .map(pg_sys::TimestampTz::from)
             .unwrap_or(i64::MAX);
-        let priced = match canonical.as_deref() {
+        let priced = match canonical {
             // The model resolved above: priced with one price lookup.
             Some(canonical) => book
-                .cost_and_savings(provider.as_deref(), canonical, &usage, at, tier)
+                .cost_and_savings(provider, canonical, &usage, at, tier)
                 .map_err(|e| e.to_string()),
             None => Ok(None),
         };
         match priced {
             Ok(Some((cost, savings))) => {
-                row.set(columns.cost_usd, Some(to_numeric(cost)));
+                row.set(columns.cost_usd, Some(numeric_datum(cost)));
                 row.set(columns.cost_source, Some("catalog"));
-                row.set(columns.cache_savings_usd, savings.map(to_numeric));
+                row.set(columns.cache_savings_usd, savings.map(numeric_datum));
             }
             Ok(None) => {
                 row.set::<&str>(columns.cost_source, None);
@@ -322,19 +375,14 @@ fn price_usage_row<'a>(
             Err(e) => raise_invalid(format!("agent_usage_detailed: {e}")),
         }
     }
-    if !sent {
-        if let Some(sent) = model.filter(|m| !m.trim().is_empty()) {
-            row.set(columns.requested_model, Some(sent));
-        }
+    if !sent && model.is_some_and(|m| !m.trim().is_empty()) {
+        // The name as sent, before `model` becomes the canonical one.
+        row.copy(columns.model, columns.requested_model);
     }
-    if canonical.as_deref() != row.text(columns.model) {
+    if canonical != row.text(columns.model) {
         row.set(columns.model, canonical);
     }
-    let tuple = if row.changed {
-        unsafe { pg_sys::heap_form_tuple(raw_tupdesc, row.values.as_mut_ptr(), row.nulls.as_mut_ptr()) }
-    } else {
-        data.tg_trigtuple
-    };
+    let tuple = unsafe { row.form(data.tg_trigtuple, raw_tupdesc) };
     Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(tupdesc, tuple) }))
 }
 

@@ -8,23 +8,46 @@ use super::{
 };
 use crate::usage::TokenUsage;
 use rust_decimal::Decimal;
+use std::borrow::Cow;
 use std::collections::HashMap;
+
+/// Maps keyed by model and provider names. Seeded per process (the names
+/// looked up come from writers); looked up by `&str`, so pricing a row
+/// allocates nothing when the names it carries are already canonical.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The known models, their prices over time and each provider's default model.
 #[derive(Default, Debug)]
 pub struct PriceBook {
     /// Lower-cased id → canonical id, for exact matches.
-    exact: HashMap<String, String>,
+    exact: Map<String, String>,
     /// Normalized id → canonical id (the smallest canonical id when several
     /// normalize alike), for the 0.1 version-suffix rules.
-    normalized: HashMap<String, String>,
-    /// (provider, canonical model, tier) → price history ordered by effective_from.
-    prices: HashMap<(String, String, ServiceTier), Vec<TieredPricePoint>>,
-    /// canonical model → providers that price it (at any tier), sorted, for
-    /// lookups whose provider differs from the pricing row's (a gateway
-    /// reselling a model).
-    providers_of: HashMap<String, Vec<String>>,
-    defaults: HashMap<String, String>,
+    normalized: Map<String, String>,
+    /// Canonical model → its providers and price histories.
+    prices: Map<String, ModelPrices>,
+    defaults: Map<String, String>,
+}
+
+/// The prices of one canonical model.
+#[derive(Default, Debug)]
+struct ModelPrices {
+    /// The providers that price the model (at any tier), sorted, for lookups
+    /// whose provider differs from the pricing row's (a gateway reselling a
+    /// model).
+    providers: Vec<String>,
+    /// (provider, tier, history ordered by effective_from).
+    histories: Vec<(String, ServiceTier, Vec<TieredPricePoint>)>,
+}
+
+/// A name trimmed and lower-cased, borrowed when it already is.
+fn lowered(name: &str) -> Cow<'_, str> {
+    let name = name.trim();
+    if name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(name.to_lowercase())
+    }
 }
 
 impl PriceBook {
@@ -40,16 +63,23 @@ impl PriceBook {
     pub fn add_tiered_price(&mut self, provider: &str, model: &str, point: TieredPricePoint) {
         let provider = provider.trim().to_lowercase();
         let model = model.trim().to_lowercase();
-        let history = self
-            .prices
-            .entry((provider.clone(), model.clone(), point.service_tier))
-            .or_default();
+        let prices = self.prices.entry(model.clone()).or_default();
+        let at = prices
+            .histories
+            .iter()
+            .position(|(p, t, _)| *p == provider && *t == point.service_tier)
+            .unwrap_or_else(|| {
+                prices
+                    .histories
+                    .push((provider.clone(), point.service_tier, Vec::new()));
+                prices.histories.len() - 1
+            });
+        let history = &mut prices.histories[at].2;
         history.push(point);
         history.sort_by_key(|p| p.effective_from);
-        let providers = self.providers_of.entry(model.clone()).or_default();
-        if !providers.contains(&provider) {
-            providers.push(provider);
-            providers.sort();
+        if !prices.providers.contains(&provider) {
+            prices.providers.push(provider);
+            prices.providers.sort();
         }
         self.exact.entry(model.clone()).or_insert_with(|| model.clone());
         let slot = self
@@ -69,18 +99,17 @@ impl PriceBook {
     /// The canonical model id for what a provider or SDK sent, the provider's
     /// default for NULL/empty, `None` when nothing known matches (see the
     /// [`pricing`](super) module docs for the rules).
-    pub fn resolve(&self, provider: Option<&str>, model: Option<&str>) -> Option<String> {
+    pub fn resolve(&self, provider: Option<&str>, model: Option<&str>) -> Option<&str> {
         let model = model.map(str::trim).unwrap_or("");
         if model.is_empty() {
-            let provider = provider?.trim().to_lowercase();
-            return self.defaults.get(&provider).cloned();
+            return self.defaults.get(lowered(provider?).as_ref()).map(String::as_str);
         }
-        let lowered = model.to_lowercase();
+        let lowered = lowered(model);
         // 1. An exact known id, with or without path prefixes.
-        let mut id = lowered.as_str();
+        let mut id = lowered.as_ref();
         loop {
             if let Some(canonical) = self.exact.get(id.trim()) {
-                return Some(canonical.clone());
+                return Some(canonical);
             }
             match id.split_once('/') {
                 Some((_, rest)) => id = rest,
@@ -90,7 +119,7 @@ impl PriceBook {
         // 2. A fine-tuned model is priced as its `ft:BASE` or not at all.
         if let Some(rest) = id.trim().strip_prefix("ft:") {
             let base = rest.split(':').next().unwrap_or("").trim();
-            return self.exact.get(&format!("ft:{base}")).cloned();
+            return self.exact.get(&format!("ft:{base}")).map(String::as_str);
         }
         // 3. The 0.1 rules: the longest known id extended by version suffixes.
         let candidate = normalize(strip_wrappers(&lowered));
@@ -99,7 +128,7 @@ impl PriceBook {
             let prefix = &candidate[..end];
             if let Some(canonical) = self.normalized.get(prefix) {
                 if matches_with_version_suffix(&candidate, prefix) {
-                    return Some(canonical.clone());
+                    return Some(canonical);
                 }
             }
             match prefix.rfind('-') {
@@ -120,14 +149,17 @@ impl PriceBook {
         at: i64,
         tier: ServiceTier,
     ) -> Option<&TieredPricePoint> {
-        let model = model.trim().to_lowercase();
-        let providers = self.providers_of.get(&model)?;
-        let provider = provider
-            .map(|p| p.trim().to_lowercase())
-            .filter(|p| providers.contains(p))
-            .or_else(|| providers.first().cloned())?;
-        self.prices
-            .get(&(provider, model, tier))?
+        let prices = self.prices.get(lowered(model).as_ref())?;
+        let given = provider.map(lowered);
+        let provider = match given.as_deref() {
+            Some(p) if prices.providers.iter().any(|q| q == p) => p,
+            _ => prices.providers.first()?.as_str(),
+        };
+        prices
+            .histories
+            .iter()
+            .find(|(p, t, _)| p == provider && *t == tier)?
+            .2
             .iter()
             .rev()
             .find(|p| p.in_force_at(at))
@@ -187,7 +219,7 @@ impl PriceBook {
     ) -> Result<Option<(Decimal, Option<Decimal>)>, CostError> {
         usage.validate().map_err(CostError::InvalidUsage)?;
         match self.resolve(provider, model) {
-            Some(canonical) => self.cost_and_savings(provider, &canonical, usage, at, tier),
+            Some(canonical) => self.cost_and_savings(provider, canonical, usage, at, tier),
             None => Ok(None),
         }
     }
@@ -223,14 +255,19 @@ impl PriceBook {
         let mut rows: Vec<PriceRow> = self
             .prices
             .iter()
-            .filter_map(|((provider, model, tier), history)| {
-                let point = history.iter().rev().find(|p| p.in_force_at(at))?;
-                Some(PriceRow {
-                    provider: provider.clone(),
-                    model: model.clone(),
-                    service_tier: *tier,
-                    rates: point.rates.clone(),
-                })
+            .flat_map(|(model, prices)| {
+                prices
+                    .histories
+                    .iter()
+                    .filter_map(move |(provider, tier, history)| {
+                        let point = history.iter().rev().find(|p| p.in_force_at(at))?;
+                        Some(PriceRow {
+                            provider: provider.clone(),
+                            model: model.clone(),
+                            service_tier: *tier,
+                            rates: point.rates.clone(),
+                        })
+                    })
             })
             .collect();
         rows.sort_by(|a, b| {
@@ -337,7 +374,7 @@ mod tests {
         ];
         for (provider, model, expected) in cases {
             assert_eq!(
-                book.resolve(Some(provider), *model).as_deref(),
+                book.resolve(Some(provider), *model),
                 *expected,
                 "resolve({provider:?}, {model:?})"
             );
@@ -452,7 +489,7 @@ mod tests {
         );
         assert_eq!(book.cost(Some("openai"), Some("gpt-5"), 1, 1, 99), Ok(None));
         assert_eq!(
-            book.resolve(Some("openai"), Some("gpt-5-2025-08-07")).as_deref(),
+            book.resolve(Some("openai"), Some("gpt-5-2025-08-07")),
             Some("gpt-5")
         );
     }
@@ -483,11 +520,7 @@ mod tests {
             ("gpt-4.10", None),
             ("gpt-4-v2", Some("gpt-4")),
         ] {
-            assert_eq!(
-                book.resolve(Some("openai"), Some(model)).as_deref(),
-                expected,
-                "{model}"
-            );
+            assert_eq!(book.resolve(Some("openai"), Some(model)), expected, "{model}");
         }
         one(&mut book, "gpt-4.1");
         one(&mut book, "gpt-4o-2024-05-13");
@@ -503,11 +536,7 @@ mod tests {
             ("ft:gpt-4o:org::abc", None),
             ("ft:gpt-4o-mini", Some("ft:gpt-4o-mini")),
         ] {
-            assert_eq!(
-                book.resolve(Some("openai"), Some(model)).as_deref(),
-                expected,
-                "{model}"
-            );
+            assert_eq!(book.resolve(Some("openai"), Some(model)), expected, "{model}");
         }
     }
 
