@@ -16,15 +16,18 @@
 use crate::active_users;
 use crate::bookkeeping_upserts;
 use crate::exporter_series::{admitted, label_args, Labels};
+use crate::numerics::{decimal_of, to_numeric};
 use crate::search_texts;
 use crate::transition_table::{read_transition_table, SlotRow};
 use crate::usage::restoring;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
+use rust_decimal::Decimal;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
+use usage_analytics_core::numeric::exact_add;
 
 /// The grouping maps' hasher: fast on short keys, and seeded per process,
 /// since the texts hashed come from writers.
@@ -48,8 +51,70 @@ fn timestamptz(at: i64) -> TimestampWithTimeZone {
     unsafe { TimestampWithTimeZone::from_datum(pg_sys::Datum::from(at), false) }.expect("not null")
 }
 
-fn zero() -> AnyNumeric {
-    AnyNumeric::from(0)
+/// One row's numeric column: a decimal when one holds it, else the datum.
+#[derive(Clone, Copy)]
+enum Value {
+    Decimal(Decimal),
+    Datum(pg_sys::Datum),
+}
+
+impl Value {
+    /// # Safety
+    /// A numeric datum, valid while the value is used.
+    unsafe fn of(datum: pg_sys::Datum) -> Value {
+        match decimal_of(datum) {
+            Some(d) => Value::Decimal(d),
+            None => Value::Datum(datum),
+        }
+    }
+}
+
+/// An exact sum of numerics: in a decimal while it holds the sum exactly
+/// (no numeric function call per row), in a numeric beyond.
+#[derive(Default)]
+struct Sum {
+    decimal: Decimal,
+    numeric: Option<AnyNumeric>,
+}
+
+impl Sum {
+    fn add(&mut self, value: Value) {
+        if let Value::Decimal(d) = value {
+            if let Some(sum) = exact_add(self.decimal, d) {
+                self.decimal = sum;
+                return;
+            }
+        }
+        let value = match value {
+            Value::Decimal(d) => to_numeric(d),
+            Value::Datum(datum) => unsafe { AnyNumeric::from_datum(datum, false) }.expect("not null"),
+        };
+        self.add_numeric(value);
+    }
+
+    fn add_numeric(&mut self, value: AnyNumeric) {
+        self.numeric = Some(match self.numeric.take() {
+            Some(sum) => sum + value,
+            None => value,
+        });
+    }
+
+    fn merge(&mut self, o: Sum) {
+        self.add(Value::Decimal(o.decimal));
+        if let Some(numeric) = o.numeric {
+            self.add_numeric(numeric);
+        }
+    }
+
+    /// The sum, at the largest display scale of its terms (as numeric_add
+    /// gives it).
+    fn total(self) -> AnyNumeric {
+        let sum = to_numeric(self.decimal);
+        match self.numeric {
+            Some(numeric) => sum + numeric,
+            None => sum,
+        }
+    }
 }
 
 /// Response-time bucket bounds in milliseconds, read once per backend from
@@ -78,7 +143,7 @@ struct CounterSums {
     requests: i64,
     input_tokens: i64,
     output_tokens: i64,
-    cost_usd: AnyNumeric,
+    cost_usd: Sum,
     unpriced: i64,
     rt_count: i64,
     rt_sum: i64,
@@ -94,7 +159,7 @@ impl CounterSums {
             requests: 0,
             input_tokens: 0,
             output_tokens: 0,
-            cost_usd: zero(),
+            cost_usd: Sum::default(),
             unpriced: 0,
             rt_count: 0,
             rt_sum: 0,
@@ -109,7 +174,7 @@ impl CounterSums {
         self.requests += o.requests;
         self.input_tokens += o.input_tokens;
         self.output_tokens += o.output_tokens;
-        self.cost_usd += o.cost_usd;
+        self.cost_usd.merge(o.cost_usd);
         self.unpriced += o.unpriced;
         self.rt_count += o.rt_count;
         self.rt_sum += o.rt_sum;
@@ -127,14 +192,14 @@ struct DayTotals {
     successful: i64,
     input_tokens: i64,
     output_tokens: i64,
-    cost_usd: AnyNumeric,
+    cost_usd: Sum,
     unpriced: i64,
     rt_sum: i64,
     rt_count: i64,
     cache_read: i64,
     cache_write: i64,
     reasoning: i64,
-    cache_savings_usd: AnyNumeric,
+    cache_savings_usd: Sum,
     priced_tokens: i64,
 }
 
@@ -142,7 +207,7 @@ struct DayUser {
     requests: i64,
     input_tokens: i64,
     output_tokens: i64,
-    cost_usd: AnyNumeric,
+    cost_usd: Sum,
     first_seen: i64,
     last_seen: i64,
 }
@@ -199,7 +264,7 @@ impl Statement {
         let success = row.datum(c.success).is_some_and(|d| d.value() != 0);
         let input_tokens = row.int(c.input_tokens).unwrap_or(0);
         let output_tokens = row.int(c.output_tokens).unwrap_or(0);
-        let cost: Option<AnyNumeric> = row.get(c.cost_usd);
+        let cost = row.datum(c.cost_usd).map(|d| unsafe { Value::of(d) });
         let response_time = row.int(c.response_time_ms);
         let cache_read = row.int(c.cache_read_tokens).unwrap_or(0);
         let cache_write =
@@ -252,8 +317,8 @@ impl Statement {
             n.requests += 1;
             n.input_tokens += input_tokens;
             n.output_tokens += output_tokens;
-            match &cost {
-                Some(cost) => n.cost_usd += cost.clone(),
+            match cost {
+                Some(cost) => n.cost_usd.add(cost),
                 None => n.unpriced += 1,
             }
             if let Some(ms) = response_time {
@@ -279,23 +344,23 @@ impl Statement {
                 successful: 0,
                 input_tokens: 0,
                 output_tokens: 0,
-                cost_usd: zero(),
+                cost_usd: Sum::default(),
                 unpriced: 0,
                 rt_sum: 0,
                 rt_count: 0,
                 cache_read: 0,
                 cache_write: 0,
                 reasoning: 0,
-                cache_savings_usd: zero(),
+                cache_savings_usd: Sum::default(),
                 priced_tokens: 0,
             });
         t.requests += 1;
         t.successful += i64::from(success);
         t.input_tokens += input_tokens;
         t.output_tokens += output_tokens;
-        match &cost {
+        match cost {
             Some(cost) => {
-                t.cost_usd += cost.clone();
+                t.cost_usd.add(cost);
                 t.priced_tokens += input_tokens + output_tokens;
             }
             None => t.unpriced += 1,
@@ -307,15 +372,15 @@ impl Statement {
         t.cache_read += cache_read;
         t.cache_write += cache_write;
         t.reasoning += reasoning;
-        if let Some(savings) = row.get::<AnyNumeric>(c.cache_savings_usd) {
-            t.cache_savings_usd += savings;
+        if let Some(savings) = row.datum(c.cache_savings_usd) {
+            t.cache_savings_usd.add(unsafe { Value::of(savings) });
         }
 
         let u = self.users.entry((day, user)).or_insert_with(|| DayUser {
             requests: 0,
             input_tokens: 0,
             output_tokens: 0,
-            cost_usd: zero(),
+            cost_usd: Sum::default(),
             first_seen: at,
             last_seen: at,
         });
@@ -323,7 +388,7 @@ impl Statement {
         u.input_tokens += input_tokens;
         u.output_tokens += output_tokens;
         if let Some(cost) = cost {
-            u.cost_usd += cost;
+            u.cost_usd.add(cost);
         }
         u.first_seen = u.first_seen.min(at);
         u.last_seen = u.last_seen.max(at);
@@ -427,7 +492,7 @@ fn counter_args((labels, success): (Labels, bool), c: CounterSums) -> Vec<DatumW
     let mut args = label_args(&labels);
     args.push(success.into());
     args.extend([c.requests, c.input_tokens, c.output_tokens].map(DatumWithOid::from));
-    args.push(c.cost_usd.into());
+    args.push(c.cost_usd.total().into());
     args.extend([c.unpriced, c.rt_count, c.rt_sum].map(DatumWithOid::from));
     args.extend(c.rt_buckets.map(DatumWithOid::from));
     args.extend([c.cache_read, c.cache_write, c.reasoning].map(DatumWithOid::from));
@@ -448,14 +513,14 @@ fn totals_args(
         (s * t.successful).into(),
         (s * t.input_tokens).into(),
         (s * t.output_tokens).into(),
-        signed(t.cost_usd, s).into(),
+        signed(t.cost_usd.total(), s).into(),
         (s * t.unpriced).into(),
         (s * t.rt_sum).into(),
         (s * t.rt_count).into(),
         (s * t.cache_read).into(),
         (s * t.cache_write).into(),
         (s * t.reasoning).into(),
-        signed(t.cache_savings_usd, s).into(),
+        signed(t.cache_savings_usd.total(), s).into(),
         (s * t.priced_tokens).into(),
     ]
 }
@@ -467,7 +532,7 @@ fn user_args((day, user): (i32, [u8; 16]), u: DayUser, s: i64, changed: i64) -> 
         (s * u.requests).into(),
         (s * u.input_tokens).into(),
         (s * u.output_tokens).into(),
-        signed(u.cost_usd, s).into(),
+        signed(u.cost_usd.total(), s).into(),
         timestamptz(u.first_seen).into(),
         timestamptz(u.last_seen).into(),
         (changed * u.requests).into(),
