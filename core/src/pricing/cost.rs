@@ -81,19 +81,55 @@ pub fn cost_of_usage(rates: &ModelRates, usage: &TokenUsage) -> Result<Decimal, 
         (prices.output, usage.output_tokens - usage.reasoning_tokens),
         (prices.reasoning, usage.reasoning_tokens),
     ];
-    let mut total = Scaled {
-        mantissa: 0,
-        scale: 0,
+    let total = match at_common_scale(&terms) {
+        Some(total) => total,
+        None => {
+            let mut total = Scaled {
+                mantissa: 0,
+                scale: 0,
+            };
+            for (price, tokens) in terms {
+                total = Scaled::of(price)
+                    .per_thousand_times(tokens)
+                    .and_then(|term| total.checked_add(term))
+                    .ok_or_else(|| CostError::NotExactUsage(Box::new((*usage, prices))))?;
+            }
+            total
+        }
     };
-    for (price, tokens) in terms {
-        total = Scaled::of(price)
-            .per_thousand_times(tokens)
-            .and_then(|term| total.checked_add(term))
-            .ok_or_else(|| CostError::NotExactUsage(Box::new((*usage, prices))))?;
-    }
     total
         .to_decimal()
         .ok_or_else(|| CostError::NotExactUsage(Box::new((*usage, prices))))
+}
+
+/// Σ price × tokens / 1000 with every term at the largest price scale: one
+/// multiplication per class that has tokens, no division (this runs for
+/// every row written). `None` when that could overflow i128; the caller
+/// then works term by term, dividing out common factors first. Both give
+/// the same value, and `to_decimal` the same decimal.
+fn at_common_scale(terms: &[(Decimal, i64)]) -> Option<Scaled> {
+    let priced = || {
+        terms
+            .iter()
+            .filter(|(price, tokens)| *tokens != 0 && !price.is_zero())
+    };
+    let Some(scale) = priced().map(|(price, _)| price.scale()).max() else {
+        return Some(Scaled {
+            mantissa: 0,
+            scale: 0,
+        });
+    };
+    let mut sum: i128 = 0;
+    for (price, tokens) in priced() {
+        let aligned = price
+            .mantissa()
+            .checked_mul(10i128.checked_pow(scale - price.scale())?)?;
+        sum = sum.checked_add(aligned.checked_mul(i128::from(*tokens))?)?;
+    }
+    Some(Scaled {
+        mantissa: sum,
+        scale: scale + 3,
+    })
 }
 
 /// Exact cost: (input × input price + output × output price) / 1000, with
@@ -233,6 +269,36 @@ fn fives(mut n: i128) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The term-by-term sum, what `cost_of_usage` falls back to.
+    fn term_by_term(terms: &[(Decimal, i64)]) -> Option<Decimal> {
+        let mut total = Scaled {
+            mantissa: 0,
+            scale: 0,
+        };
+        for (price, tokens) in terms {
+            total = total.checked_add(Scaled::of(*price).per_thousand_times(*tokens)?)?;
+        }
+        total.to_decimal()
+    }
+
+    proptest! {
+        /// The common-scale sum gives the term-by-term sum's decimal
+        /// exactly, whenever it does not overflow.
+        #[test]
+        fn common_scale_sum_equals_term_by_term(
+            terms in prop::collection::vec(
+                ((0u64..u64::MAX, 0u32..=28).prop_map(|(m, s)| Decimal::from_i128_with_scale(i128::from(m >> (m % 64)), s)),
+                 prop_oneof![Just(0i64), 0i64..=i64::from(i32::MAX)]),
+                0..6)
+        ) {
+            if let Some(quick) = at_common_scale(&terms) {
+                prop_assert_eq!(quick.to_decimal(), term_by_term(&terms));
+            }
+        }
+    }
+
     use crate::pricing::test_fixtures::{dec, point, rates, seed_book};
     use crate::pricing::{ClassPriceOverrides, ContextTier, PriceBook, ServiceTier};
 

@@ -67,11 +67,13 @@ impl FromStr for ServiceTier {
     /// responses) is `standard`. Anything else (`auto`, `scale`, …) is an
     /// error naming the accepted values.
     fn from_str(text: &str) -> Result<ServiceTier, String> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "standard" | "default" => Ok(ServiceTier::Standard),
-            "batch" => Ok(ServiceTier::Batch),
-            "flex" => Ok(ServiceTier::Flex),
-            "priority" => Ok(ServiceTier::Priority),
+        let tier = text.trim();
+        let is = |name: &str| tier.eq_ignore_ascii_case(name);
+        match () {
+            _ if is("standard") || is("default") => Ok(ServiceTier::Standard),
+            _ if is("batch") => Ok(ServiceTier::Batch),
+            _ if is("flex") => Ok(ServiceTier::Flex),
+            _ if is("priority") => Ok(ServiceTier::Priority),
             _ => Err(format!(
                 "service tier {text:?} is not one of standard, batch, flex, priority"
             )),
