@@ -37,6 +37,7 @@ mod numerics;
 mod price_cache;
 mod price_catalog;
 mod search_texts;
+mod text_datums;
 mod top_actions;
 mod transition_table;
 mod usage;

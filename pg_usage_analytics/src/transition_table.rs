@@ -2,6 +2,7 @@
 //! for the counting trigger (src/counting.rs): each row deformed into a slot
 //! and read in a memory context reset after it.
 
+use crate::text_datums::borrowed_text;
 use crate::usage::UsageColumns;
 use pgrx::prelude::*;
 use pgrx::{PgMemoryContexts, PgTupleDesc};
@@ -36,8 +37,7 @@ impl SlotRow {
     /// A text column, borrowed from the row (or from its detoasted copy in
     /// the row's memory context).
     pub(crate) fn text(&self, column: Option<usize>) -> Option<&str> {
-        self.datum(column)
-            .and_then(|d| unsafe { <&str>::from_datum(d, false) })
+        self.datum(column).map(|d| unsafe { borrowed_text(d) })
     }
 
     /// `lower(requested_model)` as SQL computes it (the database's collation).

@@ -6,6 +6,7 @@ use crate::json_args::{MetadataArg, UsageArg};
 use crate::kept_plans::{self, KeptPlan};
 use crate::numerics::numeric_datum;
 use crate::price_cache::price_book;
+use crate::text_datums::borrowed_text;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgTupleDesc, Uuid};
@@ -178,7 +179,7 @@ impl<'a> Row<'a> {
     /// a replacement allocated in the trigger's memory context.
     fn text(&self, column: Option<usize>) -> Option<&'a str> {
         let i = column?;
-        unsafe { <&'a str>::from_datum(self.values[i], self.nulls[i]) }
+        (!self.nulls[i]).then(|| unsafe { borrowed_text(self.values[i]) })
     }
 
     fn set<T: IntoDatum>(&mut self, column: Option<usize>, value: Option<T>) {
