@@ -96,6 +96,38 @@ mod tests {
         }
     }
 
+    /// The counting trigger sums costs in decimals; a cost no decimal holds
+    /// (30 fraction digits) and a sum that outgrows one (two costs near
+    /// 2^96) must come out exactly as SQL sums them, in every bookkeeping
+    /// table, including when the statement also deletes them again.
+    #[pg_test]
+    fn bookkeeping_sums_costs_no_decimal_holds() {
+        Spi::run(
+            "INSERT INTO usage_analytics.agent_usage_detailed \
+                 (user_id, agent_id, provider, model, input_tokens, output_tokens, cost_usd, \"timestamp\") \
+             SELECT 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'agent-sum', 'openai', 'gpt-4o', 1, 1, c, \
+                    '2026-01-01T12:00:00Z' \
+               FROM unnest(ARRAY[79228162514264337593543950335, 0.25, 79228162514264337593543950335, \
+                                 0.000000000000000000000000000001, 1.5]) AS c",
+        )
+        .unwrap();
+        let raw = "158456325028528675187087900671.750000000000000000000000000001";
+        let sums = [
+            "SELECT sum(cost_usd)::text FROM usage_analytics.agent_usage_detailed",
+            "SELECT sum(total_cost_usd)::text FROM usage_analytics.usage_daily_totals",
+            "SELECT sum(cost_usd)::text FROM usage_analytics.usage_daily_user",
+            "SELECT sum(cost_usd)::text FROM usage_analytics.metrics_usage_counters()",
+        ];
+        for sql in sums {
+            assert_eq!(text(sql).as_deref(), Some(raw), "{sql}");
+        }
+        Spi::run("DELETE FROM usage_analytics.agent_usage_detailed WHERE cost_usd > 2").unwrap();
+        let left = "1.750000000000000000000000000001";
+        for sql in &sums[..3] {
+            assert_eq!(text(sql).as_deref(), Some(left), "{sql}");
+        }
+    }
+
     #[pg_test]
     fn a_price_change_is_seen_by_the_next_statement_of_the_same_transaction() {
         assert_eq!(
