@@ -24,20 +24,10 @@ pub struct PriceBook {
     /// Normalized id → canonical id (the smallest canonical id when several
     /// normalize alike), for the 0.1 version-suffix rules.
     normalized: Map<String, String>,
-    /// Canonical model → its providers and price histories.
-    prices: Map<String, ModelPrices>,
+    /// Canonical model → its price histories: (provider, tier, history
+    /// ordered by effective_from), one per provider and tier that price it.
+    prices: Map<String, Vec<(String, ServiceTier, Vec<TieredPricePoint>)>>,
     defaults: Map<String, String>,
-}
-
-/// The prices of one canonical model.
-#[derive(Default, Debug)]
-struct ModelPrices {
-    /// The providers that price the model (at any tier), sorted, for lookups
-    /// whose provider differs from the pricing row's (a gateway reselling a
-    /// model).
-    providers: Vec<String>,
-    /// (provider, tier, history ordered by effective_from).
-    histories: Vec<(String, ServiceTier, Vec<TieredPricePoint>)>,
 }
 
 /// A name trimmed and lower-cased, borrowed when it already is.
@@ -63,24 +53,17 @@ impl PriceBook {
     pub fn add_tiered_price(&mut self, provider: &str, model: &str, point: TieredPricePoint) {
         let provider = provider.trim().to_lowercase();
         let model = model.trim().to_lowercase();
-        let prices = self.prices.entry(model.clone()).or_default();
-        let at = prices
-            .histories
+        let histories = self.prices.entry(model.clone()).or_default();
+        let at = histories
             .iter()
             .position(|(p, t, _)| *p == provider && *t == point.service_tier)
             .unwrap_or_else(|| {
-                prices
-                    .histories
-                    .push((provider.clone(), point.service_tier, Vec::new()));
-                prices.histories.len() - 1
+                histories.push((provider, point.service_tier, Vec::new()));
+                histories.len() - 1
             });
-        let history = &mut prices.histories[at].2;
+        let history = &mut histories[at].2;
         history.push(point);
         history.sort_by_key(|p| p.effective_from);
-        if !prices.providers.contains(&provider) {
-            prices.providers.push(provider);
-            prices.providers.sort();
-        }
         self.exact.entry(model.clone()).or_insert_with(|| model.clone());
         let slot = self
             .normalized
@@ -149,14 +132,14 @@ impl PriceBook {
         at: i64,
         tier: ServiceTier,
     ) -> Option<&TieredPricePoint> {
-        let prices = self.prices.get(lowered(model).as_ref())?;
+        let histories = self.prices.get(lowered(model).as_ref())?;
         let given = provider.map(lowered);
         let provider = match given.as_deref() {
-            Some(p) if prices.providers.iter().any(|q| q == p) => p,
-            _ => prices.providers.first()?.as_str(),
+            Some(p) if histories.iter().any(|(q, _, _)| q == p) => p,
+            // A gateway reselling the model: the first provider by name.
+            _ => histories.iter().map(|(q, _, _)| q.as_str()).min()?,
         };
-        prices
-            .histories
+        histories
             .iter()
             .find(|(p, t, _)| p == provider && *t == tier)?
             .2
@@ -255,19 +238,16 @@ impl PriceBook {
         let mut rows: Vec<PriceRow> = self
             .prices
             .iter()
-            .flat_map(|(model, prices)| {
-                prices
-                    .histories
-                    .iter()
-                    .filter_map(move |(provider, tier, history)| {
-                        let point = history.iter().rev().find(|p| p.in_force_at(at))?;
-                        Some(PriceRow {
-                            provider: provider.clone(),
-                            model: model.clone(),
-                            service_tier: *tier,
-                            rates: point.rates.clone(),
-                        })
+            .flat_map(|(model, histories)| {
+                histories.iter().filter_map(move |(provider, tier, history)| {
+                    let point = history.iter().rev().find(|p| p.in_force_at(at))?;
+                    Some(PriceRow {
+                        provider: provider.clone(),
+                        model: model.clone(),
+                        service_tier: *tier,
+                        rates: point.rates.clone(),
                     })
+                })
             })
             .collect();
         rows.sort_by(|a, b| {
@@ -501,6 +481,23 @@ mod tests {
             .cost(Some("openrouter"), Some("anthropic/claude-3-haiku"), 1000, 0, 0)
             .unwrap();
         assert_eq!(cost, Some(Decimal::from_str("0.00025").unwrap()));
+    }
+
+    #[test]
+    fn a_gateway_takes_the_first_pricing_provider_by_name() {
+        let mut book = PriceBook::default();
+        // Added out of name order: the rule is by name, not by arrival.
+        book.add_price("zeta", "shared-model", point(Decimal::TEN, Decimal::TEN));
+        book.add_price("alpha", "shared-model", point(Decimal::ONE, Decimal::ONE));
+        book.add_price("mid", "shared-model", point(Decimal::TWO, Decimal::TWO));
+        let cost = |provider: &str| {
+            book.cost(Some(provider), Some("shared-model"), 1000, 0, 0)
+                .unwrap()
+        };
+        assert_eq!(cost("openrouter"), Some(Decimal::ONE));
+        // A provider that prices the model keeps its own price.
+        assert_eq!(cost("Zeta"), Some(Decimal::TEN));
+        assert_eq!(cost("mid"), Some(Decimal::TWO));
     }
 
     #[test]

@@ -68,16 +68,13 @@ impl FromStr for ServiceTier {
     /// error naming the accepted values.
     fn from_str(text: &str) -> Result<ServiceTier, String> {
         let tier = text.trim();
-        let is = |name: &str| tier.eq_ignore_ascii_case(name);
-        match () {
-            _ if is("standard") || is("default") => Ok(ServiceTier::Standard),
-            _ if is("batch") => Ok(ServiceTier::Batch),
-            _ if is("flex") => Ok(ServiceTier::Flex),
-            _ if is("priority") => Ok(ServiceTier::Priority),
-            _ => Err(format!(
-                "service tier {text:?} is not one of standard, batch, flex, priority"
-            )),
+        if tier.eq_ignore_ascii_case("default") {
+            return Ok(ServiceTier::Standard);
         }
+        ServiceTier::ALL
+            .into_iter()
+            .find(|t| tier.eq_ignore_ascii_case(t.as_str()))
+            .ok_or_else(|| format!("service tier {text:?} is not one of standard, batch, flex, priority"))
     }
 }
 
