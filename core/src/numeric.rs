@@ -65,13 +65,11 @@ pub fn decimal_from_parts(negative: bool, weight: i16, dscale: u16, digits: &[i1
     for &digit in digits {
         mantissa = mantissa * NBASE as i128 + i128::from(digit);
     }
-    // The last digit's power of 10000: -weight' for the fraction digits.
+    // The digits read as an integer: the last one stands at 10000^(weight -
+    // (n - 1)), so the integer is scaled by 4 decimal places per digit
+    // after the point (a negative scale when it stands left of the point).
     let fraction_digits = digits.len() as i32 - i32::from(weight) - 1;
     let mut scale = 4 * fraction_digits;
-    while scale < 0 {
-        mantissa = mantissa.checked_mul(10)?;
-        scale += 1;
-    }
     // Digits past the display scale are zeros: dropped exactly.
     while scale > i32::from(dscale) {
         if mantissa % 10 != 0 {
@@ -80,6 +78,7 @@ pub fn decimal_from_parts(negative: bool, weight: i16, dscale: u16, digits: &[i1
         mantissa /= 10;
         scale -= 1;
     }
+    // Up to the display scale (from a negative scale too).
     while scale < i32::from(dscale) {
         mantissa = mantissa.checked_mul(10)?;
         scale += 1;
