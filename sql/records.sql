@@ -24,16 +24,17 @@
 -- get_usage_records looks first at the newest rows matching the other
 -- filters (a bounded probe, _search_probe_rows): when they hold the page, it
 -- is read along the timestamp index; otherwise through the keys of the
--- matching texts (_search_keys).
+-- matching texts (_search_keys). A term no text contains is answered from the
+-- dictionary alone (_search_term_absent).
 
--- The keys of the searched texts matching pattern, for a caller who may
--- read the table and reads every row of it (the table's owner, a superuser
--- or BYPASSRLS role, an auditor, an admin); NULL for anyone else. search_texts holds every user's texts,
--- so a caller limited to its own rows must not learn which exist; its own
+-- Whether the caller may read the table and reads every row of it (the
+-- table's owner, a superuser or BYPASSRLS role, an auditor, an admin): only
+-- such a caller may consult search_texts, which holds every user's texts. A
+-- caller limited to its own rows must not learn which texts exist; its own
 -- rows are found through the user_id index anyway, which row-level security
 -- makes it read.
-CREATE FUNCTION usage_analytics._search_keys(pattern text)
-RETURNS bigint[]
+CREATE FUNCTION usage_analytics._reads_every_usage_row()
+RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
@@ -41,22 +42,56 @@ DECLARE
     acting oid := (SELECT r.oid FROM pg_roles r WHERE r.rolname = usage_analytics.acting_role());
 BEGIN
     IF NOT has_table_privilege(acting, 'usage_analytics.agent_usage_detailed', 'SELECT') THEN
-        RETURN NULL;
+        RETURN false;
     END IF;
-    IF (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.oid = acting)
+    RETURN (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.oid = acting)
        OR pg_has_role(acting, (SELECT c.relowner FROM pg_class c
                                 WHERE c.oid = 'usage_analytics.agent_usage_detailed'::regclass), 'USAGE')
        OR pg_has_role(acting, 'usage_analytics_auditor', 'MEMBER')
-       OR (pg_has_role(acting, 'usage_analytics_admin', 'MEMBER') AND usage_analytics.is_admin()) THEN
-        RETURN (SELECT coalesce(array_agg(DISTINCT s.key ORDER BY s.key), '{}')
-                  FROM usage_analytics.search_texts s
-                 WHERE s.search_text ILIKE pattern);
+       OR (pg_has_role(acting, 'usage_analytics_admin', 'MEMBER') AND usage_analytics.is_admin());
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._reads_every_usage_row FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._reads_every_usage_row TO PUBLIC;
+
+-- The keys of the searched texts matching pattern, for a caller who reads
+-- every row (_reads_every_usage_row); NULL for anyone else.
+CREATE FUNCTION usage_analytics._search_keys(pattern text)
+RETURNS bigint[]
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+BEGIN
+    IF NOT usage_analytics._reads_every_usage_row() THEN
+        RETURN NULL;
     END IF;
-    RETURN NULL;
+    RETURN (SELECT coalesce(array_agg(DISTINCT s.key ORDER BY s.key), '{}')
+              FROM usage_analytics.search_texts s
+             WHERE s.search_text ILIKE pattern);
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._search_keys FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._search_keys TO PUBLIC;
+
+-- Whether no searched text matches pattern, so that no row can: true or
+-- false for a caller who reads every row (_reads_every_usage_row), NULL for
+-- anyone else. Stops at the first matching text, so a common term costs
+-- little more than the trigram lookup, and an absent one is answered without
+-- reading the usage table at all.
+CREATE FUNCTION usage_analytics._search_term_absent(pattern text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, usage_analytics, pg_temp
+AS $$
+BEGIN
+    IF NOT usage_analytics._reads_every_usage_row() THEN
+        RETURN NULL;
+    END IF;
+    RETURN NOT EXISTS (SELECT 1 FROM usage_analytics.search_texts s WHERE s.search_text ILIKE pattern);
+END;
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._search_term_absent FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_term_absent TO PUBLIC;
 
 -- The search condition itself, as the API always had it: the pattern
 -- ('%term%', from _filter_text(filters, 'search')) in any of the four columns.
@@ -168,8 +203,9 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._records_by_time FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._records_by_time TO PUBLIC;
 
--- Pages of rows, newest first. A search takes the search route: when the
--- newest _search_probe_rows rows matching the other filters hold the page
+-- Pages of rows, newest first. A search takes the search route: a term no
+-- searched text contains ends it at once (for a caller who reads every row:
+-- _search_term_absent); when the newest _search_probe_rows rows matching the other filters hold the page
 -- (a common term), it is read from them along the ("timestamp", id) index;
 -- otherwise (a rare term) the rows are found by the keys of the matching
 -- texts (_search_keys), or, for a caller limited to its own rows, through
@@ -199,6 +235,9 @@ BEGIN
     filters := coalesce(filters, '{}'::jsonb);
     pattern := usage_analytics._filter_text(filters, 'search');
     IF pattern IS NOT NULL AND "limit" > 0 THEN
+        IF usage_analytics._search_term_absent(pattern) THEN
+            RETURN;
+        END IF;
         -- Stops as soon as the page's rows are found among the newest rows.
         EXECUTE
             'SELECT count(*) FROM (

@@ -590,6 +590,55 @@ fn rare_terms_use_the_search_key_index_and_common_terms_the_timestamp_index() {
     assert_eq!(with_stats.as_deref(), Some("0"));
 }
 
+/// Scans of the usage table's partitions so far in the current transaction.
+fn usage_scans(client: &mut Client) -> i64 {
+    scalar(
+        client,
+        "SELECT coalesce(sum(s.seq_scan + coalesce(s.idx_scan, 0)), 0)::bigint FROM pg_stat_xact_user_tables s
+          JOIN pg_inherits i ON i.inhrelid = s.relid
+         WHERE i.inhparent = 'usage_analytics.agent_usage_detailed'::regclass",
+    )
+    .unwrap()
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn an_absent_term_is_answered_from_the_dictionary_without_reading_rows() {
+    let (db, mut owner) = fresh("search_absent");
+    load_sample(&mut owner, 2000, 5);
+    let mut reader = reader_for(&db, &mut owner, "absent_reader", USERS[0]);
+    let page = |c: &mut Client, term: &str| {
+        c.batch_execute("BEGIN").unwrap();
+        let n = text_rows(
+            c,
+            &format!("SELECT id FROM usage_analytics.get_usage_records('{{\"search\": \"{term}\"}}')"),
+        )
+        .len();
+        let scans = usage_scans(c);
+        c.batch_execute("COMMIT").unwrap();
+        (n, scans)
+    };
+    // The owner reads every row: no text holds the term, so no row is read.
+    assert_eq!(page(&mut owner, "zzqx-absent"), (0, 0));
+    // A present term still reads rows and finds them.
+    let (found, scans) = page(&mut owner, "gpt");
+    assert!(found > 0 && scans > 0, "{found} rows, {scans} scans");
+    // A reader limited to its own rows may not consult the dictionary: its
+    // search reads (its own) rows and finds nothing either.
+    let (found, scans) = page(&mut reader, "zzqx-absent");
+    assert_eq!(found, 0);
+    assert!(scans > 0, "{scans} scans");
+    assert_eq!(
+        scalar(
+            &mut reader,
+            "SELECT (usage_analytics._search_term_absent('%zzqx-absent%') IS NULL)::text"
+        )
+        .as_deref(),
+        Some("true")
+    );
+}
+
 #[test]
 fn texts_of_deleted_rows_leave_the_search_dictionary_and_writers_notice() {
     let (db, mut owner) = fresh("search_forget");
