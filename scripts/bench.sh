@@ -68,10 +68,11 @@ psql_q=(psql -X -q -v ON_ERROR_STOP=1)
 # A cluster left running by an interrupted run is stopped first.
 stop_cluster "$pgdir"
 
-meta_matches() { # db rows
+meta_matches() { # db rows source
     local got
-    got=$(psql -X -At -d "$1" -c "SELECT format('%s/%s/%s/%s', rows, days, users, agents) FROM bench.load_meta" 2>/dev/null || true)
-    [[ $got == "$2/$BENCH_DAYS/$BENCH_USERS/$BENCH_AGENTS" ]]
+    got=$(psql -X -At -d "$1" -c "SELECT format('%s/%s/%s/%s/%s', rows, days, users, agents, source)
+                                    FROM bench.load_meta" 2>/dev/null || true)
+    [[ $got == "$2/$BENCH_DAYS/$BENCH_USERS/$BENCH_AGENTS/$3" ]]
 }
 
 # Before anything is measured (autovacuum is off): the bookkeeping shards of
@@ -88,7 +89,7 @@ settle_databases() {
 reused=0
 if [[ ${BENCH_REUSE:-0} == 1 && -f $pgdir/data/PG_VERSION ]]; then
     start_cluster "$pgdir" "$port"
-    if meta_matches bench "$BENCH_ROWS" && meta_matches bench_small "$BENCH_SMALL_ROWS"; then
+    if meta_matches bench "$BENCH_ROWS" generated && meta_matches bench_small "$BENCH_SMALL_ROWS" "sampled from bench"; then
         reused=1
         echo "bench: reusing the cluster in $pgdir (already loaded with $BENCH_ROWS rows; VACUUM ANALYZE)"
         # Rows earlier runs' write benchmarks added go first, so a reused
@@ -132,21 +133,45 @@ if (( ! reused )); then
     t0=$(date +%s)
     echo "bench: loading $BENCH_ROWS rows into bench ($BENCH_DAYS days, $BENCH_USERS users, $BENCH_AGENTS agents)"
     PGDATABASE=bench bash "$generate" "$BENCH_ROWS" "$BENCH_DAYS" "$BENCH_USERS" "$BENCH_AGENTS"
-    echo "bench: loading $BENCH_SMALL_ROWS rows into bench_small"
-    PGDATABASE=bench_small bash "$generate" "$BENCH_SMALL_ROWS" "$BENCH_DAYS" "$BENCH_USERS" "$BENCH_AGENTS"
+    # bench_small is the baseline of the exporter's scrape at scale: the
+    # same series with fewer rows. So it takes one of bench's rows for each
+    # exporter label set, then random ones up to its size: a scrape's work
+    # follows its series, and a smaller generated load would have fewer.
+    echo "bench: bench_small: $BENCH_SMALL_ROWS of bench's rows, one for each exporter label set among them"
+    mkdir -p "$pgdir/copy" && chown postgres "$pgdir/copy"
+    small_csv=$pgdir/copy/bench_small.csv
+    small_cols="user_id, agent_id, agent_name, framework, provider, message_type, input_tokens, output_tokens,
+                cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, service_tier,
+                response_time_ms, success, error_message, request_metadata"
+    "${psql_q[@]}" -d bench -c "COPY (
+        SELECT $small_cols, requested_model, \"timestamp\" FROM (
+            (SELECT DISTINCT ON (provider, framework, agent_id, coalesce(model, lower(requested_model)),
+                                 message_type, success) u.*, 0 AS pick
+               FROM usage_analytics.agent_usage_detailed u
+              ORDER BY provider, framework, agent_id, coalesce(model, lower(requested_model)), message_type,
+                       success, id)
+            UNION ALL
+            (SELECT u.*, 1 FROM usage_analytics.agent_usage_detailed u
+                 TABLESAMPLE BERNOULLI (least(100, 200.0 * $BENCH_SMALL_ROWS / $BENCH_ROWS)) REPEATABLE (1))
+        ) s ORDER BY pick LIMIT $BENCH_SMALL_ROWS) TO '$small_csv' WITH (FORMAT csv)"
+    "${psql_q[@]}" -d bench_small \
+        -c "SELECT usage_analytics.ensure_partitions(3, $(( BENCH_DAYS / 28 + 2 )))" \
+        -c "COPY usage_analytics.agent_usage_detailed ($small_cols, model, \"timestamp\") FROM '$small_csv' WITH (FORMAT csv)"
+    rm -f "$small_csv"
     echo "bench: trigger-free clone of the usage table (same partitions, indexes and rows)"
     "${psql_q[@]}" -d bench -f scripts/bench/clone.sql
     # The loader's sessions each left bookkeeping shards.
     echo "bench: bookkeeping compaction (as the scheduled maintenance does), VACUUM ANALYZE"
     settle_databases
     for db in bench bench_small; do
-        rows=$BENCH_ROWS
-        [[ $db == bench_small ]] && rows=$BENCH_SMALL_ROWS
+        rows=$BENCH_ROWS source=generated
+        [[ $db == bench_small ]] && rows=$BENCH_SMALL_ROWS source="sampled from bench"
         "${psql_q[@]}" -d "$db" <<SQL
 CREATE SCHEMA IF NOT EXISTS bench;
 CREATE TABLE bench.load_meta AS
 SELECT $rows::bigint AS rows, $BENCH_DAYS AS days, $BENCH_USERS AS users, $BENCH_AGENTS AS agents,
-       now() AS loaded_at, $(( $(date +%s) - t0 )) AS load_seconds, 0::bigint AS deleted_rows;
+       now() AS loaded_at, $(( $(date +%s) - t0 )) AS load_seconds, 0::bigint AS deleted_rows,
+       '$source'::text AS source;
 SQL
     done
     echo "bench: loaded in $(( $(date +%s) - t0 ))s"

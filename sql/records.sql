@@ -205,13 +205,13 @@ GRANT EXECUTE ON FUNCTION usage_analytics._records_by_time TO PUBLIC;
 
 -- Pages of rows, newest first. A search takes the search route: a term no
 -- searched text contains ends it at once (for a caller who reads every row:
--- _search_term_absent); when the newest _search_probe_rows rows matching the other filters hold the page
--- (a common term), it is read from them along the ("timestamp", id) index;
--- otherwise (a rare term) the rows are found by the keys of the matching
--- texts (_search_keys), or, for a caller limited to its own rows, through
--- the user_id index. Without a search,
--- user or agent (whose indexes the planner uses), filters on the other
--- columns take _records_by_time. Every route returns exactly the rows
+-- _search_term_absent); when the newest _search_probe_rows rows matching the
+-- other filters hold the page (a common term), it is read from them along
+-- the ("timestamp", id) index; otherwise (a rare term) the rows are found by
+-- the keys of the matching texts (_search_keys), or, for a caller limited to
+-- its own rows, through the user_id index. Without a search, user or agent
+-- (whose indexes the planner uses), filters on the other columns take
+-- _records_by_time. Every route returns exactly the rows
 -- _usage_matches selects, in the same order.
 CREATE FUNCTION usage_analytics.get_usage_records(filters jsonb DEFAULT '{}', "limit" integer DEFAULT 100,
                                                              "offset" integer DEFAULT 0)
