@@ -24,8 +24,9 @@
 -- get_usage_records looks first at the newest rows matching the other
 -- filters (a bounded probe, _search_probe_rows): when they hold the page, it
 -- is read along the timestamp index; otherwise through the keys of the
--- matching texts (_search_keys). A term no text contains is answered from the
--- dictionary alone (_search_term_absent).
+-- matching texts (_search_keys). A reader of every row asks the dictionary
+-- first: a term no text contains is answered at once, and one that few texts
+-- and few rows hold goes straight to its keys.
 
 -- Whether the caller may read the table and reads every row of it (the
 -- table's owner, a superuser or BYPASSRLS role, an auditor, an admin): only
@@ -55,8 +56,11 @@ REVOKE ALL ON FUNCTION usage_analytics._reads_every_usage_row FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._reads_every_usage_row TO PUBLIC;
 
 -- The keys of the searched texts matching pattern, for a caller who reads
--- every row (_reads_every_usage_row); NULL for anyone else.
-CREATE FUNCTION usage_analytics._search_keys(pattern text)
+-- every row (_reads_every_usage_row); NULL for anyone else. With most, it
+-- stops after most + 1 texts (more than most keys: "many"), so a common term
+-- costs little more than the trigram lookup; '{}' means no text, hence no
+-- row, holds the term.
+CREATE FUNCTION usage_analytics._search_keys(pattern text, most integer DEFAULT NULL)
 RETURNS bigint[]
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
@@ -65,33 +69,14 @@ BEGIN
     IF NOT usage_analytics._reads_every_usage_row() THEN
         RETURN NULL;
     END IF;
-    RETURN (SELECT coalesce(array_agg(DISTINCT s.key ORDER BY s.key), '{}')
-              FROM usage_analytics.search_texts s
-             WHERE s.search_text ILIKE pattern);
+    RETURN (SELECT coalesce(array_agg(DISTINCT t.key ORDER BY t.key), '{}')
+              FROM (SELECT s.key FROM usage_analytics.search_texts s
+                     WHERE s.search_text ILIKE pattern
+                     LIMIT most + 1) t);
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._search_keys FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._search_keys TO PUBLIC;
-
--- Whether no searched text matches pattern, so that no row can: true or
--- false for a caller who reads every row (_reads_every_usage_row), NULL for
--- anyone else. Stops at the first matching text, so a common term costs
--- little more than the trigram lookup, and an absent one is answered without
--- reading the usage table at all.
-CREATE FUNCTION usage_analytics._search_term_absent(pattern text)
-RETURNS boolean
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, usage_analytics, pg_temp
-AS $$
-BEGIN
-    IF NOT usage_analytics._reads_every_usage_row() THEN
-        RETURN NULL;
-    END IF;
-    RETURN NOT EXISTS (SELECT 1 FROM usage_analytics.search_texts s WHERE s.search_text ILIKE pattern);
-END;
-$$;
-REVOKE ALL ON FUNCTION usage_analytics._search_term_absent FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION usage_analytics._search_term_absent TO PUBLIC;
 
 -- The search condition itself, as the API always had it: the pattern
 -- ('%term%', from _filter_text(filters, 'search')) in any of the four columns.
@@ -203,15 +188,16 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._records_by_time FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._records_by_time TO PUBLIC;
 
--- Pages of rows, newest first. A search takes the search route: a term no
--- searched text contains ends it at once (for a caller who reads every row:
--- _search_term_absent); when the newest _search_probe_rows rows matching the
--- other filters hold the page (a common term), it is read from them along
--- the ("timestamp", id) index; otherwise (a rare term) the rows are found by
--- the keys of the matching texts (_search_keys), or, for a caller limited to
--- its own rows, through the user_id index. Without a search, user or agent
--- (whose indexes the planner uses), filters on the other columns take
--- _records_by_time. Every route returns exactly the rows
+-- Pages of rows, newest first. A search takes the search route. A caller
+-- who reads every row asks the dictionary first (_search_keys): a term no
+-- searched text contains ends it at once, and a term few texts and few rows
+-- hold (a rare term) is read through its keys at once. Otherwise, when the
+-- newest _search_probe_rows rows matching the other filters hold the page (a
+-- common term), it is read from them along the ("timestamp", id) index;
+-- when they do not, through the keys of all the matching texts, or, for a
+-- caller limited to its own rows, through the user_id index. Without a
+-- search, user or agent (whose indexes the planner uses), filters on the
+-- other columns take _records_by_time. Every route returns exactly the rows
 -- _usage_matches selects, in the same order.
 CREATE FUNCTION usage_analytics.get_usage_records(filters jsonb DEFAULT '{}', "limit" integer DEFAULT 100,
                                                              "offset" integer DEFAULT 0)
@@ -219,6 +205,17 @@ RETURNS SETOF usage_analytics.agent_usage_detailed
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
+    -- "Few" texts and rows: the key route then reads at most few_rows rows,
+    -- cheaper than the probe; counting them first reads at most as many
+    -- index entries.
+    few_texts constant integer := 64;
+    few_rows  constant bigint := 500;
+    by_keys   constant text := 'SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                                 WHERE usage_analytics._usage_matches(u, $1)
+                                   AND usage_analytics._search_key(usage_analytics._search_text(
+                                           u.agent_id, u.agent_name, u.model, u.error_message)) = ANY ($4)
+                                 ORDER BY u."timestamp" DESC, u.id DESC
+                                 LIMIT $2 OFFSET $3';
     pattern text;
     hits    bigint;
     keys    bigint[];
@@ -235,8 +232,22 @@ BEGIN
     filters := coalesce(filters, '{}'::jsonb);
     pattern := usage_analytics._filter_text(filters, 'search');
     IF pattern IS NOT NULL AND "limit" > 0 THEN
-        IF usage_analytics._search_term_absent(pattern) THEN
-            RETURN;
+        keys := usage_analytics._search_keys(pattern, few_texts);  -- NULL: not a reader of every row
+        IF keys = '{}' THEN
+            RETURN;  -- no text holds the term, so no row does
+        END IF;
+        IF cardinality(keys) <= few_texts THEN
+            -- Every row of these texts, whatever the other filters say.
+            EXECUTE 'SELECT count(*) FROM (
+                         SELECT 1 FROM usage_analytics.agent_usage_detailed u
+                          WHERE usage_analytics._search_key(usage_analytics._search_text(
+                                    u.agent_id, u.agent_name, u.model, u.error_message)) = ANY ($1)
+                          LIMIT $2) k'
+                INTO hits USING keys, few_rows;
+            IF hits < few_rows THEN
+                RETURN QUERY EXECUTE by_keys USING filters, "limit", "offset", keys;
+                RETURN;
+            END IF;
         END IF;
         -- Stops as soon as the page's rows are found among the newest rows.
         EXECUTE
@@ -264,16 +275,11 @@ BEGIN
                       usage_analytics._search_probe_rows("limit", "offset");
             RETURN;
         END IF;
-        keys := usage_analytics._search_keys(pattern);
+        IF cardinality(keys) > few_texts THEN
+            keys := usage_analytics._search_keys(pattern);  -- all of them
+        END IF;
         IF keys IS NOT NULL THEN
-            RETURN QUERY EXECUTE
-                'SELECT u.* FROM usage_analytics.agent_usage_detailed u
-                  WHERE usage_analytics._usage_matches(u, $1)
-                    AND usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
-                                                                                 u.error_message)) = ANY ($4)
-                  ORDER BY u."timestamp" DESC, u.id DESC
-                  LIMIT $2 OFFSET $3'
-                USING filters, "limit", "offset", keys;
+            RETURN QUERY EXECUTE by_keys USING filters, "limit", "offset", keys;
             RETURN;
         END IF;
     END IF;

@@ -590,24 +590,37 @@ fn rare_terms_use_the_search_key_index_and_common_terms_the_timestamp_index() {
     assert_eq!(with_stats.as_deref(), Some("0"));
 }
 
-/// Scans of the usage table's partitions so far in the current transaction.
-fn usage_scans(client: &mut Client) -> i64 {
-    scalar(
+/// Scans of the usage table's partitions so far in the current transaction,
+/// and the rows they read.
+fn usage_reads(client: &mut Client) -> (i64, i64) {
+    let row = text_rows(
         client,
-        "SELECT coalesce(sum(s.seq_scan + coalesce(s.idx_scan, 0)), 0)::bigint FROM pg_stat_xact_user_tables s
-          JOIN pg_inherits i ON i.inhrelid = s.relid
-         WHERE i.inhparent = 'usage_analytics.agent_usage_detailed'::regclass",
-    )
-    .unwrap()
-    .parse()
-    .unwrap()
+        "SELECT coalesce(sum(s.seq_scan + coalesce(s.idx_scan, 0)), 0)::text,
+                coalesce(sum(s.seq_tup_read + coalesce(s.idx_tup_fetch, 0)), 0)::text
+           FROM pg_stat_xact_user_tables s
+           JOIN pg_inherits i ON i.inhrelid = s.relid
+          WHERE i.inhparent = 'usage_analytics.agent_usage_detailed'::regclass",
+    );
+    let n = |i: usize| row[0][i].as_deref().unwrap().parse().unwrap();
+    (n(0), n(1))
 }
 
 #[test]
-fn an_absent_term_is_answered_from_the_dictionary_without_reading_rows() {
+fn absent_and_rare_terms_are_found_through_the_dictionary_without_the_probe() {
     let (db, mut owner) = fresh("search_absent");
     load_sample(&mut owner, 2000, 5);
+    // A rare term: three old rows of one agent, which the probe of the
+    // newest rows would read the whole table to miss.
+    owner
+        .batch_execute(
+            "INSERT INTO usage_analytics.agent_usage_detailed
+                 (user_id, agent_id, agent_name, provider, input_tokens, output_tokens, \"timestamp\")
+             SELECT gen_random_uuid(), 'zzqx-rare', 'Rare Agent', 'openai', 1, 1, now() - interval '40 days'
+               FROM generate_series(1, 3)",
+        )
+        .unwrap();
     let mut reader = reader_for(&db, &mut owner, "absent_reader", USERS[0]);
+    // Rows found by a page, and (scans, rows read) of the usage table.
     let page = |c: &mut Client, term: &str| {
         c.batch_execute("BEGIN").unwrap();
         let n = text_rows(
@@ -615,24 +628,29 @@ fn an_absent_term_is_answered_from_the_dictionary_without_reading_rows() {
             &format!("SELECT id FROM usage_analytics.get_usage_records('{{\"search\": \"{term}\"}}')"),
         )
         .len();
-        let scans = usage_scans(c);
+        let reads = usage_reads(c);
         c.batch_execute("COMMIT").unwrap();
-        (n, scans)
+        (n, reads)
     };
     // The owner reads every row: no text holds the term, so no row is read.
-    assert_eq!(page(&mut owner, "zzqx-absent"), (0, 0));
-    // A present term still reads rows and finds them.
-    let (found, scans) = page(&mut owner, "gpt");
-    assert!(found > 0 && scans > 0, "{found} rows, {scans} scans");
+    assert_eq!(page(&mut owner, "zzqx-absent"), (0, (0, 0)));
+    // A rare term's rows, counted then read through their keys: a few
+    // rows read, not the probe's 1,000 or more.
+    let (found, (_, read)) = page(&mut owner, "zzqx-rare");
+    assert_eq!(found, 3);
+    assert!(read < 20, "{read} rows read");
+    // A common term still reads rows and fills its page.
+    let (found, (scans, _)) = page(&mut owner, "gpt");
+    assert!(found == 100 && scans > 0, "{found} rows, {scans} scans");
     // A reader limited to its own rows may not consult the dictionary: its
     // search reads (its own) rows and finds nothing either.
-    let (found, scans) = page(&mut reader, "zzqx-absent");
+    let (found, (scans, _)) = page(&mut reader, "zzqx-absent");
     assert_eq!(found, 0);
     assert!(scans > 0, "{scans} scans");
     assert_eq!(
         scalar(
             &mut reader,
-            "SELECT (usage_analytics._search_term_absent('%zzqx-absent%') IS NULL)::text"
+            "SELECT (usage_analytics._search_keys('%zzqx-absent%', 64) IS NULL)::text"
         )
         .as_deref(),
         Some("true")
