@@ -73,7 +73,7 @@ def main() -> int:
         bench_summary("bench", today, first_day)
         bench_summary_live("bench", today)
         bench_records("bench", today)
-        bench_search("bench")
+        bench_search("bench", first_day)
         bench_explorer("bench", today)
         bench_export("bench", today)
         urls = {db: start_exporter(db) for db in ("bench", "bench_small")}
