@@ -20,13 +20,13 @@
 -- its newest matches at once by walking the ("timestamp", id) index
 -- backwards, while a rare one would walk the whole table that way and is
 -- found through its keys instead. The planner cannot tell them apart (no
--- column of the usage table keeps statistics: see _hide_statistics), so
--- get_usage_records looks first at the newest rows matching the other
--- filters (a bounded probe, _search_probe_rows): when they hold the page, it
--- is read along the timestamp index; otherwise through the keys of the
--- matching texts (_search_keys). A reader of every row asks the dictionary
--- first: a term no text contains is answered at once, and one that few texts
--- and few rows hold goes straight to its keys.
+-- column of the usage table keeps statistics: see _hide_statistics). So a
+-- reader of every row asks the dictionary first (_search_keys): a term no
+-- text contains is answered at once, and one that few texts and few rows
+-- hold goes straight to its keys. Otherwise get_usage_records looks at the
+-- newest rows matching the other filters (a bounded probe,
+-- _search_probe_rows): when they hold the page, it is read along the
+-- timestamp index; otherwise through the keys of the matching texts.
 
 -- Whether the caller may read the table and reads every row of it (the
 -- table's owner, a superuser or BYPASSRLS role, an auditor, an admin): only

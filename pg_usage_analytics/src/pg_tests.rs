@@ -99,7 +99,7 @@ mod tests {
     /// The counting trigger sums costs in decimals; a cost no decimal holds
     /// (30 fraction digits) and a sum that outgrows one (two costs near
     /// 2^96) must come out exactly as SQL sums them, in every bookkeeping
-    /// table, including when the statement also deletes them again.
+    /// table, and again after a DELETE of the large ones.
     #[pg_test]
     fn bookkeeping_sums_costs_no_decimal_holds() {
         Spi::run(
