@@ -74,7 +74,10 @@ impl FromStr for ServiceTier {
         ServiceTier::ALL
             .into_iter()
             .find(|t| tier.eq_ignore_ascii_case(t.as_str()))
-            .ok_or_else(|| format!("service tier {text:?} is not one of standard, batch, flex, priority"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = ServiceTier::ALL.iter().map(|t| t.as_str()).collect();
+                format!("service tier {text:?} is not one of {}", names.join(", "))
+            })
     }
 }
 
