@@ -496,3 +496,83 @@ fn reinserted_rows_are_priced_from_what_was_sent() {
         row("etl-known")
     );
 }
+
+/// The pricing trigger changes a bulk-loaded row in the executor's slot when
+/// it is the last BEFORE INSERT row trigger (src/usage.rs,
+/// writable_in_place). A later trigger of the DBA's own must still be handed
+/// the checked and priced row, and what it changes must be stored along
+/// with the price: COPY (the slot path) and INSERT alike.
+#[test]
+fn a_later_row_trigger_sees_the_priced_row_and_keeps_its_own_change() {
+    let c = cluster();
+    let db = c.fresh_db("latertrigger");
+    let mut client = c.connect(&db);
+    let copy_row = |client: &mut postgres::Client, agent: &str| {
+        let mut writer = client
+            .copy_in(
+                "COPY usage_analytics.agent_usage_detailed (user_id, agent_id, framework, provider, message_type,
+                      input_tokens, output_tokens, model) FROM STDIN WITH (FORMAT csv)",
+            )
+            .unwrap();
+        std::io::Write::write_all(
+            &mut writer,
+            format!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,{agent},LangChain, Google ,chat,100,0,gemini-1.5-flash-002\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        writer.finish().unwrap();
+    };
+    let stored = |client: &mut postgres::Client, agent: &str| {
+        scalar(
+            client,
+            &format!(
+                "SELECT concat_ws('|', cost_usd, provider, framework, model, requested_model, agent_name)
+                   FROM usage_analytics.agent_usage_detailed WHERE agent_id = '{agent}'"
+            ),
+        )
+        .unwrap()
+    };
+    // Alone, the pricing trigger prices in place.
+    copy_row(&mut client, "alone");
+    let priced = "0.0000075|google|langchain|gemini-1.5-flash|gemini-1.5-flash-002";
+    assert_eq!(stored(&mut client, "alone"), priced);
+
+    client
+        .batch_execute(
+            "CREATE TABLE seen (agent_id text, seen text);
+             CREATE FUNCTION note_row() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO seen VALUES (NEW.agent_id,
+                     concat_ws('|', NEW.cost_usd, NEW.provider, NEW.framework, NEW.model, NEW.requested_model));
+                 NEW.agent_name := 'noted';
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER zz_note_row BEFORE INSERT ON usage_analytics.agent_usage_detailed
+                 FOR EACH ROW EXECUTE FUNCTION note_row();",
+        )
+        .unwrap();
+    copy_row(&mut client, "copied");
+    client
+        .batch_execute(
+            "INSERT INTO usage_analytics.agent_usage_detailed
+                 (user_id, agent_id, framework, provider, message_type, input_tokens, output_tokens, model)
+             VALUES (gen_random_uuid(), 'inserted', 'LangChain', ' Google ', 'chat', 100, 0, 'gemini-1.5-flash-002')",
+        )
+        .unwrap();
+    for agent in ["copied", "inserted"] {
+        let seen = scalar(
+            &mut client,
+            &format!("SELECT seen FROM seen WHERE agent_id = '{agent}'"),
+        );
+        assert_eq!(
+            seen.as_deref(),
+            Some(priced),
+            "{agent}: what the later trigger was handed"
+        );
+        assert_eq!(
+            stored(&mut client, agent),
+            format!("{priced}|noted"),
+            "{agent}: what was stored"
+        );
+    }
+}
