@@ -25,8 +25,7 @@ use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 use rust_decimal::Decimal;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use usage_analytics_core::numeric::exact_add;
 
 /// The grouping maps' hasher: fast on short keys, and seeded per process,
@@ -251,8 +250,9 @@ struct Statement {
     active: Vec<([u8; 16], i64)>,
     /// The searched texts (`_search_text()`) of the rows written, each once.
     texts: BTreeSet<String>,
-    /// The row's searched text is built here (one buffer per statement).
-    text: String,
+    /// The parts of the searched texts this statement has seen, interned: a
+    /// row's text is built only when its parts are new to the statement.
+    seen_texts: HashSet<[u32; 4], Hasher>,
 }
 
 impl Statement {
@@ -276,22 +276,27 @@ impl Statement {
             .map_or([0; 16], |u| *u.as_bytes());
         let day = utc_day(at);
 
+        let agent_text = agent_id;
+        let agent_id = self.interned.id(agent_id);
         if sign > 0 {
-            // As _search_text() joins them.
-            self.text.clear();
-            let _ = write!(
-                self.text,
-                "{agent_id} {} {} {}",
-                row.text(c.agent_name).unwrap_or_default(),
-                row.text(c.model).unwrap_or_default(),
-                row.text(c.error_message).unwrap_or_default()
-            );
-            if !self.texts.contains(self.text.as_str()) && !search_texts::is_known(&self.text) {
-                self.texts.insert(self.text.clone());
+            // NULL parts join as '' in _search_text().
+            let [agent_name, model, error_message] =
+                [c.agent_name, c.model, c.error_message].map(|column| row.text(column).unwrap_or_default());
+            let parts = [
+                agent_id,
+                self.interned.id(agent_name),
+                self.interned.id(model),
+                self.interned.id(error_message),
+            ];
+            if self.seen_texts.insert(parts) {
+                // As _search_text() joins them.
+                let text = format!("{agent_text} {agent_name} {model} {error_message}");
+                if !search_texts::is_known(&text) {
+                    self.texts.insert(text);
+                }
             }
         }
 
-        let agent_id = self.interned.id(agent_id);
         let provider = provider.map(|p| self.interned.id(p));
         let framework = framework.map(|f| self.interned.id(f));
         if inserted {
