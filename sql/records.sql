@@ -7,23 +7,23 @@
 -- Fast `search` (case-insensitive substring of agent_id, agent_name, model
 -- or error_message) for rare terms as well as common ones.
 --
--- The searched text is the four columns joined by spaces, _search_text()
--- (see schema.sql): search_texts holds each distinct text under a trigram
--- index, and every partition indexes its rows' text keys (_search_key).
--- _usage_matches adds `_search_text(u) ILIKE '%term%'` to the four ILIKEs
--- it always had. Whatever a column matches, the joined text matches too (the
--- pattern is always '%…%'), so the extra condition removes no row; the four
--- ILIKEs still decide, so a term that would only match across the separator
--- (say 'coder gpt') matches nothing, exactly as before.
+-- The searched text is the four columns joined by a separator no column
+-- holds, _search_text() (see schema.sql): search_texts holds each distinct
+-- text under a trigram index, and every partition indexes its rows by
+-- agent, text key (_search_key) and time. _usage_matches adds
+-- `_search_text(u) ILIKE '%term%'` to the four ILIKEs it always had.
+-- Whatever a column matches, the joined text matches too (the pattern is
+-- always '%…%'), so the extra condition removes no row; the four ILIKEs
+-- still decide.
 --
 -- Pages (get_usage_records) need both access paths: a common term finds
 -- its newest matches at once by walking the ("timestamp", id) index
 -- backwards, while a rare one would walk the whole table that way and is
 -- found through its keys instead. The planner cannot tell them apart (no
 -- column of the usage table keeps statistics: see _hide_statistics). So a
--- reader of every row asks the dictionary first (_search_keys): a term no
--- text contains is answered at once, and one that few texts and few rows
--- hold goes straight to its keys. Otherwise get_usage_records looks at the
+-- reader of every row asks the dictionary first (_matching_search_texts): a
+-- term no text contains is answered at once, and one that few texts and few
+-- rows hold goes straight to its keys. Otherwise get_usage_records looks at the
 -- newest rows matching the other filters (a bounded probe,
 -- _search_probe_rows): when they hold the page, it is read along the
 -- timestamp index; otherwise through the keys of the matching texts.
@@ -55,13 +55,13 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._reads_every_usage_row FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._reads_every_usage_row TO PUBLIC;
 
--- The keys of the searched texts matching pattern, for a caller who reads
+-- The searched texts matching pattern, each once, for a caller who reads
 -- every row (_reads_every_usage_row); NULL for anyone else. With most, it
--- stops after most + 1 texts (more than most keys: "many"), so a common term
+-- stops after most + 1 texts (more than most: "many"), so a common term
 -- costs little more than the trigram lookup; '{}' means no text, hence no
 -- row, holds the term.
-CREATE FUNCTION usage_analytics._search_keys(pattern text, most integer DEFAULT NULL)
-RETURNS bigint[]
+CREATE FUNCTION usage_analytics._matching_search_texts(pattern text, most integer DEFAULT NULL)
+RETURNS text[]
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, usage_analytics, pg_temp
 AS $$
@@ -69,14 +69,14 @@ BEGIN
     IF NOT usage_analytics._reads_every_usage_row() THEN
         RETURN NULL;
     END IF;
-    RETURN (SELECT coalesce(array_agg(DISTINCT t.key ORDER BY t.key), '{}')
-              FROM (SELECT s.key FROM usage_analytics.search_texts s
+    RETURN (SELECT coalesce(array_agg(DISTINCT t.search_text ORDER BY t.search_text), '{}')
+              FROM (SELECT s.search_text FROM usage_analytics.search_texts s
                      WHERE s.search_text ILIKE pattern
                      LIMIT most + 1) t);
 END;
 $$;
-REVOKE ALL ON FUNCTION usage_analytics._search_keys FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION usage_analytics._search_keys TO PUBLIC;
+REVOKE ALL ON FUNCTION usage_analytics._matching_search_texts FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._matching_search_texts TO PUBLIC;
 
 -- The search condition itself, as the API always had it: the pattern
 -- ('%term%', from _filter_text(filters, 'search')) in any of the four columns.
@@ -188,44 +188,107 @@ $$;
 REVOKE ALL ON FUNCTION usage_analytics._records_by_time FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._records_by_time TO PUBLIC;
 
--- The page of rows matching filters whose searched texts have one of keys,
--- newest first, through the key index (get_usage_records' key route).
--- Neither parallel workers nor JIT: blind to how many rows the keys have (no
--- statistics), the planner expects many, and starting workers or compiling
--- the plan costs far more than reading the few rows a rare term has (about
--- 80 ms and 30 ms against 1 ms at 10 million rows).
-CREATE FUNCTION usage_analytics._records_by_keys(filters jsonb, keys bigint[], "limit" integer, "offset" integer)
+-- The page of rows matching filters among the rows of (agents[i], keys[i])
+-- (an agent and the key of one of its texts), newest first: each pair's
+-- newest rows along the search index, merged across partitions, then the
+-- page of those. Exact: a row of the page is among the first limit +
+-- offset rows of its pair, ties on the last one's timestamp included.
+-- get_usage_records' key route (a search's texts) and agent route (an
+-- agent's keys) both read this way. The planner has no statistics to tell
+-- how many rows a pair has, and it guesses few; so:
+--  * no sorts (enable_sort off): a sort of the partitions' rows would read
+--    every row of the pair; merging the partitions' index scans reads just
+--    the newest ones (the page itself is still sorted, there is no other
+--    way);
+--  * neither parallel workers nor JIT: starting workers or compiling the
+--    plan costs far more than reading the rows (about 80 ms and 30 ms
+--    against 1 ms at 10 million rows).
+CREATE FUNCTION usage_analytics._records_by_keys(filters jsonb, agents text[], keys bigint[], "limit" integer,
+                                                 "offset" integer)
 RETURNS SETOF usage_analytics.agent_usage_detailed
 LANGUAGE plpgsql STABLE
+SET enable_sort = off
 SET max_parallel_workers_per_gather = 0
 SET jit = off
 AS $$
 BEGIN
-    -- EXECUTE plans with the actual filter document and keys.
+    -- EXECUTE plans with the actual filter document.
     RETURN QUERY EXECUTE
-        'SELECT u.* FROM usage_analytics.agent_usage_detailed u
-          WHERE usage_analytics._usage_matches(u, $1)
-            AND usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
-                                                                         u.error_message)) = ANY ($2)
-          ORDER BY u."timestamp" DESC, u.id DESC
-          LIMIT $3 OFFSET $4'
-        USING filters, keys, "limit", "offset";
+        'SELECT r.* FROM (SELECT DISTINCT p.agent, p.key FROM unnest($2, $3) AS p (agent, key)) p
+          CROSS JOIN LATERAL (
+                SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                 WHERE u.agent_id = p.agent
+                   AND usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
+                                                                                u.error_message)) = p.key
+                   AND usage_analytics._usage_matches(u, $1)
+                 ORDER BY u."timestamp" DESC
+                 FETCH FIRST ($4 + $5) ROWS WITH TIES) r
+          ORDER BY r."timestamp" DESC, r.id DESC
+          LIMIT $4 OFFSET $5'
+        USING filters, agents, keys, "limit", "offset";
 END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._records_by_keys FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._records_by_keys TO PUBLIC;
 
+-- The same for searched texts: each text's agent and key.
+CREATE FUNCTION usage_analytics._records_by_texts(filters jsonb, texts text[], "limit" integer, "offset" integer)
+RETURNS SETOF usage_analytics.agent_usage_detailed
+LANGUAGE sql STABLE
+AS $$
+    SELECT * FROM usage_analytics._records_by_keys(
+        filters,
+        ARRAY(SELECT usage_analytics._search_text_agent(t) FROM unnest(texts) WITH ORDINALITY AS x (t, i) ORDER BY i),
+        ARRAY(SELECT usage_analytics._search_key(t) FROM unnest(texts) WITH ORDINALITY AS x (t, i) ORDER BY i),
+        "limit", "offset")
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._records_by_texts FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._records_by_texts TO PUBLIC;
+
+-- The keys of agent's texts, read from the search index (a skip scan: one
+-- index descent per key), at most most + 1 of them.
+CREATE FUNCTION usage_analytics._agent_keys(agent text, most integer)
+RETURNS bigint[]
+LANGUAGE sql STABLE
+SET max_parallel_workers_per_gather = 0
+SET jit = off
+AS $$
+    WITH RECURSIVE k (key) AS (
+        (SELECT usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
+                                                                         u.error_message))
+           FROM usage_analytics.agent_usage_detailed u
+          WHERE u.agent_id = agent
+          ORDER BY 1
+          LIMIT 1)
+        UNION ALL
+        SELECT (SELECT usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
+                                                                                u.error_message))
+                  FROM usage_analytics.agent_usage_detailed u
+                 WHERE u.agent_id = agent
+                   AND usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name,
+                                                                                u.model, u.error_message)) > k.key
+                 ORDER BY 1
+                 LIMIT 1)
+          FROM k
+         WHERE k.key IS NOT NULL)
+    SELECT coalesce(array_agg(s.key), '{}') FROM (SELECT k.key FROM k WHERE k.key IS NOT NULL LIMIT most + 1) s
+$$;
+REVOKE ALL ON FUNCTION usage_analytics._agent_keys FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._agent_keys TO PUBLIC;
+
 -- Pages of rows, newest first. A search takes the search route. A caller
--- who reads every row asks the dictionary first (_search_keys): a term no
--- searched text contains ends it at once, and a term few texts and few rows
--- hold (a rare term) is read through its keys at once. Otherwise, when the
--- newest _search_probe_rows rows matching the other filters hold the page (a
--- common term), it is read from them along the ("timestamp", id) index;
--- when they do not, through the keys of all the matching texts, or, for a
--- caller limited to its own rows, through the user_id index. Without a
--- search, user or agent (whose indexes the planner uses), filters on the
--- other columns take _records_by_time. Every route returns exactly the rows
--- _usage_matches selects, in the same order.
+-- who reads every row asks the dictionary first (_matching_search_texts): a
+-- term no searched text contains ends it at once, and a term few texts and
+-- few rows hold (a rare term) is read through their keys at once.
+-- Otherwise, when the newest _search_probe_rows rows matching the other
+-- filters hold the page (a common term), it is read from them along the
+-- ("timestamp", id) index; when they do not, through the keys of all the
+-- matching texts, or, for a caller limited to its own rows, through the
+-- user_id index. An agent's rows, for a caller who reads every row, are
+-- read through the keys of its texts when it has few (the agent route).
+-- Without a search, user or agent (whose indexes the planner uses), filters
+-- on the other columns take _records_by_time. Every route returns exactly
+-- the rows _usage_matches selects, in the same order.
 CREATE FUNCTION usage_analytics.get_usage_records(filters jsonb DEFAULT '{}', "limit" integer DEFAULT 100,
                                                              "offset" integer DEFAULT 0)
 RETURNS SETOF usage_analytics.agent_usage_detailed
@@ -238,7 +301,9 @@ DECLARE
     few_texts constant integer := 64;
     few_rows  constant bigint := 500;
     pattern text;
+    agent   text;
     hits    bigint;
+    texts   text[];
     keys    bigint[];
 BEGIN
     IF "limit" IS NULL OR "limit" < 0 THEN
@@ -252,21 +317,27 @@ BEGIN
     PERFORM usage_analytics.check_filters(filters);
     filters := coalesce(filters, '{}'::jsonb);
     pattern := usage_analytics._filter_text(filters, 'search');
+    agent := usage_analytics._filter_text(filters, 'agent_id');
     IF pattern IS NOT NULL AND "limit" > 0 THEN
-        keys := usage_analytics._search_keys(pattern, few_texts);  -- NULL: not a reader of every row
-        IF keys = '{}' THEN
+        texts := usage_analytics._matching_search_texts(pattern, few_texts);  -- NULL: not a reader of every row
+        IF texts = '{}' THEN
             RETURN;  -- no text holds the term, so no row does
         END IF;
-        IF cardinality(keys) <= few_texts THEN
+        IF cardinality(texts) <= few_texts THEN
             -- Every row of these texts, whatever the other filters say.
             EXECUTE 'SELECT count(*) FROM (
-                         SELECT 1 FROM usage_analytics.agent_usage_detailed u
-                          WHERE usage_analytics._search_key(usage_analytics._search_text(
-                                    u.agent_id, u.agent_name, u.model, u.error_message)) = ANY ($1)
+                         SELECT 1 FROM unnest($1) AS t (search_text)
+                          CROSS JOIN LATERAL (
+                                SELECT 1 FROM usage_analytics.agent_usage_detailed u
+                                 WHERE u.agent_id = usage_analytics._search_text_agent(t.search_text)
+                                   AND usage_analytics._search_key(usage_analytics._search_text(
+                                           u.agent_id, u.agent_name, u.model, u.error_message))
+                                       = usage_analytics._search_key(t.search_text)
+                                 LIMIT $2) r
                           LIMIT $2) k'
-                INTO hits USING keys, few_rows;
+                INTO hits USING texts, few_rows;
             IF hits < few_rows THEN
-                RETURN QUERY SELECT * FROM usage_analytics._records_by_keys(filters, keys, "limit", "offset");
+                RETURN QUERY SELECT * FROM usage_analytics._records_by_texts(filters, texts, "limit", "offset");
                 RETURN;
             END IF;
         END IF;
@@ -296,11 +367,20 @@ BEGIN
                       usage_analytics._search_probe_rows("limit", "offset");
             RETURN;
         END IF;
-        IF cardinality(keys) > few_texts THEN
-            keys := usage_analytics._search_keys(pattern);  -- all of them
+        IF cardinality(texts) > few_texts THEN
+            texts := usage_analytics._matching_search_texts(pattern);  -- all of them
         END IF;
-        IF keys IS NOT NULL THEN
-            RETURN QUERY SELECT * FROM usage_analytics._records_by_keys(filters, keys, "limit", "offset");
+        IF texts IS NOT NULL THEN
+            RETURN QUERY SELECT * FROM usage_analytics._records_by_texts(filters, texts, "limit", "offset");
+            RETURN;
+        END IF;
+    END IF;
+    IF pattern IS NULL AND agent IS NOT NULL AND "limit" > 0 AND NOT filters ? 'user_id'
+       AND usage_analytics._reads_every_usage_row() THEN
+        keys := usage_analytics._agent_keys(agent, few_texts);
+        IF cardinality(keys) <= few_texts THEN
+            RETURN QUERY SELECT * FROM usage_analytics._records_by_keys(
+                filters, array_fill(agent, ARRAY[cardinality(keys)]), keys, "limit", "offset");
             RETURN;
         END IF;
     END IF;

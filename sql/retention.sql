@@ -336,7 +336,8 @@ BEGIN
         DELETE FROM usage_analytics.search_texts s
          WHERE NOT EXISTS (
                SELECT 1 FROM usage_analytics.agent_usage_detailed u
-                WHERE usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
+                WHERE u.agent_id = usage_analytics._search_text_agent(s.search_text)
+                  AND usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
                                                                              u.error_message)) = s.key
                   AND usage_analytics._search_text(u.agent_id, u.agent_name, u.model, u.error_message)
                       = s.search_text)

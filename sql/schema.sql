@@ -67,38 +67,51 @@ CREATE TABLE usage_analytics.agent_usage_detailed_default
 --  * newest-first pages and date ranges: ("timestamp", id), scanned backwards
 --    for ORDER BY "timestamp" DESC, id DESC;
 --  * one user's rows (every non-admin query under RLS): (user_id, "timestamp");
---  * one agent's rows: (agent_id, "timestamp").
+--  * one agent's rows, and the rows of one searched text: (agent_id, text
+--    key, "timestamp"), the search index below.
 ALTER TABLE usage_analytics.agent_usage_detailed_default
     ADD CONSTRAINT agent_usage_detailed_default_pkey PRIMARY KEY (id, "timestamp");
 CREATE INDEX agent_usage_detailed_default_timestamp_id_idx
     ON usage_analytics.agent_usage_detailed_default ("timestamp", id);
 CREATE INDEX agent_usage_detailed_default_user_id_timestamp_idx
     ON usage_analytics.agent_usage_detailed_default (user_id, "timestamp");
-CREATE INDEX agent_usage_detailed_default_agent_id_timestamp_idx
-    ON usage_analytics.agent_usage_detailed_default (agent_id, "timestamp");
 
 -- How `search` finds rows (see _usage_matches and get_usage_records in
 -- records.sql). The searched text of a row is _search_text(), its four
--- columns joined by spaces. search_texts holds every distinct text once,
--- under a trigram index; every partition indexes the 64-bit hash of its
--- rows' texts (_search_key). A search looks up the matching texts in the
--- small dictionary, then the rows by their keys; the text itself is still
--- matched, so a hash collision only costs a row read.
+-- columns joined by the unit separator (U+001F), which none of them may
+-- hold (the insert trigger refuses control characters but tab and line
+-- breaks), so a text's first field is its agent. search_texts holds every
+-- distinct text once, under a trigram index; every partition indexes its
+-- rows by agent, then the 64-bit hash of their text (_search_key), then
+-- time. A search looks up the matching texts in the small dictionary, then
+-- each text's rows, newest first, at (agent, key); the text itself is still
+-- matched, so a hash collision only costs a row read. The same index is
+-- the agent's: an agent's rows are its texts' rows.
 -- Why not a trigram index on the usage table itself: it was about half of a
 -- bulk load (each row adds some 40 trigram entries), for texts that repeat
--- (a few agents, models and error messages). The counting trigger
--- (_count_usage) adds each statement's new texts.
+-- (a few agents, models and error messages). Why not a key index of its
+-- own beside (agent_id, "timestamp"): one more b-tree insert per row, a
+-- tenth of a bulk load. The counting trigger (_count_usage) adds each
+-- statement's new texts.
 -- IMMUTABLE and inlined: the index expression and the query's expression
 -- are then the same expression.
 CREATE FUNCTION usage_analytics._search_text(agent_id text, agent_name text, model text, error_message text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT coalesce(agent_id, '') || ' ' || coalesce(agent_name, '') || ' ' || coalesce(model, '') || ' '
-           || coalesce(error_message, '')
+    SELECT coalesce(agent_id, '') || E'\x1f' || coalesce(agent_name, '') || E'\x1f' || coalesce(model, '')
+           || E'\x1f' || coalesce(error_message, '')
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._search_text FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION usage_analytics._search_text TO PUBLIC;
+
+-- The agent of a searched text (its first field).
+CREATE FUNCTION usage_analytics._search_text_agent(search_text text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT split_part(search_text, E'\x1f', 1) $$;
+REVOKE ALL ON FUNCTION usage_analytics._search_text_agent FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION usage_analytics._search_text_agent TO PUBLIC;
 
 -- The hash under which a text is indexed, in the partitions and in
 -- search_texts alike.
@@ -132,10 +145,11 @@ END;
 $$;
 REVOKE ALL ON FUNCTION usage_analytics._hide_index_statistics FROM PUBLIC;
 
--- The search index of one table: on a partition of the usage table, the
--- key index (the default partition gets it at install; monthly partitions
--- copy it from there with LIKE … INCLUDING INDEXES; unnamed, so it is named
--- as those copies are: <partition>__search_key_idx); on search_texts, the
+-- The search index of one table: on a partition of the usage table,
+-- (agent_id, text key, "timestamp") (the default partition gets it at
+-- install; monthly partitions copy it from there with LIKE … INCLUDING
+-- INDEXES; unnamed, so it is named as those copies are:
+-- <partition>_agent_id__search_key_timestamp_idx); on search_texts, the
 -- trigram index (pg_trgm).
 CREATE FUNCTION usage_analytics._create_search_index(rel regclass) RETURNS void
 LANGUAGE plpgsql
@@ -154,8 +168,9 @@ BEGIN
         EXECUTE format('CREATE INDEX search_texts_search_text_idx ON %s USING gin (search_text %s)', rel, opclass);
     ELSIF NOT EXISTS (SELECT 1 FROM pg_index i
                        WHERE i.indrelid = rel AND pg_get_indexdef(i.indexrelid) LIKE '%_search_key(%') THEN
-        EXECUTE format('CREATE INDEX ON %s (usage_analytics._search_key('
-                       'usage_analytics._search_text(agent_id, agent_name, model, error_message)))', rel);
+        EXECUTE format('CREATE INDEX ON %s (agent_id, usage_analytics._search_key('
+                       'usage_analytics._search_text(agent_id, agent_name, model, error_message)), "timestamp")',
+                       rel);
     END IF;
     PERFORM usage_analytics._hide_index_statistics(rel);
 END;
@@ -166,9 +181,9 @@ SELECT usage_analytics._create_search_index('usage_analytics.agent_usage_detaile
 
 -- Every distinct searched text, once (or, after two sessions added the same
 -- new text at once, twice: no unique key, so no writer ever waits on
--- another's; searches take DISTINCT keys). Only the SECURITY DEFINER
--- _search_keys and _count_usage read and write it: its texts are every
--- user's.
+-- another's; searches take DISTINCT texts). Only the SECURITY DEFINER
+-- _matching_search_texts and _count_usage read and write it: its texts are
+-- every user's.
 CREATE TABLE usage_analytics.search_texts (
     key         bigint NOT NULL GENERATED ALWAYS AS (usage_analytics._search_key(search_text)) STORED,
     search_text text NOT NULL

@@ -290,7 +290,7 @@ impl Statement {
             ];
             if self.seen_texts.insert(parts) {
                 // As _search_text() joins them.
-                let text = format!("{agent_text} {agent_name} {model} {error_message}");
+                let text = format!("{agent_text}\u{1f}{agent_name}\u{1f}{model}\u{1f}{error_message}");
                 if !search_texts::is_known(&text) {
                     self.texts.insert(text);
                 }

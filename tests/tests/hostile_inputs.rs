@@ -1370,7 +1370,7 @@ fn search_texts_of_other_users_stay_hidden_from_readers() {
     assert_eq!(
         scalar(
             &mut a,
-            "SELECT (usage_analytics._search_keys('%zq-7%') IS NULL)::text"
+            "SELECT (usage_analytics._matching_search_texts('%zq-7%') IS NULL)::text"
         )
         .as_deref(),
         Some("true")
@@ -1389,7 +1389,7 @@ fn search_texts_of_other_users_stay_hidden_from_readers() {
     assert_eq!(
         scalar(
             &mut au,
-            "SELECT cardinality(usage_analytics._search_keys('%zq-7%'))"
+            "SELECT cardinality(usage_analytics._matching_search_texts('%zq-7%'))"
         )
         .as_deref(),
         Some("1")

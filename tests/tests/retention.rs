@@ -538,23 +538,35 @@ fn rare_terms_use_the_search_key_index_and_common_terms_the_timestamp_index() {
     );
     assert_eq!(missing, Vec::<Vec<_>>::new());
 
-    // The statement get_usage_records runs for a rare term, with the keys
-    // of its texts.
-    let keys = scalar(
+    // The statement get_usage_records runs for a rare term (_records_by_keys),
+    // with the agent and key of its one text.
+    let texts = scalar(
         &mut client,
-        "SELECT usage_analytics._search_keys('%zzqx-rare%')::text",
+        "SELECT cardinality(usage_analytics._matching_search_texts('%zzqx-rare%'))::text",
     )
     .unwrap();
-    assert_eq!(keys.matches(',').count(), 0, "one text: {keys}");
-    let rare_sql = format!(
-        "SELECT u.* FROM usage_analytics.agent_usage_detailed u
-          WHERE usage_analytics._usage_matches(u, '{{\"search\": \"zzqx-rare\"}}')
-            AND usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
-                                                                         u.error_message)) = ANY ('{keys}')
-          ORDER BY u.\"timestamp\" DESC, u.id DESC LIMIT 100"
-    );
+    assert_eq!(texts, "1", "one text");
+    let rare_sql = "SELECT r.* FROM (SELECT usage_analytics._search_text_agent(t) AS agent,
+                                            usage_analytics._search_key(t) AS key
+                                       FROM unnest(usage_analytics._matching_search_texts('%zzqx-rare%')) AS t) p
+          CROSS JOIN LATERAL (
+                SELECT u.* FROM usage_analytics.agent_usage_detailed u
+                 WHERE u.agent_id = p.agent
+                   AND usage_analytics._search_key(usage_analytics._search_text(u.agent_id, u.agent_name, u.model,
+                                                                                u.error_message)) = p.key
+                   AND usage_analytics._usage_matches(u, '{\"search\": \"zzqx-rare\"}')
+                 ORDER BY u.\"timestamp\" DESC FETCH FIRST 100 ROWS WITH TIES) r
+          ORDER BY r.\"timestamp\" DESC, r.id DESC LIMIT 100"
+        .to_string();
+    // Planned as _records_by_keys plans it (its settings, checked below).
+    client
+        .batch_execute("SET enable_sort = off; SET jit = off")
+        .unwrap();
     let rare = plan(&mut client, &rare_sql);
-    assert!(rare.contains("_search_key_idx"), "{rare}");
+    assert!(
+        rare.contains("_agent_id__search_key_") && rare.contains("Merge Append"),
+        "{rare}"
+    );
     // At 10 million rows the planner, blind to the keys' row counts, started
     // parallel workers and JIT for it (100 ms instead of 2): the key route
     // turns both off. Too few rows here for the planner to try either, so
@@ -566,8 +578,9 @@ fn rare_terms_use_the_search_key_index_and_common_terms_the_timestamp_index() {
               WHERE oid = 'usage_analytics._records_by_keys'::regproc"
         )
         .as_deref(),
-        Some("max_parallel_workers_per_gather=0,jit=off")
+        Some("enable_sort=off,max_parallel_workers_per_gather=0,jit=off")
     );
+    client.batch_execute("RESET enable_sort; RESET jit").unwrap();
     // The statement it runs when the newest rows hold the page (a common term).
     let common = plan(
         &mut client,
@@ -579,7 +592,7 @@ fn rare_terms_use_the_search_key_index_and_common_terms_the_timestamp_index() {
     );
     assert!(
         common.contains("Index Scan Backward")
-            && !common.contains("_search_key_idx")
+            && !common.contains("_agent_id__search_key_")
             && !common.contains("Sort  "),
         "{common}"
     );
@@ -661,7 +674,7 @@ fn absent_and_rare_terms_are_found_through_the_dictionary_without_the_probe() {
     assert_eq!(
         scalar(
             &mut reader,
-            "SELECT (usage_analytics._search_keys('%zzqx-absent%', 64) IS NULL)::text"
+            "SELECT (usage_analytics._matching_search_texts('%zzqx-absent%', 64) IS NULL)::text"
         )
         .as_deref(),
         Some("true")
@@ -674,7 +687,10 @@ fn texts_of_deleted_rows_leave_the_search_dictionary_and_writers_notice() {
     let texts = |c: &mut Client, agent: &str| {
         scalar(
             c,
-            &format!("SELECT count(*) FROM usage_analytics.search_texts WHERE search_text LIKE '{agent} %'"),
+            &format!(
+                "SELECT count(*) FROM usage_analytics.search_texts
+                  WHERE usage_analytics._search_text_agent(search_text) = '{agent}'"
+            ),
         )
         .unwrap()
     };
@@ -790,4 +806,53 @@ fn rows_that_bypassed_the_statement_trigger_get_their_texts_back() {
         scalar(&mut owner, "SELECT usage_analytics.add_missing_search_texts()").as_deref(),
         Some("0")
     );
+}
+
+/// An agent's rows live in the search index (agent, text key, time): a page
+/// of them reads each of its texts' newest rows (_agent_keys, then
+/// _records_by_keys), not every row of the agent nor the newer rows of
+/// others, and equals the plain WHERE clause's page.
+#[test]
+fn an_agents_page_reads_its_texts_newest_rows() {
+    let (_db, mut owner) = fresh("agent_route");
+    load_sample(&mut owner, 4000, 5);
+    // 3,000 old rows of one agent, in two texts, older than every other row.
+    owner
+        .batch_execute(
+            "INSERT INTO usage_analytics.agent_usage_detailed
+                 (user_id, agent_id, agent_name, provider, model, input_tokens, output_tokens, \"timestamp\")
+             SELECT gen_random_uuid(), 'old-agent', 'Old ' || (g % 2), 'openai', 'gpt-4o', 1, 1,
+                    now() - interval '40 days' - make_interval(secs => g)
+               FROM generate_series(1, 3000) AS g;
+             ANALYZE usage_analytics.agent_usage_detailed",
+        )
+        .unwrap();
+    for (filters, offset) in [
+        (r#"{"agent_id": "old-agent"}"#, 0),
+        (r#"{"agent_id": "old-agent"}"#, 25),
+    ] {
+        // Counted within the transaction: PostgreSQL 15 keeps a session's
+        // counts pending across transactions until it reports them.
+        owner.batch_execute("BEGIN").unwrap();
+        let (_, before) = usage_reads(&mut owner);
+        let got = text_rows(
+            &mut owner,
+            &format!("SELECT id::text FROM usage_analytics.get_usage_records('{filters}', 10, {offset})"),
+        );
+        let (_, after) = usage_reads(&mut owner);
+        owner.batch_execute("COMMIT").unwrap();
+        let read = after - before;
+        let expected = text_rows(
+            &mut owner,
+            &format!(
+                "SELECT id::text FROM usage_analytics.agent_usage_detailed WHERE agent_id = 'old-agent'
+                  ORDER BY \"timestamp\" DESC, id DESC LIMIT 10 OFFSET {offset}"
+            ),
+        );
+        assert_eq!(got, expected, "offset {offset}");
+        assert!(
+            read <= 2 * (10 + offset) + 10,
+            "offset {offset}: {read} rows read"
+        );
+    }
 }
