@@ -497,11 +497,9 @@ fn reinserted_rows_are_priced_from_what_was_sent() {
     );
 }
 
-/// The pricing trigger changes a bulk-loaded row in the executor's slot when
-/// it is the last BEFORE INSERT row trigger (src/usage.rs,
-/// writable_in_place). A later trigger of the DBA's own must still be handed
-/// the checked and priced row, and what it changes must be stored along
-/// with the price: COPY (the slot path) and INSERT alike.
+/// A later BEFORE INSERT row trigger of the DBA's own is handed the checked
+/// and priced row, and what it changes is stored along with the price:
+/// COPY and INSERT alike.
 #[test]
 fn a_later_row_trigger_sees_the_priced_row_and_keeps_its_own_change() {
     let c = cluster();
@@ -532,7 +530,7 @@ fn a_later_row_trigger_sees_the_priced_row_and_keeps_its_own_change() {
         )
         .unwrap()
     };
-    // Alone, the pricing trigger prices in place.
+    // The pricing trigger alone.
     copy_row(&mut client, "alone");
     let priced = "0.0000075|google|langchain|gemini-1.5-flash|gemini-1.5-flash-002";
     assert_eq!(stored(&mut client, "alone"), priced);
