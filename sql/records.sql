@@ -69,8 +69,9 @@ BEGIN
     IF NOT usage_analytics._reads_every_usage_row() THEN
         RETURN NULL;
     END IF;
-    RETURN (SELECT coalesce(array_agg(DISTINCT t.search_text ORDER BY t.search_text), '{}')
-              FROM (SELECT s.search_text FROM usage_analytics.search_texts s
+    -- DISTINCT before LIMIT: a text stored twice must not hide another.
+    RETURN (SELECT coalesce(array_agg(t.search_text ORDER BY t.search_text), '{}')
+              FROM (SELECT DISTINCT s.search_text FROM usage_analytics.search_texts s
                      WHERE s.search_text ILIKE pattern
                      LIMIT most + 1) t);
 END;
@@ -222,7 +223,7 @@ BEGIN
                                                                                 u.error_message)) = p.key
                    AND usage_analytics._usage_matches(u, $1)
                  ORDER BY u."timestamp" DESC
-                 FETCH FIRST ($4 + $5) ROWS WITH TIES) r
+                 FETCH FIRST ($4::bigint + $5) ROWS WITH TIES) r
           ORDER BY r."timestamp" DESC, r.id DESC
           LIMIT $4 OFFSET $5'
         USING filters, agents, keys, "limit", "offset";
@@ -285,9 +286,10 @@ GRANT EXECUTE ON FUNCTION usage_analytics._agent_keys TO PUBLIC;
 -- ("timestamp", id) index; when they do not, through the keys of all the
 -- matching texts, or, for a caller limited to its own rows, through the
 -- user_id index. An agent's rows, for a caller who reads every row, are
--- read through the keys of its texts when it has few (the agent route).
--- Without a search, user or agent (whose indexes the planner uses), filters
--- on the other columns take _records_by_time. Every route returns exactly
+-- read through the keys of its texts when it has few (the agent route);
+-- otherwise the planner reads the agent's rows along the search index and
+-- sorts them. Without a search, user or agent, filters on the other
+-- columns take _records_by_time. Every route returns exactly
 -- the rows _usage_matches selects, in the same order.
 CREATE FUNCTION usage_analytics.get_usage_records(filters jsonb DEFAULT '{}', "limit" integer DEFAULT 100,
                                                              "offset" integer DEFAULT 0)

@@ -78,9 +78,11 @@ CREATE INDEX agent_usage_detailed_default_user_id_timestamp_idx
 
 -- How `search` finds rows (see _usage_matches and get_usage_records in
 -- records.sql). The searched text of a row is _search_text(), its four
--- columns joined by the unit separator (U+001F), which none of them may
--- hold (the insert trigger refuses control characters but tab and line
--- breaks), so a text's first field is its agent. search_texts holds every
+-- columns joined by the unit separator (U+001F), which the insert trigger
+-- refuses in every one of them (it refuses control characters but tab and
+-- line breaks), so a text's first field is its agent. A row whose agent_id
+-- got one another way (written with the triggers off, or by the owner's
+-- UPDATE) is missed by the key route of search, not by other routes. search_texts holds every
 -- distinct text once, under a trigram index; every partition indexes its
 -- rows by agent, then the 64-bit hash of their text (_search_key), then
 -- time. A search looks up the matching texts in the small dictionary, then
@@ -149,8 +151,8 @@ REVOKE ALL ON FUNCTION usage_analytics._hide_index_statistics FROM PUBLIC;
 -- (agent_id, text key, "timestamp") (the default partition gets it at
 -- install; monthly partitions copy it from there with LIKE … INCLUDING
 -- INDEXES; unnamed, so it is named as those copies are:
--- <partition>_agent_id__search_key_timestamp_idx); on search_texts, the
--- trigram index (pg_trgm).
+-- <partition>_agent_id__search_key_timestamp_idx, cut to 63 bytes for the
+-- monthly partitions); on search_texts, the trigram index (pg_trgm).
 CREATE FUNCTION usage_analytics._create_search_index(rel regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, usage_analytics, pg_temp

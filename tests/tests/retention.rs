@@ -855,4 +855,46 @@ fn an_agents_page_reads_its_texts_newest_rows() {
             "offset {offset}: {read} rows read"
         );
     }
+    // The largest limit, with an offset: no integer overflow on the way.
+    let all = scalar(
+        &mut owner,
+        "SELECT count(*) FROM usage_analytics.get_usage_records('{\"agent_id\": \"old-agent\"}', 2147483647, 1)",
+    );
+    assert_eq!(all.as_deref(), Some("2999"));
+}
+
+/// The dictionary may hold a text more than once (two writers adding it at
+/// once). Taking the first 65 entries for "at most 64 texts" must not let
+/// the copies of one text hide another, whose rows the search would then
+/// never read.
+#[test]
+fn a_text_stored_many_times_does_not_hide_another() {
+    let (_db, mut owner) = fresh("search_dupes");
+    let insert = |agent: &str| {
+        format!(
+            "INSERT INTO usage_analytics.agent_usage_detailed (user_id, agent_id, provider, input_tokens, output_tokens)
+             VALUES ('{}', '{agent}', 'openai', 1, 1)",
+            USERS[0]
+        )
+    };
+    owner.batch_execute(&insert("zq-dup-a")).unwrap();
+    owner
+        .batch_execute(
+            "INSERT INTO usage_analytics.search_texts (search_text)
+             SELECT s.search_text FROM usage_analytics.search_texts s, generate_series(1, 100)
+              WHERE usage_analytics._search_text_agent(s.search_text) = 'zq-dup-a'",
+        )
+        .unwrap();
+    owner.batch_execute(&insert("zq-dup-b")).unwrap();
+    let found = text_rows(
+        &mut owner,
+        "SELECT agent_id FROM usage_analytics.get_usage_records('{\"search\": \"zq-dup\"}') ORDER BY 1",
+    );
+    assert_eq!(
+        found,
+        vec![
+            vec![Some("zq-dup-a".to_string())],
+            vec![Some("zq-dup-b".to_string())]
+        ]
+    );
 }
