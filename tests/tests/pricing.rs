@@ -138,6 +138,19 @@ fn calculate_cost_matches_an_independent_oracle() {
     }
 }
 
+/// COPYs one CSV line of (user_id, agent_id, framework, provider,
+/// message_type, input_tokens, output_tokens, model) into the usage table.
+fn copy_usage_row(client: &mut postgres::Client, line: &str) {
+    let mut writer = client
+        .copy_in(
+            "COPY usage_analytics.agent_usage_detailed (user_id, agent_id, framework, provider, message_type,
+                  input_tokens, output_tokens, model) FROM STDIN WITH (FORMAT csv)",
+        )
+        .unwrap();
+    std::io::Write::write_all(&mut writer, format!("{line}\n").as_bytes()).unwrap();
+    writer.finish().unwrap();
+}
+
 #[test]
 fn tracked_rows_carry_cost_total_and_canonical_model() {
     let c = cluster();
@@ -192,18 +205,10 @@ fn tracked_rows_carry_cost_total_and_canonical_model() {
              VALUES (gen_random_uuid(), 'explicit', 'autogen', 'anthropic', 'chat', 1000, 1000, 'claude-3-haiku', 42);",
         )
         .unwrap();
-    let mut writer = client
-        .copy_in(
-            "COPY usage_analytics.agent_usage_detailed (user_id, agent_id, framework, provider, message_type,
-                  input_tokens, output_tokens, model) FROM STDIN WITH (FORMAT csv)",
-        )
-        .unwrap();
-    std::io::Write::write_all(
-        &mut writer,
-        b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,copied,langchain,google,chat,100,0,gemini-1.5-flash-002\n",
-    )
-    .unwrap();
-    writer.finish().unwrap();
+    copy_usage_row(
+        &mut client,
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,copied,langchain,google,chat,100,0,gemini-1.5-flash-002",
+    );
     let costs = |agent: &str, client: &mut postgres::Client| {
         scalar(
             client,
@@ -506,19 +511,10 @@ fn a_later_row_trigger_sees_the_priced_row_and_keeps_its_own_change() {
     let db = c.fresh_db("latertrigger");
     let mut client = c.connect(&db);
     let copy_row = |client: &mut postgres::Client, agent: &str| {
-        let mut writer = client
-            .copy_in(
-                "COPY usage_analytics.agent_usage_detailed (user_id, agent_id, framework, provider, message_type,
-                      input_tokens, output_tokens, model) FROM STDIN WITH (FORMAT csv)",
-            )
-            .unwrap();
-        std::io::Write::write_all(
-            &mut writer,
-            format!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,{agent},LangChain, Google ,chat,100,0,gemini-1.5-flash-002\n")
-                .as_bytes(),
+        copy_usage_row(
+            client,
+            &format!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,{agent},LangChain, Google ,chat,100,0,gemini-1.5-flash-002"),
         )
-        .unwrap();
-        writer.finish().unwrap();
     };
     let stored = |client: &mut postgres::Client, agent: &str| {
         scalar(
