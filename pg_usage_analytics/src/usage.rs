@@ -131,6 +131,7 @@ pub(crate) fn relation_changed(relid: pg_sys::Oid) {
 struct Row<'a> {
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
+    changed: bool,
     tuple: PhantomData<&'a ()>,
 }
 
@@ -152,13 +153,46 @@ impl<'a> Row<'a> {
         Row {
             values,
             nulls,
+            changed: false,
             tuple: PhantomData,
         }
     }
 
-    /// The row formed anew; its buffers go back for the next row.
-    unsafe fn form(mut self, tupdesc: pg_sys::TupleDesc) -> pg_sys::HeapTuple {
-        let tuple = pg_sys::heap_form_tuple(tupdesc, self.values.as_mut_ptr(), self.nulls.as_mut_ptr());
+    /// The values of a virtual slot (all of them are there), into the
+    /// buffers of the previous row.
+    unsafe fn from_slot(slot: *mut pg_sys::TupleTableSlot, natts: usize) -> Row<'a> {
+        let (mut values, mut nulls) = ROW_BUFFERS.take();
+        values.clear();
+        values.extend_from_slice(std::slice::from_raw_parts((*slot).tts_values, natts));
+        nulls.clear();
+        nulls.extend_from_slice(std::slice::from_raw_parts((*slot).tts_isnull, natts));
+        Row {
+            values,
+            nulls,
+            changed: false,
+            tuple: PhantomData,
+        }
+    }
+
+    /// Writes the changed values back into the virtual slot they came from;
+    /// the buffers go back for the next row.
+    unsafe fn store(mut self, slot: *mut pg_sys::TupleTableSlot) {
+        if self.changed {
+            let natts = self.values.len();
+            std::slice::from_raw_parts_mut((*slot).tts_values, natts).copy_from_slice(&self.values);
+            std::slice::from_raw_parts_mut((*slot).tts_isnull, natts).copy_from_slice(&self.nulls);
+        }
+        ROW_BUFFERS.set((std::mem::take(&mut self.values), std::mem::take(&mut self.nulls)));
+    }
+
+    /// The row formed anew if it changed, else `original`; its buffers go
+    /// back for the next row.
+    unsafe fn form(mut self, original: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> pg_sys::HeapTuple {
+        let tuple = if self.changed {
+            pg_sys::heap_form_tuple(tupdesc, self.values.as_mut_ptr(), self.nulls.as_mut_ptr())
+        } else {
+            original
+        };
         ROW_BUFFERS.set((std::mem::take(&mut self.values), std::mem::take(&mut self.nulls)));
         tuple
     }
@@ -180,6 +214,7 @@ impl<'a> Row<'a> {
             let datum = value.and_then(IntoDatum::into_datum);
             self.nulls[i] = datum.is_none();
             self.values[i] = datum.unwrap_or(pg_sys::Datum::from(0));
+            self.changed = true;
         }
     }
 
@@ -189,6 +224,7 @@ impl<'a> Row<'a> {
         if let (Some(from), Some(to)) = (from, to) {
             self.values[to] = self.values[from];
             self.nulls[to] = self.nulls[from];
+            self.changed = true;
         }
     }
 
@@ -286,11 +322,9 @@ fn check_row(row: &Row, columns: &UsageColumns) {
 /// caller supplied `cost_usd`, prices the row at its own timestamp. `INSERT`,
 /// `COPY` and `track_detailed_usage` all pass through here, so they check and
 /// price identically. Rows loaded by a restore are left exactly as dumped.
-/// The row is deformed once and formed once (this runs for every row of a
-/// bulk load). It is always formed anew, never handed back as it came:
-/// PostgreSQL frees the copy of the row it gave the trigger only when the
-/// trigger returns another tuple, so handing back that copy would keep one
-/// row per row of a `COPY` until the statement ends.
+/// This runs for every row of a bulk load: the row is changed where the
+/// executor holds it when it may be (`writable_in_place`), else deformed
+/// once and formed once.
 #[pg_trigger]
 fn price_usage_row<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -299,17 +333,28 @@ fn price_usage_row<'a>(
     if data.tg_trigtuple.is_null() {
         return Ok(None);
     }
-    if restoring() {
-        let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked((*data.tg_relation).rd_att) };
-        // A copy: see below why the given tuple is never handed back.
-        return Ok(Some(unsafe {
-            PgHeapTuple::from_heap_tuple(tupdesc, pg_sys::heap_copytuple(data.tg_trigtuple))
-        }));
-    }
     let raw_tupdesc = unsafe { (*data.tg_relation).rd_att };
     let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked(raw_tupdesc) };
+    let slot = data.tg_trigslot;
+    let in_place = unsafe { writable_in_place(slot, data.tg_trigger, data.tg_relation, tupdesc.len()) };
+    if restoring() {
+        // Left as dumped: the slot as it is, or a copy of the given tuple
+        // (`handed_back` tells why not the tuple itself).
+        let tuple = unsafe {
+            if in_place {
+                handed_back(data.tg_trigtuple)
+            } else {
+                pg_sys::heap_copytuple(data.tg_trigtuple)
+            }
+        };
+        return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(tupdesc, tuple) }));
+    }
     let columns = columns_of(data.tg_relation);
-    let mut row: Row<'a> = unsafe { Row::deform(data.tg_trigtuple, raw_tupdesc, tupdesc.len()) };
+    let mut row: Row<'a> = if in_place {
+        unsafe { Row::from_slot(slot, tupdesc.len()) }
+    } else {
+        unsafe { Row::deform(data.tg_trigtuple, raw_tupdesc, tupdesc.len()) }
+    };
 
     check_row(&row, &columns);
     row.normalise(columns.provider);
@@ -378,8 +423,65 @@ fn price_usage_row<'a>(
     if canonical != row.text(columns.model) {
         row.set(columns.model, canonical);
     }
-    let tuple = unsafe { row.form(raw_tupdesc) };
+    let tuple = if in_place {
+        unsafe {
+            row.store(slot);
+            handed_back(data.tg_trigtuple)
+        }
+    } else {
+        unsafe { row.form(data.tg_trigtuple, raw_tupdesc) }
+    };
     Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(tupdesc, tuple) }))
+}
+
+/// Whether the pricing trigger may change the row in the executor's slot
+/// and hand back the tuple it was given, which PostgreSQL then neither
+/// stores into the slot again nor re-checks against the partition: a third
+/// of what a bulk load's row costs in this trigger. Only a virtual slot
+/// (COPY's and INSERT's usual one) holds the row as values that can be
+/// replaced, and only for it is the tuple handed to the trigger a copy that
+/// the trigger may free (`handed_back`). Only the last BEFORE INSERT row
+/// trigger may do it: a later one would be handed that freed tuple. The
+/// values written there are allocated in the per-row memory the executor
+/// keeps until the row is stored.
+unsafe fn writable_in_place(
+    slot: *mut pg_sys::TupleTableSlot,
+    ours: *const pg_sys::Trigger,
+    relation: pg_sys::Relation,
+    natts: usize,
+) -> bool {
+    const ROW: i16 = 1 << 0;
+    const BEFORE: i16 = 1 << 1;
+    const INSERT: i16 = 1 << 2;
+    if slot.is_null()
+        || !std::ptr::eq((*slot).tts_ops, &raw const pg_sys::TTSOpsVirtual)
+        || usize::try_from((*slot).tts_nvalid).ok() != Some(natts)
+    {
+        return false;
+    }
+    let trigdesc = (*relation).trigdesc;
+    if trigdesc.is_null() {
+        return false;
+    }
+    let triggers = std::slice::from_raw_parts((*trigdesc).triggers, (*trigdesc).numtriggers as usize);
+    match triggers.iter().position(|t| t.tgoid == (*ours).tgoid) {
+        Some(at) => !triggers[at + 1..]
+            .iter()
+            .any(|t| t.tgtype & (ROW | BEFORE | INSERT) == ROW | BEFORE | INSERT),
+        None => false,
+    }
+}
+
+/// The tuple PostgreSQL handed the trigger, handed back to say "store the
+/// row as the slot holds it". PostgreSQL formed that tuple for the trigger
+/// from the virtual slot and frees it only when the trigger returns another
+/// one: kept, a `COPY` would hold one row per row until the statement ended.
+/// So it is freed here. PostgreSQL then only compares the pointer with its
+/// own, and hands it to no later trigger (`writable_in_place`: ours is the
+/// last BEFORE INSERT row trigger).
+unsafe fn handed_back(given: pg_sys::HeapTuple) -> pg_sys::HeapTuple {
+    pg_sys::heap_freetuple(given);
+    given
 }
 
 thread_local! {

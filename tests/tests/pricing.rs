@@ -570,3 +570,95 @@ fn a_later_row_trigger_sees_the_priced_row_and_keeps_its_own_change() {
         );
     }
 }
+
+/// The pricing trigger hands the row back in the executor's slot for bulk
+/// loads and restores (src/usage.rs, `handed_back`); the copy of the row
+/// PostgreSQL made for it must be freed, or a COPY or INSERT … SELECT keeps
+/// one row per row until the statement ends. A later statement trigger reads the backend's
+/// memory while the statement's executor memory is still there: ten times
+/// the rows must not take more memory.
+#[test]
+fn a_bulk_load_keeps_no_row_per_row_in_memory() {
+    let c = cluster();
+    let db = c.fresh_db("bulkmemory");
+    let mut client = c.connect(&db);
+    client
+        .batch_execute(
+            // The transition tables spill to disk beyond work_mem.
+            "SET work_mem = '64kB';
+             CREATE TABLE memory (how text, row_count bigint, used_bytes bigint);
+             CREATE FUNCTION note_memory() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO memory SELECT TG_ARGV[0], (SELECT count(*) FROM new_rows), sum(used_bytes)
+                   FROM pg_backend_memory_contexts;
+                 RETURN NULL;
+             END $$;
+             CREATE TRIGGER zz_note_memory AFTER INSERT ON usage_analytics.agent_usage_detailed
+                 REFERENCING NEW TABLE AS new_rows
+                 FOR EACH STATEMENT EXECUTE FUNCTION note_memory('');",
+        )
+        .unwrap();
+    let row = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,bulk,LangChain,Google,chat,100,10,gemini-1.5-flash-002\n";
+    for rows in [2_000, 20_000] {
+        let mut writer = client
+            .copy_in(
+                "COPY usage_analytics.agent_usage_detailed (user_id, agent_id, framework, provider, message_type,
+                      input_tokens, output_tokens, model) FROM STDIN WITH (FORMAT csv)",
+            )
+            .unwrap();
+        // Row by row: the client then sends small messages (COPY holds a
+        // whole message in memory).
+        for _ in 0..rows {
+            std::io::Write::write_all(&mut writer, row.as_bytes()).unwrap();
+        }
+        writer.finish().unwrap();
+        client
+            .batch_execute(&format!(
+                "UPDATE memory SET how = 'copy' WHERE how = '';
+                 INSERT INTO usage_analytics.agent_usage_detailed
+                     (user_id, agent_id, framework, provider, message_type, input_tokens, output_tokens, model)
+                 SELECT gen_random_uuid(), 'bulk', 'LangChain', 'Google', 'chat', 100, 10, 'gemini-1.5-flash-002'
+                   FROM generate_series(1, {rows});
+                 UPDATE memory SET how = 'insert' WHERE how = '';
+                 -- As a restore loads rows (src/usage.rs, `restoring`): kept as given.
+                 SET row_security = off;
+                 INSERT INTO usage_analytics.agent_usage_detailed
+                     (user_id, agent_id, framework, provider, message_type, input_tokens, output_tokens, model)
+                 SELECT gen_random_uuid(), 'restored', 'langchain', 'google', 'chat', 100, 10, 'Gemini-1.5-Flash-002'
+                   FROM generate_series(1, {rows});
+                 RESET row_security;
+                 UPDATE memory SET how = 'restore' WHERE how = '';"
+            ))
+            .unwrap();
+    }
+    for how in ["copy", "insert", "restore"] {
+        let (few, many): (i64, i64) = {
+            let r = client
+                .query_one(
+                    "SELECT min(used_bytes) FILTER (WHERE row_count = 2000)::bigint,
+                            min(used_bytes) FILTER (WHERE row_count = 20000)::bigint
+                       FROM memory WHERE how = $1",
+                    &[&how],
+                )
+                .unwrap();
+            (r.get(0), r.get(1))
+        };
+        // A row kept per row would be 18,000 rows of about 300 bytes: 5 MB.
+        assert!(
+            many - few < 1 << 20,
+            "{how}: 2,000 rows took {few} bytes, 20,000 took {many}"
+        );
+    }
+    let priced = scalar(
+        &mut client,
+        "SELECT count(*) FILTER (WHERE cost_usd = 0.0000105 AND model = 'gemini-1.5-flash') || '/' || count(*)
+           FROM usage_analytics.agent_usage_detailed WHERE agent_id = 'bulk'",
+    );
+    assert_eq!(priced.as_deref(), Some("44000/44000"));
+    let kept = scalar(
+        &mut client,
+        "SELECT count(*) FILTER (WHERE cost_usd IS NULL AND model = 'Gemini-1.5-Flash-002') || '/' || count(*)
+           FROM usage_analytics.agent_usage_detailed WHERE agent_id = 'restored'",
+    );
+    assert_eq!(kept.as_deref(), Some("22000/22000"));
+}
