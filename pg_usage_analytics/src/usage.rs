@@ -131,7 +131,6 @@ pub(crate) fn relation_changed(relid: pg_sys::Oid) {
 struct Row<'a> {
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
-    changed: bool,
     tuple: PhantomData<&'a ()>,
 }
 
@@ -153,7 +152,6 @@ impl<'a> Row<'a> {
         Row {
             values,
             nulls,
-            changed: false,
             tuple: PhantomData,
         }
     }
@@ -169,30 +167,23 @@ impl<'a> Row<'a> {
         Row {
             values,
             nulls,
-            changed: false,
             tuple: PhantomData,
         }
     }
 
-    /// Writes the changed values back into the virtual slot they came from;
-    /// the buffers go back for the next row.
+    /// Writes the values back into the virtual slot they came from; the
+    /// buffers go back for the next row.
     unsafe fn store(mut self, slot: *mut pg_sys::TupleTableSlot) {
-        if self.changed {
-            let natts = self.values.len();
-            std::slice::from_raw_parts_mut((*slot).tts_values, natts).copy_from_slice(&self.values);
-            std::slice::from_raw_parts_mut((*slot).tts_isnull, natts).copy_from_slice(&self.nulls);
-        }
+        let natts = self.values.len();
+        std::slice::from_raw_parts_mut((*slot).tts_values, natts).copy_from_slice(&self.values);
+        std::slice::from_raw_parts_mut((*slot).tts_isnull, natts).copy_from_slice(&self.nulls);
         ROW_BUFFERS.set((std::mem::take(&mut self.values), std::mem::take(&mut self.nulls)));
     }
 
-    /// The row formed anew if it changed, else `original`; its buffers go
-    /// back for the next row.
-    unsafe fn form(mut self, original: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> pg_sys::HeapTuple {
-        let tuple = if self.changed {
-            pg_sys::heap_form_tuple(tupdesc, self.values.as_mut_ptr(), self.nulls.as_mut_ptr())
-        } else {
-            original
-        };
+    /// The row formed anew (never the given tuple: `handed_back` tells why);
+    /// its buffers go back for the next row.
+    unsafe fn form(mut self, tupdesc: pg_sys::TupleDesc) -> pg_sys::HeapTuple {
+        let tuple = pg_sys::heap_form_tuple(tupdesc, self.values.as_mut_ptr(), self.nulls.as_mut_ptr());
         ROW_BUFFERS.set((std::mem::take(&mut self.values), std::mem::take(&mut self.nulls)));
         tuple
     }
@@ -214,7 +205,6 @@ impl<'a> Row<'a> {
             let datum = value.and_then(IntoDatum::into_datum);
             self.nulls[i] = datum.is_none();
             self.values[i] = datum.unwrap_or(pg_sys::Datum::from(0));
-            self.changed = true;
         }
     }
 
@@ -224,7 +214,6 @@ impl<'a> Row<'a> {
         if let (Some(from), Some(to)) = (from, to) {
             self.values[to] = self.values[from];
             self.nulls[to] = self.nulls[from];
-            self.changed = true;
         }
     }
 
@@ -330,8 +319,14 @@ fn price_usage_row<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     let data = trigger.trigger_data();
-    if data.tg_trigtuple.is_null() {
-        return Ok(None);
+    // What it does to the row (`writable_in_place`, `handed_back`) holds
+    // for a row about to be inserted only.
+    const EVENT: u32 =
+        pg_sys::TRIGGER_EVENT_OPMASK | pg_sys::TRIGGER_EVENT_ROW | pg_sys::TRIGGER_EVENT_TIMINGMASK;
+    if data.tg_event & EVENT
+        != pg_sys::TRIGGER_EVENT_INSERT | pg_sys::TRIGGER_EVENT_ROW | pg_sys::TRIGGER_EVENT_BEFORE
+    {
+        error!("price_usage_row must fire BEFORE INSERT … FOR EACH ROW");
     }
     let raw_tupdesc = unsafe { (*data.tg_relation).rd_att };
     let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked(raw_tupdesc) };
@@ -429,16 +424,16 @@ fn price_usage_row<'a>(
             handed_back(data.tg_trigtuple)
         }
     } else {
-        unsafe { row.form(data.tg_trigtuple, raw_tupdesc) }
+        unsafe { row.form(raw_tupdesc) }
     };
     Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(tupdesc, tuple) }))
 }
 
 /// Whether the pricing trigger may change the row in the executor's slot
-/// and hand back the tuple it was given, which PostgreSQL then neither
-/// stores into the slot again nor re-checks against the partition: a third
-/// of what a bulk load's row costs in this trigger. Only a virtual slot
-/// (COPY's and INSERT's usual one) holds the row as values that can be
+/// and hand back the tuple it was given, which PostgreSQL then does not
+/// store into the slot again: a third of what a bulk load's row costs in
+/// this trigger. Only a virtual slot (what COPY and INSERT through the
+/// partitioned table hand over) holds the row as values that can be
 /// replaced, and only for it is the tuple handed to the trigger a copy that
 /// the trigger may free (`handed_back`). Only the last BEFORE INSERT row
 /// trigger may do it: a later one would be handed that freed tuple. The

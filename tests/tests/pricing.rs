@@ -662,3 +662,39 @@ fn a_bulk_load_keeps_no_row_per_row_in_memory() {
     );
     assert_eq!(kept.as_deref(), Some("22000/22000"));
 }
+
+/// The pricing trigger's function runs as a BEFORE INSERT row trigger only:
+/// its in-place path frees the tuple it is handed, which another event's
+/// tuple (an INSTEAD OF trigger's on a view, an UPDATE's old row) must not be.
+#[test]
+fn the_pricing_function_refuses_other_trigger_events() {
+    let c = cluster();
+    let db = c.fresh_db("pricingevents");
+    let mut client = c.connect(&db);
+    client
+        .batch_execute(
+            "CREATE TABLE t (a int);
+             INSERT INTO t VALUES (1);
+             CREATE VIEW v AS SELECT a FROM t;
+             CREATE TRIGGER misused INSTEAD OF UPDATE ON v
+                 FOR EACH ROW EXECUTE FUNCTION usage_analytics.price_usage_row();
+             CREATE TRIGGER misused BEFORE UPDATE ON usage_analytics.agent_usage_detailed
+                 FOR EACH ROW EXECUTE FUNCTION usage_analytics.price_usage_row();",
+        )
+        .unwrap();
+    copy_usage_row(
+        &mut client,
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,misused,LangChain,Google,chat,100,0,gemini-1.5-flash-002",
+    );
+    for update in [
+        "UPDATE v SET a = 2",
+        "UPDATE usage_analytics.agent_usage_detailed SET input_tokens = 1",
+    ] {
+        let err = client.batch_execute(update).unwrap_err();
+        let (_, message) = db_error(&err);
+        assert!(
+            message.contains("price_usage_row must fire BEFORE INSERT"),
+            "{update}: {message}"
+        );
+    }
+}
