@@ -95,7 +95,9 @@ fn the_current_schema_is_released_or_has_an_upgrade_path() {
 #[test]
 fn upgrading_from_every_released_version_loses_nothing() {
     let c = cluster();
-    for (version, _) in released().values() {
+    // Upgrades to the current version from every other (the current one is
+    // released too once frozen).
+    for (version, _) in released().values().filter(|(v, _)| v != CURRENT) {
         let db = format!("t_upgrade_{}", version.replace('.', "_"));
         c.connect("postgres")
             .batch_execute(&format!("CREATE DATABASE {db}"))
