@@ -71,6 +71,7 @@ install-upgrade-scripts: upgrade-script
 ## it as shipped (then every schema change needs a version bump and a new
 ## sql/upgrades/…--OLD--NEW.sql.in).
 freeze-release: install
+	@test -e "sql/upgrades/$(CURRENT_UPGRADE).in" || { echo "freeze-release: $(VERSION) is already frozen in sql/released/; bump the version and add sql/upgrades/pg_usage_analytics--$(VERSION)--NEW.sql.in first (sql/upgrades/README.md)" >&2; exit 1; }
 	grep -v '^--' "$(EXTENSION_DIR)/pg_usage_analytics--$(VERSION).sql" > "sql/released/pg_usage_analytics--$(VERSION).sql"
 	cp "$(UPGRADE_BUILD_DIR)/$(CURRENT_UPGRADE)" sql/released/
 	git rm -q "sql/upgrades/$(CURRENT_UPGRADE).in"
