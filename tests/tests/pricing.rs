@@ -141,13 +141,22 @@ fn calculate_cost_matches_an_independent_oracle() {
 /// COPYs one CSV line of (user_id, agent_id, framework, provider,
 /// message_type, input_tokens, output_tokens, model) into the usage table.
 fn copy_usage_row(client: &mut postgres::Client, line: &str) {
+    copy_usage_rows(client, line, 1);
+}
+
+/// COPYs `line` `times` times in one statement, written row by row: the
+/// client then sends small messages (COPY holds a whole message in memory).
+fn copy_usage_rows(client: &mut postgres::Client, line: &str, times: usize) {
     let mut writer = client
         .copy_in(
             "COPY usage_analytics.agent_usage_detailed (user_id, agent_id, framework, provider, message_type,
                   input_tokens, output_tokens, model) FROM STDIN WITH (FORMAT csv)",
         )
         .unwrap();
-    std::io::Write::write_all(&mut writer, format!("{line}\n").as_bytes()).unwrap();
+    let row = format!("{line}\n");
+    for _ in 0..times {
+        std::io::Write::write_all(&mut writer, row.as_bytes()).unwrap();
+    }
     writer.finish().unwrap();
 }
 
@@ -574,9 +583,9 @@ fn a_later_row_trigger_sees_the_priced_row_and_keeps_its_own_change() {
 /// The pricing trigger hands the row back in the executor's slot for bulk
 /// loads and restores (src/usage.rs, `handed_back`); the copy of the row
 /// PostgreSQL made for it must be freed, or a COPY or INSERT … SELECT keeps
-/// one row per row until the statement ends. A later statement trigger reads the backend's
-/// memory while the statement's executor memory is still there: ten times
-/// the rows must not take more memory.
+/// one row per row until the statement ends. A later statement trigger
+/// reads the backend's memory while the statement's executor memory is
+/// still there: ten times the rows must not take more memory.
 #[test]
 fn a_bulk_load_keeps_no_row_per_row_in_memory() {
     let c = cluster();
@@ -598,20 +607,9 @@ fn a_bulk_load_keeps_no_row_per_row_in_memory() {
                  FOR EACH STATEMENT EXECUTE FUNCTION note_memory('');",
         )
         .unwrap();
-    let row = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,bulk,LangChain,Google,chat,100,10,gemini-1.5-flash-002\n";
+    let row = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,bulk,LangChain,Google,chat,100,10,gemini-1.5-flash-002";
     for rows in [2_000, 20_000] {
-        let mut writer = client
-            .copy_in(
-                "COPY usage_analytics.agent_usage_detailed (user_id, agent_id, framework, provider, message_type,
-                      input_tokens, output_tokens, model) FROM STDIN WITH (FORMAT csv)",
-            )
-            .unwrap();
-        // Row by row: the client then sends small messages (COPY holds a
-        // whole message in memory).
-        for _ in 0..rows {
-            std::io::Write::write_all(&mut writer, row.as_bytes()).unwrap();
-        }
-        writer.finish().unwrap();
+        copy_usage_rows(&mut client, row, rows);
         client
             .batch_execute(&format!(
                 "UPDATE memory SET how = 'copy' WHERE how = '';
